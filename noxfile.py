@@ -1,0 +1,47 @@
+"""The single entry point for the project's jobs: ``nox -s tests lint typecheck bench demo``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+PACKAGE = "qomon_async"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the local emulator (real HTTP on 127.0.0.1)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff, on the package, the tests and the benchmarks."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", PACKAGE, "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", PACKAGE, "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[test]", "mypy>=1.10")
+    session.run("mypy", "--strict", PACKAGE)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks of benchmarks/ (``nox -s bench -- --quick`` for the short run)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Import the bundled sample into the local emulator, with the progress bar."""
+    session.install("-e", ".")
+    session.run("qomon-async", "demo", *session.posargs)

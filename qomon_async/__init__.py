@@ -1,0 +1,1 @@
+"""qomon_async: the async Python client for the Qomon API."""
