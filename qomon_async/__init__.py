@@ -1,1 +1,100 @@
-"""qomon_async: the async Python client for the Qomon API."""
+"""qomon_async: the async Python client for the Qomon API.
+
+::
+
+    from qomon_async import QomonClient
+
+    async with QomonClient() as client:          # key from $QOMON_API_KEY
+        contact = await client.create_contact({"firstname": "Jeanne", "mail": "j@example.org"})
+        async for result in client.create_contacts(rows, concurrency=8):
+            print(result.index, result.status, result.contact, result.error)
+
+The emulator for tests lives in :mod:`qomon_async.testing`.
+"""
+
+from ._client import ClientStats, QomonClient
+from ._config import DEFAULT_BASE_URL, US_BASE_URL, RateLimit, RetryPolicy, __version__
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContactValidationError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    QomonError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    UnprocessableEntityError,
+)
+from ._models import (
+    Action,
+    ActionSummary,
+    Address,
+    AddressWrite,
+    Contact,
+    ContactWrite,
+    Form,
+    FormData,
+    FormDataWrite,
+    FormType,
+    FormValue,
+    Note,
+    NoteWrite,
+    Problem,
+    ProblemError,
+    RefValue,
+    Tag,
+    TagWrite,
+    UpsertContact,
+)
+from ._query import Condition, Group, Query
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "US_BASE_URL",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Action",
+    "ActionSummary",
+    "Address",
+    "AddressWrite",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStats",
+    "Condition",
+    "Contact",
+    "ContactValidationError",
+    "ContactWrite",
+    "Form",
+    "FormData",
+    "FormDataWrite",
+    "FormType",
+    "FormValue",
+    "Group",
+    "NotFoundError",
+    "Note",
+    "NoteWrite",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "Problem",
+    "ProblemError",
+    "QomonClient",
+    "QomonError",
+    "Query",
+    "RateLimit",
+    "RateLimitError",
+    "RefValue",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "ServerError",
+    "Tag",
+    "TagWrite",
+    "UnprocessableEntityError",
+    "UpsertContact",
+    "__version__",
+]

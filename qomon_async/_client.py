@@ -1,0 +1,664 @@
+"""``QomonClient``: the asyncio session manager, and every endpoint of the contact API.
+
+Every request of the client goes out and comes back through :meth:`QomonClient._request` (one
+attempt: rate limiter, transport, limiter re-sync, status to exception), wrapped in the retry
+policy of :mod:`qomon_async._retry`. The rest of the module is endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from . import _http, _protocol
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    MAX_PER_PAGE,
+    RateLimit,
+    RetryPolicy,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    NotFoundError,
+    OutcomeUnknownError,
+    QomonError,
+    ResponseDecodeError,
+    ServerError,
+)
+from ._models import ActionSummary, Contact, Form, FormType
+from ._protocol import ContactInput, UpsertInput
+from ._query import Condition, Query
+from ._ratelimit import RateLimiter, parse_ratelimit_headers, parse_retry_after, route_cost
+from ._retry import retrying
+
+__all__ = ["ClientStats", "QomonClient"]
+
+logger = logging.getLogger("qomon_async")
+
+
+class _Secret:
+    """The API key, kept out of reprs, logs and tracebacks' locals."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    __str__ = __repr__
+
+
+@dataclasses.dataclass
+class ClientStats:
+    """Counters of a client, for dashboards and tests. Times are in seconds."""
+
+    requests: int = 0
+    """Requests sent (every attempt counts)."""
+    responses: int = 0
+    """Answers received, whatever their status."""
+    rate_limited: int = 0
+    """429 answers."""
+    retries: int = 0
+    """Attempts made again after a retryable failure."""
+    retry_wait: float = 0.0
+    """Time spent sleeping between retries."""
+    limiter_wait: float = 0.0
+    """Time spent waiting for the rate limiter."""
+    reconciliations: int = 0
+    """Ambiguous creates looked up by search."""
+    reconciled: int = 0
+    """...of which the contact was found (it had been created)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateOutcome:
+    """The confirmed contact of one create, with how it was obtained."""
+
+    contact: Contact
+    attempts: int
+    reconciled: bool
+
+
+class QomonClient:
+    """An asyncio client for one Qomon space.
+
+    ::
+
+        async with QomonClient() as client:          # key from QOMON_API_KEY
+            contact = await client.create_contact({"firstname": "Jeanne", "mail": "j@example.org"})
+
+    Args:
+        api_key: the space's API key; defaults to ``$QOMON_API_KEY``. Never logged or shown.
+        base_url: defaults to ``$QOMON_BASE_URL``, then ``https://incoming.qomon.app``
+            (``https://incoming-us.qomon.app`` for US spaces). ``http://`` is refused except to
+            a loopback address (the emulator).
+        session: an ``aiohttp.ClientSession`` to use; the client does not close it.
+        timeout: seconds for a whole request; ``connect_timeout`` for the connection alone.
+        max_connections: size of the connection pool of the client's own session.
+        user_agent: the User-Agent header (an explicit one: Qomon blocks generic ones).
+        retry: the default :class:`RetryPolicy` (``RetryPolicy.disabled()`` never retries);
+            every endpoint also takes ``retry=`` for one call.
+        rate_limit: the local model of the space's bucket (:class:`RateLimit`), or ``False`` to
+            send without limiting (not advised against Qomon).
+        reconcile_margin: seconds subtracted from an attempt's start when searching for the
+            contact an ambiguous create may have made (clock skew between client and Qomon).
+        reconcile_delay: seconds to wait after a timed-out create before searching for it, so
+            that a create still being processed has landed.
+
+    The session is created lazily inside the running event loop (or in ``async with``); the
+    rate limiter is one per client and per event loop.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        user_agent: str = DEFAULT_USER_AGENT,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | bool = True,
+        reconcile_margin: float = 120.0,
+        reconcile_delay: float = 1.0,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+        if not key:
+            raise ValueError(f"no API key: pass api_key= or set ${ENV_API_KEY}")
+        self._key = _Secret(key.strip())
+        self.base_url = _http.check_base_url(
+            base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+        )
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.user_agent = user_agent
+        self.retry = retry or RetryPolicy()
+        if rate_limit is True:
+            rate_limit = RateLimit()
+        self.rate_limit: RateLimit | None = rate_limit or None
+        self.reconcile_margin = reconcile_margin
+        self.reconcile_delay = reconcile_delay
+        self.stats = ClientStats()
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RateLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"QomonClient(base_url={self.base_url!r}, api_key=<redacted>)"
+
+    # ----------------------------------------------------------------------------------------
+    # Life cycle
+    # ----------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> QomonClient:
+        self._get_session()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client's own session (a session handed in is left open)."""
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this QomonClient is closed")
+        if self._session is None:
+            self._session = _http.make_session(
+                max_connections=self.max_connections, user_agent=self.user_agent
+            )
+        return self._session
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The rate limiter of the running event loop (None when rate limiting is off)."""
+        if self.rate_limit is None:
+            return None
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = RateLimiter(
+                self.rate_limit.capacity,
+                self.rate_limit.rate,
+                slow_start=self.rate_limit.slow_start,
+            )
+            self._limiters[loop] = limiter
+        return limiter
+
+    # ----------------------------------------------------------------------------------------
+    # The seam: every request goes out and comes back here.
+    # ----------------------------------------------------------------------------------------
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, timeout: float | None
+    ) -> _http.RawResponse:
+        """One attempt: wait for the bucket, send, re-sync the bucket, map the status."""
+        session = self._get_session()
+        limiter = self.limiter
+        permit = None
+        if limiter is not None:
+            permit = await limiter.acquire(route_cost(method, path))
+            self.stats.limiter_wait += permit.waited
+        self.stats.requests += 1
+        try:
+            response = await _http.send(
+                session,
+                method,
+                self.base_url + path,
+                headers={
+                    "Authorization": f"Bearer {self._key.reveal()}",
+                    "User-Agent": self.user_agent,
+                    "Accept": "application/json",
+                },
+                body=body,
+                timeout=timeout or self.timeout,
+                connect_timeout=self.connect_timeout,
+            )
+        except APIConnectionError as exc:
+            if limiter is not None and permit is not None:
+                # A request that never left costs the server nothing: give the tokens back.
+                limiter.release(permit, refund=not exc.request_sent)
+            raise
+        except BaseException:
+            if limiter is not None and permit is not None:
+                limiter.release(permit)
+            raise
+        self.stats.responses += 1
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if limiter is not None and permit is not None:
+            limiter.observe(permit, parse_ratelimit_headers(response.headers))
+        if response.status == 429:
+            self.stats.rate_limited += 1
+            wait = retry_after if retry_after is not None else self.retry.default_retry_after
+            logger.info("429 on %s %s: pausing every request for %.3f s", method, path, wait)
+            if limiter is not None:
+                limiter.pause(wait)
+        if response.status >= 400:
+            raise _protocol.status_error(
+                response.status,
+                response.body,
+                method=method,
+                path=path,
+                reason=response.reason,
+                retry_after=retry_after,
+            )
+        return response
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        idempotent: bool,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        attempts: list[int] | None = None,
+    ) -> _http.RawResponse:
+        """Send with the retry policy; ``attempts`` (if given) receives the attempt count."""
+
+        def count_retry(exc: BaseException, wait: float) -> None:
+            self.stats.retries += 1
+            self.stats.retry_wait += wait
+
+        async def attempt(number: int) -> _http.RawResponse:
+            if attempts is not None:
+                attempts.append(number)
+            return await self._send(method, path, body, timeout)
+
+        return await retrying(
+            attempt,
+            policy=retry or self.retry,
+            idempotent=idempotent,
+            describe=f"{method} {path}",
+            on_retry=count_retry,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Contacts
+    # ----------------------------------------------------------------------------------------
+
+    async def create_contact(
+        self,
+        contact: ContactInput,
+        *,
+        reconcile: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Contact:
+        """Create one contact (``POST /contacts``, 5 tokens) and return it with its new id.
+
+        Returns only once Qomon has confirmed the contact with its id. The create is sent again
+        only when it surely did not land (no connection, 429, 503). After an ambiguous failure
+        (timeout or connection lost after sending, 500/502/504, an answer without an id) the
+        client looks the contact up by ``mail`` among contacts created since the attempt began:
+        found, it is returned; surely absent, the create is sent again.
+
+        Raises:
+            OutcomeUnknownError: the create may have been stored and the lookup could not tell
+                (no ``mail`` to search by, or the search failed); or ``reconcile=False``.
+            ContactValidationError: the contact is malformed; nothing was sent.
+            APIStatusError: Qomon refused it (``UnprocessableEntityError`` names the fields).
+        """
+        outcome = await self._create(
+            _protocol.contact_to_dict(contact), reconcile=reconcile, retry=retry, timeout=timeout
+        )
+        return outcome.contact
+
+    async def _create(
+        self,
+        data: Mapping[str, Any],
+        *,
+        reconcile: bool,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        attempts_before: int = 0,
+        in_doubt_since: dt.datetime | None = None,
+    ) -> CreateOutcome:
+        """The create loop shared by ``create_contact`` and the bulk pool.
+
+        ``in_doubt_since``: an earlier attempt (another run) may have created the contact at or
+        after this time; it is looked up before anything is sent.
+        """
+        policy = retry or self.retry
+        body = _protocol.contact_body(data)
+        attempts = attempts_before
+        if in_doubt_since is not None:
+            found = await self._reconcile(data, in_doubt_since, cause=None)
+            if found is not None:
+                return CreateOutcome(found, attempts, reconciled=True)
+        rounds = 0
+        while True:
+            rounds += 1
+            started = dt.datetime.now(dt.timezone.utc)
+            numbers: list[int] = []
+            try:
+                response = await self._request(
+                    "POST",
+                    "/contacts",
+                    body=body,
+                    idempotent=False,
+                    retry=policy,
+                    timeout=timeout,
+                    attempts=numbers,
+                )
+                contact = _protocol.decode_contact(response.status, response.body)
+                return CreateOutcome(contact, attempts + len(numbers), reconciled=False)
+            except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
+                attempts += len(numbers)
+                if not _is_ambiguous(exc):
+                    raise
+                if not reconcile:
+                    raise OutcomeUnknownError(
+                        f"the create may have been stored ({exc}); reconciliation is off",
+                        cause=exc,
+                        attempt_started_at=started,
+                        reconciliation="not attempted",
+                    ) from exc
+                if isinstance(exc, APITimeoutError) and self.reconcile_delay > 0:
+                    # A timed-out create may still be in Qomon's hands: let it land first.
+                    await asyncio.sleep(self.reconcile_delay)
+                found = await self._reconcile(data, started, cause=exc)
+                if found is not None:
+                    return CreateOutcome(found, attempts, reconciled=True)
+                if rounds >= policy.max_attempts:
+                    # Surely absent, and out of attempts: nothing was created; the cause stands.
+                    raise
+                logger.info("create surely did not land (%s); sending it again", exc)
+
+    async def _reconcile(
+        self, data: Mapping[str, Any], since: dt.datetime, *, cause: BaseException | None
+    ) -> Contact | None:
+        """The contact an ambiguous create made, None if surely absent; else OutcomeUnknownError."""
+        mail = data.get("mail")
+        if not isinstance(mail, str) or not mail.strip():
+            raise OutcomeUnknownError(
+                f"the create may have been stored ({cause or 'earlier attempt'}), and the contact "
+                "has no mail to look it up by",
+                cause=cause,
+                attempt_started_at=since,
+                reconciliation="no mail to search by",
+            )
+        self.stats.reconciliations += 1
+        conditions = [
+            Condition("mail", "eql:strictdata", mail.strip()),
+            Condition("CreatedAt", "gte", since - dt.timedelta(seconds=self.reconcile_margin)),
+        ]
+        try:
+            candidates = [c async for c in self.search_contacts(Query.where(*conditions))]
+        except QomonError as exc:
+            raise OutcomeUnknownError(
+                f"the create may have been stored ({cause or 'earlier attempt'}), and the lookup "
+                f"failed: {exc}",
+                cause=cause,
+                attempt_started_at=since,
+                reconciliation=f"search failed: {exc}",
+            ) from exc
+        matches = [c for c in candidates if _same_person(c, data)]
+        if not matches:
+            logger.info("reconciliation: no contact with this mail created since %s", since)
+            return None
+        matches.sort(key=lambda c: (c.created_at or since, c.id or 0))
+        found = matches[0]
+        self.stats.reconciled += 1
+        logger.info(
+            "reconciliation: the ambiguous create did land, as contact %s%s",
+            found.id,
+            f" ({len(matches)} candidates)" if len(matches) > 1 else "",
+        )
+        return found
+
+    async def get_contact(
+        self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+    ) -> Contact:
+        """Read one contact (``GET /contacts/{id}``). Raises ``NotFoundError`` if missing."""
+        response = await self._request(
+            "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+        )
+        return _protocol.decode_contact(response.status, response.body)
+
+    async def replace_contact(
+        self,
+        contact_id: int,
+        contact: ContactInput,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Contact:
+        """Write a contact whole (``PATCH /contacts/{id}``, 5 tokens).
+
+        .. warning:: Qomon's PATCH is a **full replace**: every field left out is cleared,
+           advanced-field answers included (§7.4). To change a few fields, use
+           :meth:`update_contact`, which reads, merges and writes back.
+        """
+        data = _protocol.contact_to_dict(contact)
+        response = await self._request(
+            "PATCH",
+            f"/contacts/{int(contact_id)}",
+            body=_protocol.contact_body(data),
+            idempotent=False,
+            retry=retry,
+            timeout=timeout,
+        )
+        return _protocol.decode_contact(response.status, response.body)
+
+    async def update_contact(
+        self,
+        contact_id: int,
+        changes: Mapping[str, Any],
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Contact:
+        """Change some fields of a contact and keep the others (read, merge, PATCH, re-read).
+
+        ``changes`` uses Qomon's field names; ``address`` is merged key by key, lists are
+        replaced whole. Read-only keys are stripped before writing. Costs 1 + 5 + 1 tokens.
+        Not atomic: a write by someone else between the read and the PATCH is overwritten.
+        """
+        response = await self._request(
+            "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+        )
+        current = _protocol.decode_contact_dict(response.status, response.body)
+        merged = _protocol.merge_for_update(current, _protocol.contact_to_dict(dict(changes)))
+        await self._request(
+            "PATCH",
+            f"/contacts/{int(contact_id)}",
+            body=_protocol.contact_body(merged),
+            idempotent=False,
+            retry=retry,
+            timeout=timeout,
+        )
+        # The PATCH answer may be reduced (§7.4): the confirmed state is a fresh read.
+        return await self.get_contact(contact_id, retry=retry, timeout=timeout)
+
+    async def delete_contact(
+        self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+    ) -> None:
+        """Delete a contact (``DELETE /contacts/{id}``). Raises ``NotFoundError`` if missing."""
+        await self._request(
+            "DELETE", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+        )
+
+    async def upsert_contact(
+        self,
+        contact: UpsertInput,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Queue a create-or-update (``POST /contacts/upsert``, 1 token; Qomon answers 202).
+
+        Qomon applies it about 2 s later, matching by ``id``, then ``mail`` and names, then
+        names, birthdate and address (§7.6). It returns no id, and drops silently a record
+        naming an unknown form or value: read back to be sure (see ``upsert_contacts``).
+        """
+        data = _protocol.upsert_to_dict(contact)
+        await self._request(
+            "POST",
+            "/contacts/upsert",
+            body=_protocol.upsert_body(data),
+            idempotent=False,
+            retry=retry,
+            timeout=timeout,
+        )
+
+    async def search_contacts(
+        self,
+        query: Query | None = None,
+        *,
+        per_page: int = MAX_PER_PAGE,
+        sort_attr: str | None = None,
+        sort_asc: bool | None = None,
+        include_interactions: bool = False,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Contact]:
+        """Every contact matching ``query`` (all contacts by default), page after page.
+
+        Pages are offsets into a live result set: a contact edited during the sweep may move,
+        so contacts are de-duplicated by id (and one may be missed; sort by ``lastchange``
+        ascending for incremental syncs). Stops on the first short page. 1 token per page.
+        """
+        query = query or Query.everything()
+        seen: set[int] = set()
+        page = 0
+        while True:
+            body = _protocol.search_body(
+                query,
+                page=page,
+                per_page=per_page,
+                sort_attr=sort_attr,
+                sort_asc=sort_asc,
+                include_interactions=include_interactions,
+            )
+            response = await self._request(
+                "POST", "/search", body=body, idempotent=True, retry=retry, timeout=timeout
+            )
+            contacts = _protocol.decode_contacts_page(response.status, response.body)
+            for contact in contacts:
+                if contact.id is not None:
+                    if contact.id in seen:
+                        continue
+                    seen.add(contact.id)
+                yield contact
+            if len(contacts) < per_page:
+                return
+            page += 1
+
+    async def count_contacts(
+        self,
+        query: Query | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """How many contacts match ``query`` (``POST /kpi``), all by default."""
+        body = _protocol.search_body(query or Query.everything(), page=0, per_page=None)
+        response = await self._request(
+            "POST", "/kpi", body=body, idempotent=True, retry=retry, timeout=timeout
+        )
+        return _protocol.decode_total(response.status, response.body)
+
+    # ----------------------------------------------------------------------------------------
+    # Forms and actions
+    # ----------------------------------------------------------------------------------------
+
+    async def list_forms(
+        self,
+        form_type: FormType | str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> list[Form]:
+        """The forms of one type (``GET /v1/forms/type/{type}``; the deprecated
+        ``/forms/{type}`` if the canonical route answers 404)."""
+        try:
+            response = await self._request(
+                "GET", f"/v1/forms/type/{form_type}", idempotent=True, retry=retry, timeout=timeout
+            )
+        except NotFoundError:
+            logger.info(
+                "GET /v1/forms/type/%s answered 404: trying /forms/%s", form_type, form_type
+            )
+            response = await self._request(
+                "GET", f"/forms/{form_type}", idempotent=True, retry=retry, timeout=timeout
+            )
+        return _protocol.decode_forms(response.status, response.body)
+
+    async def get_form(
+        self, form_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+    ) -> Form:
+        """One form by id (``GET /forms/{id}``), with its refvalues."""
+        response = await self._request(
+            "GET", f"/forms/{int(form_id)}", idempotent=True, retry=retry, timeout=timeout
+        )
+        return _protocol.decode_form(response.status, response.body)
+
+    async def list_actions(
+        self, *, retry: RetryPolicy | None = None, timeout: float | None = None
+    ) -> list[ActionSummary]:
+        """The actions (campaigns) of the space, with their counters (``GET /actions``)."""
+        response = await self._request(
+            "GET", "/actions", idempotent=True, retry=retry, timeout=timeout
+        )
+        return _protocol.decode_actions(response.status, response.body)
+
+
+def _is_ambiguous(exc: BaseException) -> bool:
+    """Whether a failed create may nonetheless have stored the contact."""
+    if isinstance(exc, ResponseDecodeError):
+        return True  # a 2xx without a readable id: Qomon did something
+    if isinstance(exc, ServerError):
+        return exc.status_code != 503
+    if isinstance(exc, APIConnectionError):
+        return exc.request_sent
+    return False
+
+
+def _fold(value: object) -> str:
+    return str(value).strip().casefold() if value is not None else ""
+
+
+def _same_person(found: Contact, data: Mapping[str, Any]) -> bool:
+    """Whether a contact found by mail is the one the create wrote (names compared exactly,
+    case-folded; Qomon's ``eql`` is a prefix match, §8.1)."""
+    if _fold(found.mail) != _fold(data.get("mail")):
+        return False
+    return all(
+        _fold(getattr(found, key)) == _fold(data.get(key))
+        for key in ("firstname", "surname")
+        if data.get(key)
+    )

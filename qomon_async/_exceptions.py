@@ -1,0 +1,193 @@
+"""The exceptions of qomon_async. Every error a call can raise is a :class:`QomonError`;
+no aiohttp or msgspec exception reaches a caller.
+
+::
+
+    QomonError
+    ├── APIConnectionError        no response: the request failed in transit
+    │   └── APITimeoutError       ...because a timeout expired
+    ├── APIStatusError            a response with an error status (.status_code, .problem)
+    │   ├── BadRequestError           400
+    │   ├── AuthenticationError       401: bad or missing API key (fatal to a bulk run)
+    │   ├── PermissionDeniedError     403: the key may not do this (fatal to a bulk run)
+    │   ├── NotFoundError             404
+    │   ├── UnprocessableEntityError  422: validation failed (.problem.errors names the fields)
+    │   ├── RateLimitError            429 (.retry_after, seconds)
+    │   └── ServerError               5xx
+    ├── OutcomeUnknownError       a create was sent and its fate could not be established
+    ├── ContactValidationError    a contact given to the client is malformed (nothing was sent)
+    └── ResponseDecodeError       a 2xx whose body is not what the call promises
+
+The API key never appears in a message, a repr or an attribute of these exceptions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ._models import Problem, ProblemError
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContactValidationError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "QomonError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "ServerError",
+    "UnprocessableEntityError",
+]
+
+_MAX_TEXT = 500
+
+
+class QomonError(Exception):
+    """Base of every error raised by qomon_async."""
+
+
+class APIConnectionError(QomonError):
+    """The request got no response: connection refused or reset, DNS failure, TLS error.
+
+    ``request_sent`` tells whether the request may have reached the server (a connection was
+    established and the request written): for a non-idempotent create, that is the difference
+    between "safe to retry" and "outcome unknown".
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", request_sent: bool = False
+    ):
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.request_sent = request_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """A timeout expired before the response was complete."""
+
+
+class APIStatusError(QomonError):
+    """Qomon answered with an error status.
+
+    Attributes: ``status_code``; ``problem``, the parsed error body (``title``, ``detail``,
+    ``errors[location, message, value]``), or ``None`` when the body was not JSON; ``text``, the
+    raw body (truncated to 500 characters); ``method`` and ``url`` of the request.
+    """
+
+    status_code: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        problem: Problem | None = None,
+        text: str = "",
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.problem = problem
+        self.text = text[:_MAX_TEXT]
+        self.method = method
+        self.url = url
+
+    @property
+    def errors(self) -> list[ProblemError]:
+        """The field-level problems of the body (``errors[]``), if any."""
+        if self.problem is None or not self.problem.errors:
+            return []
+        return list(self.problem.errors)
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this (plan, space settings)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such contact, form or route."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the body failed validation; ``errors`` names the fields."""
+
+
+class RateLimitError(APIStatusError):
+    """429: the space's token bucket could not pay. ``retry_after`` is in seconds (or None)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: Qomon failed. For a create, the contact may or may not exist (see create_contact)."""
+
+
+class OutcomeUnknownError(QomonError):
+    """A create was sent and whether Qomon stored the contact could not be established.
+
+    ``cause`` is the failure of the attempt (timeout, connection lost, 5xx); ``attempt_started_at``
+    is when the ambiguous attempt began (UTC); ``reconciliation`` says what was tried to find out
+    (e.g. "no mail to search by", "search failed: ..."). Look the contact up before re-sending.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cause: BaseException | None = None,
+        attempt_started_at: dt.datetime | None = None,
+        reconciliation: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.attempt_started_at = attempt_started_at
+        self.reconciliation = reconciliation
+
+
+class ContactValidationError(QomonError, ValueError):
+    """A contact given to the client is malformed; nothing was sent.
+
+    ``location`` names the field (``mail``, ``address.postalcode``...); ``value`` is the input.
+    """
+
+    def __init__(self, message: str, *, location: str = "", value: object = None) -> None:
+        super().__init__(message)
+        self.location = location
+        self.value = value
+
+
+class ResponseDecodeError(QomonError):
+    """A 2xx response whose body could not be decoded, or lacks what the call promises (an id)."""
+
+    def __init__(self, message: str, *, status_code: int = 0, text: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.text = text[:_MAX_TEXT]
+
+
+#: Status code → exception class, for :func:`qomon_async._protocol.status_error`.
+STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}

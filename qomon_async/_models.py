@@ -1,0 +1,497 @@
+"""Typed models of the Qomon API, as msgspec Structs.
+
+Two families:
+
+* **Read models** (``Contact``, ``Address``, ``FormData``, ``Note``, ``Tag``, ``Form``,
+  ``RefValue``, ``Action``, ``ActionSummary``, ``Problem``): what Qomon answers. Every field is
+  optional, unknown fields are ignored, and the documented variants of ``qomon-api.md`` section 15
+  are accepted (numbers or strings for address parts, ``birthcity``/``birth_city``,
+  ``actions_ids``/``action_ids``, ``customfields``/``custom_fields``, notes with ``content`` or
+  ``data``, tags as objects or strings, dates with 0 to 6 fractional digits). Where the wire has
+  two names for one thing, the model exposes one normalised property and keeps the wire field
+  private.
+* **Write models** (``ContactWrite``, ``AddressWrite``, ``FormDataWrite``, ``NoteWrite``,
+  ``TagWrite``, ``UpsertContact``, ``FormValue``): what the client sends. Every field defaults to
+  ``UNSET`` and only what was set is encoded, so a write never clears a field by accident (an
+  explicit ``None`` is sent as ``null``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType, field
+
+__all__ = [
+    "Action",
+    "ActionSummary",
+    "Address",
+    "AddressWrite",
+    "Contact",
+    "ContactWrite",
+    "Form",
+    "FormData",
+    "FormDataWrite",
+    "FormType",
+    "FormValue",
+    "Note",
+    "NoteWrite",
+    "Problem",
+    "ProblemError",
+    "RefValue",
+    "Tag",
+    "TagWrite",
+    "UpsertContact",
+]
+
+#: The form types of ``GET /v1/forms/type/{type}`` (``qomon-api.md`` section 9).
+FormType = Literal[
+    "consent", "level_of_support", "presence_status", "custom_fields", "survey", "tasks"
+]
+
+
+class LooseStr(str):
+    """A string on the wire that Qomon sometimes sends as a number (``qomon-api.md`` §15).
+
+    Decoded through :func:`dec_hook`: ``75000`` and ``"75000"`` both become ``"75000"``. A lost
+    leading zero (``01000`` sent as ``1000``) cannot be recovered; it is not guessed.
+    """
+
+    __slots__ = ()
+
+
+def dec_hook(tp: type[Any], obj: Any) -> Any:
+    """msgspec decode hook for the loose scalar types of this module."""
+    if tp is LooseStr:
+        if isinstance(obj, str):
+            return LooseStr(obj)
+        if isinstance(obj, bool):  # bool is an int: keep it readable rather than "True"/1
+            return LooseStr("true" if obj else "false")
+        if isinstance(obj, int):
+            return LooseStr(obj)
+        if isinstance(obj, float):
+            return LooseStr(repr(obj) if not obj.is_integer() else str(int(obj)))
+        raise msgspec.ValidationError(f"Expected str or number, got {type(obj).__name__}")
+    raise NotImplementedError(f"no decoder for {tp!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Read models
+# --------------------------------------------------------------------------------------------
+
+
+class Tag(Struct, kw_only=True, frozen=True):
+    """A tag on a contact. Reads may carry ``appearance_count`` and ``color``."""
+
+    name: str | None = None
+    appearance_count: int | None = None
+    color: str | None = None
+
+
+class Address(Struct, kw_only=True):
+    """A contact's postal address as Qomon returns it (``AddressResp``, §7.1.2).
+
+    Every part is a string, whether Qomon sent a string or a number. ``house_number`` and
+    ``postal_code`` (the v1 draft's names) are folded into ``housenumber`` and ``postalcode``.
+    """
+
+    id: int | None = None
+    housenumber: LooseStr | None = None
+    street: str | None = None
+    postalcode: LooseStr | None = None
+    citycode: LooseStr | None = None
+    city: str | None = None
+    county: str | None = None
+    state: str | None = None
+    country: str | None = None
+    addition: str | None = None
+    infos: str | None = None
+    building: str | None = None
+    building_type: str | None = None
+    floor: LooseStr | None = None
+    door: LooseStr | None = None
+    pollingstation: LooseStr | None = None
+    score: float | None = None
+    latitude: LooseStr | None = None
+    longitude: LooseStr | None = None
+    location: str | None = None
+    invalid: bool | None = None
+    _house_number: LooseStr | None = field(default=None, name="house_number")
+    _postal_code: LooseStr | None = field(default=None, name="postal_code")
+
+    def __post_init__(self) -> None:
+        if self.housenumber is None:
+            self.housenumber = self._house_number
+        if self.postalcode is None:
+            self.postalcode = self._postal_code
+
+
+class FormData(Struct, kw_only=True):
+    """One answer of a contact to one form (``FormDataResp``, §7.1.3).
+
+    ``form_ref_id`` names the chosen refvalue; ``data`` is the free-text answer or the
+    refvalue's value. Every answer value is a string on the wire.
+    """
+
+    id: int | None = None
+    form_id: int | None = None
+    form_ref_id: int | None = None
+    data: LooseStr | None = None
+    survey_id: int | None = None
+    label: str | None = None
+    type_of_form: str | None = None
+    group_id: int | None = None
+    contact_id: int | None = None
+    date: dt.datetime | None = None
+    donedate: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    deleted_at: dt.datetime | None = None
+
+
+class Note(Struct, kw_only=True):
+    """A note on a contact. Qomon names its text ``content`` or ``data`` (§7.1.4): read ``text``."""
+
+    id: int | None = None
+    content: str | None = None
+    data: str | None = None
+    pinned: bool | None = None
+    contact_id: int | None = None
+    group_id: int | None = None
+    user_id: int | None = None
+    only_super_admin: bool | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The note's text, whichever key carried it."""
+        return self.content if self.content is not None else self.data
+
+
+class Contact(Struct, kw_only=True):
+    """A contact as Qomon returns it (§7.1.1).
+
+    Variant names are normalised: read ``birthcity`` (also sent as ``birth_city``),
+    ``action_ids`` (also ``actions_ids``), ``custom_fields`` (``customfields`` and
+    ``custom_fields`` merged), ``tags`` (objects or plain strings), ``notes`` (a list or a single
+    object), ``created_at``/``updated_at`` (``CreatedAt``/``UpdatedAt`` or the snake_case names).
+    """
+
+    id: int | None = None
+    group_id: int | None = None
+    firstname: str | None = None
+    surname: str | None = None
+    married_name: str | None = None
+    gender: str | None = None
+    birthdate: dt.datetime | None = None
+    age_category: int | None = None
+    birthdept: str | None = None
+    birthcity: str | None = None
+    birthcountry: str | None = None
+    nationality: str | None = None
+    mail: str | None = None
+    phone: str | None = None
+    mobile: str | None = None
+    phone_invalid: bool | None = None
+    mobile_invalid: bool | None = None
+    address: Address | None = None
+    user_id: int | None = None
+    user_contact_id: int | None = None
+    lastchangeuserid: int | None = None
+    formdatas: list[FormData] | None = None
+    black_list: bool | None = None
+    nationbuilderid: int | None = None
+    external_id: LooseStr | None = None
+    membership_code: str | None = None
+    membership_number: int | None = None
+    lastchange: dt.datetime | None = None
+    interactions: list[dict[str, Any]] | None = None
+    # Wire fields with two spellings or two shapes; read the properties below.
+    _created_at: dt.datetime | None = field(default=None, name="CreatedAt")
+    _updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+    _created_at_snake: dt.datetime | None = field(default=None, name="created_at")
+    _updated_at_snake: dt.datetime | None = field(default=None, name="updated_at")
+    _birth_city: str | None = field(default=None, name="birth_city")
+    _birth_country: str | None = field(default=None, name="birth_country")
+    _birth_dept: str | None = field(default=None, name="birth_dept")
+    _actions_ids: list[int] | None = field(default=None, name="actions_ids")
+    _action_ids: list[int] | None = field(default=None, name="action_ids")
+    _customfields: list[FormData] | None = field(default=None, name="customfields")
+    _custom_fields: list[FormData] | None = field(default=None, name="custom_fields")
+    _tags: list[Tag | str] | None = field(default=None, name="tags")
+    _notes: list[Note] | Note | None = field(default=None, name="notes")
+
+    def __post_init__(self) -> None:
+        if self.birthcity is None:
+            self.birthcity = self._birth_city
+        if self.birthcountry is None:
+            self.birthcountry = self._birth_country
+        if self.birthdept is None:
+            self.birthdept = self._birth_dept
+
+    @property
+    def created_at(self) -> dt.datetime | None:
+        """When the contact was created (``CreatedAt``, microsecond precision)."""
+        return self._created_at if self._created_at is not None else self._created_at_snake
+
+    @property
+    def updated_at(self) -> dt.datetime | None:
+        """When the contact was last written (``UpdatedAt``)."""
+        return self._updated_at if self._updated_at is not None else self._updated_at_snake
+
+    @property
+    def action_ids(self) -> list[int]:
+        """Ids of the actions the contact is linked to."""
+        return list(self._action_ids or self._actions_ids or [])
+
+    @property
+    def custom_fields(self) -> list[FormData]:
+        """Custom-field answers, from ``customfields`` and ``custom_fields`` (both, merged)."""
+        merged = list(self._customfields or [])
+        seen = {(a.id, a.form_id, a.form_ref_id, a.data) for a in merged}
+        merged.extend(
+            a
+            for a in self._custom_fields or []
+            if (a.id, a.form_id, a.form_ref_id, a.data) not in seen
+        )
+        return merged
+
+    @property
+    def tags(self) -> list[Tag]:
+        """Tags, as objects even when Qomon sent plain strings."""
+        return [Tag(name=t) if isinstance(t, str) else t for t in self._tags or []]
+
+    @property
+    def notes(self) -> list[Note]:
+        """Notes, as a list even when Qomon sent a single object."""
+        if self._notes is None:
+            return []
+        if isinstance(self._notes, Note):
+            return [self._notes]
+        return list(self._notes)
+
+
+class RefValue(Struct, kw_only=True):
+    """One option of a form (its ``id`` is what ``form_ref_id`` points to)."""
+
+    id: int | None = None
+    form_id: int | None = None
+    label: str | None = None
+    value: str | None = None
+    min: int | None = None
+    max: int | None = None
+    step: int | None = None
+    type: str | None = None
+    followed: bool | None = None
+    color: str | None = None
+    created_at: dt.datetime | None = field(default=None, name="CreatedAt")
+    updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+
+
+class Form(Struct, kw_only=True):
+    """An advanced-field definition (§9): consent, level of support, survey question, ..."""
+
+    id: int | None = None
+    label: str | None = None
+    type: str | None = None
+    section: str | None = None
+    order: int | None = None
+    activate: LooseStr | None = None
+    mandatory: bool | None = None
+    hidden: bool | None = None
+    group_id: list[int] | int | None = None
+    refvalues: list[RefValue] | None = None
+    created_at: dt.datetime | None = field(default=None, name="CreatedAt")
+    updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+
+    def refvalue(self, value_or_label: str) -> RefValue | None:
+        """The refvalue whose ``value`` (else ``label``) equals ``value_or_label``."""
+        refs = self.refvalues or []
+        for ref in refs:
+            if ref.value == value_or_label:
+                return ref
+        for ref in refs:
+            if ref.label == value_or_label:
+                return ref
+        return None
+
+
+class Action(Struct, kw_only=True):
+    """An action (campaign) of the space (§10). Only the stable fields are typed."""
+
+    id: int | None = None
+    name: str | None = None
+    pitch: str | None = None
+    group_id: int | None = None
+    type_data: str | None = None
+    status: str | None = None
+    link: str | None = None
+    goal: int | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    public: bool | None = None
+
+
+class ActionSummary(Struct, kw_only=True):
+    """An item of ``GET /actions``: the action and its counters."""
+
+    action: Action | None = field(default=None, name="Action")
+    visits: int | None = field(default=None, name="NbVisites")
+    contacts: int | None = field(default=None, name="NbContacts")
+    visits_declared: int | None = field(default=None, name="NbVisitesDeclared")
+
+
+class ProblemError(Struct, kw_only=True, frozen=True):
+    """One field-level problem of an error body: where, what, and the offending value."""
+
+    location: str | None = None
+    message: str | None = None
+    value: Any = None
+
+
+class Problem(Struct, kw_only=True):
+    """A Qomon error body: RFC 7807 problem+json, or one of the older JSend shapes (§3.2)."""
+
+    type: str | None = None
+    title: str | None = None
+    status: int | str | None = None
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[ProblemError] | None = None
+    message: str | None = None
+    data: Any = None
+
+    @property
+    def summary(self) -> str | None:
+        """The most specific human message: ``detail``, then ``title``, then ``message``."""
+        for text in (self.detail, self.title, self.message):
+            if text:
+                return text
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Write models: UNSET fields are left out of the request body.
+# --------------------------------------------------------------------------------------------
+
+
+class _Write(Struct, kw_only=True, omit_defaults=True):
+    """Base of the write models: only what was set is sent."""
+
+
+class TagWrite(_Write):
+    """A tag to write: ``{"name": ...}``."""
+
+    name: str
+
+
+class AddressWrite(_Write):
+    """An address to write (``Address``, §7.1.2). Parts are strings: write ``"01000"``, not 1000."""
+
+    housenumber: str | UnsetType | None = UNSET
+    street: str | UnsetType | None = UNSET
+    postalcode: str | UnsetType | None = UNSET
+    citycode: str | UnsetType | None = UNSET
+    city: str | UnsetType | None = UNSET
+    county: str | UnsetType | None = UNSET
+    state: str | UnsetType | None = UNSET
+    country: str | UnsetType | None = UNSET
+    addition: str | UnsetType | None = UNSET
+    infos: str | UnsetType | None = UNSET
+    building: str | UnsetType | None = UNSET
+    floor: str | UnsetType | None = UNSET
+    door: str | UnsetType | None = UNSET
+    pollingstation: str | UnsetType | None = UNSET
+
+
+class FormDataWrite(_Write):
+    """An advanced-field answer for a synchronous write: form id, refvalue id, and the value."""
+
+    form_id: int
+    form_ref_id: int
+    data: str | UnsetType | None = UNSET
+    date: dt.datetime | UnsetType | None = UNSET
+    survey_id: int | UnsetType | None = UNSET
+
+
+class NoteWrite(_Write):
+    """A note to write (``content`` per the 1.1.0 spec)."""
+
+    content: str
+    id: int | UnsetType = UNSET
+    pinned: bool | UnsetType = UNSET
+
+
+class ContactWrite(_Write):
+    """A contact to create (``POST /contacts``) or to write whole (``PATCH``), §7.2.
+
+    Only the fields that were set are sent. Birth fields are written with the 1.1.0 names
+    (``birthcity``...); custom fields as ``custom_fields`` (§15).
+    """
+
+    firstname: str | UnsetType | None = UNSET
+    surname: str | UnsetType | None = UNSET
+    married_name: str | UnsetType | None = UNSET
+    gender: str | UnsetType | None = UNSET
+    birthdate: dt.datetime | UnsetType | None = UNSET
+    age_category: int | UnsetType | None = UNSET
+    birthdept: str | UnsetType | None = UNSET
+    birthcity: str | UnsetType | None = UNSET
+    birthcountry: str | UnsetType | None = UNSET
+    nationality: str | UnsetType | None = UNSET
+    mail: str | UnsetType | None = UNSET
+    phone: str | UnsetType | None = UNSET
+    mobile: str | UnsetType | None = UNSET
+    address: AddressWrite | UnsetType | None = UNSET
+    tags: list[TagWrite] | UnsetType = UNSET
+    actions_ids: list[int] | UnsetType = UNSET
+    user_id: int | UnsetType | None = UNSET
+    user_contact_id: int | UnsetType | None = UNSET
+    formdatas: list[FormDataWrite] | UnsetType = UNSET
+    custom_fields: list[FormDataWrite] | UnsetType = UNSET
+    black_list: bool | UnsetType | None = UNSET
+    notes: list[NoteWrite] | UnsetType = UNSET
+
+
+class FormValue(_Write):
+    """An advanced-field item of an upsert (``FormsLight``, §7.7): a form by ``id`` (the form id,
+    never a refvalue id) or ``label``, and the ``value`` (always a string)."""
+
+    value: str
+    id: int | UnsetType = UNSET
+    label: str | UnsetType = UNSET
+
+
+class UpsertContact(_Write):
+    """The ``data`` of ``POST /contacts/upsert`` (§7.6): matched by id, then mail+names, then
+    names+birthdate+address. Advanced fields use the per-type ``FormValue`` lists; an unknown
+    form or value makes Qomon drop the whole record silently."""
+
+    id: int | UnsetType = UNSET
+    firstname: str | UnsetType = UNSET
+    surname: str | UnsetType = UNSET
+    married_name: str | UnsetType = UNSET
+    gender: str | UnsetType = UNSET
+    birthdate: dt.datetime | UnsetType = UNSET
+    age_category: int | UnsetType = UNSET
+    birthdept: str | UnsetType = UNSET
+    birthcity: str | UnsetType = UNSET
+    birthcountry: str | UnsetType = UNSET
+    nationality: str | UnsetType = UNSET
+    mail: str | UnsetType = UNSET
+    phone: str | UnsetType = UNSET
+    mobile: str | UnsetType = UNSET
+    address: AddressWrite | UnsetType = UNSET
+    tags: list[TagWrite] | UnsetType = UNSET
+    nationbuilderid: int | UnsetType = UNSET
+    black_list: bool | UnsetType = UNSET
+    notes: list[NoteWrite] | UnsetType = UNSET
+    consents: list[FormValue] | UnsetType = UNSET
+    status: list[FormValue] | UnsetType = UNSET
+    forms: list[FormValue] | UnsetType = UNSET
+    custom_fields: list[FormValue] | UnsetType = UNSET
+    actions: list[FormValue] | UnsetType = UNSET
+    name_presences: list[FormValue] | UnsetType = UNSET

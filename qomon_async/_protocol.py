@@ -1,0 +1,447 @@
+"""Qomon's protocol without I/O: request bodies in, ``(status, headers, body)`` out.
+
+Everything here is a plain function, testable without an event loop or a network: encoding the
+bodies of each route, decoding each answer into models, and turning an error status into the
+right exception. The one module that performs I/O is :mod:`qomon_async._http`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+from ._config import MAX_PER_PAGE
+from ._exceptions import (
+    STATUS_ERRORS,
+    APIStatusError,
+    ContactValidationError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+)
+from ._models import (
+    ActionSummary,
+    Contact,
+    ContactWrite,
+    Form,
+    Problem,
+    UpsertContact,
+    dec_hook,
+)
+from ._query import Query
+
+ContactInput = Mapping[str, Any] | ContactWrite | Contact
+UpsertInput = Mapping[str, Any] | UpsertContact
+
+T = TypeVar("T")
+
+# --------------------------------------------------------------------------------------------
+# Envelopes. `status` is optional and `data` may hold the object itself (§3.1, §15): decode the
+# common shape in one pass, fall back through msgspec.Raw for the others.
+# --------------------------------------------------------------------------------------------
+
+
+class _Envelope(msgspec.Struct):
+    status: str | None = None
+    data: msgspec.Raw | None = None
+    contact: msgspec.Raw | None = None
+    id: int | None = None
+
+
+class _ContactBox(msgspec.Struct):
+    contact: Contact | None = None
+    id: int | None = None
+
+
+class _ContactsBox(msgspec.Struct):
+    contacts: list[Contact] | None = None
+
+
+class _ContactsEnvelope(msgspec.Struct):
+    status: str | None = None
+    data: _ContactsBox | None = None
+
+
+class _TotalBox(msgspec.Struct):
+    total: int | None = None
+
+
+class _TotalEnvelope(msgspec.Struct):
+    data: _TotalBox | None = None
+
+
+class _FormsBox(msgspec.Struct):
+    forms: list[Form] | None = None
+    form: Form | None = None
+
+
+class _FormsEnvelope(msgspec.Struct):
+    data: _FormsBox | None = None
+
+
+class _ActionsBox(msgspec.Struct):
+    actions: list[ActionSummary] | None = msgspec.field(default=None, name="ActionsAggreg")
+
+
+class _ActionsEnvelope(msgspec.Struct):
+    data: _ActionsBox | None = None
+
+
+# Decoders and encoders are built once (msgspec perf tips).
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_contact_box_decoder = msgspec.json.Decoder(_ContactBox, dec_hook=dec_hook)
+_contact_decoder = msgspec.json.Decoder(Contact, dec_hook=dec_hook)
+_contacts_decoder = msgspec.json.Decoder(_ContactsEnvelope, dec_hook=dec_hook)
+_total_decoder = msgspec.json.Decoder(_TotalEnvelope)
+_forms_decoder = msgspec.json.Decoder(_FormsEnvelope, dec_hook=dec_hook)
+_actions_decoder = msgspec.json.Decoder(_ActionsEnvelope)
+_problem_decoder = msgspec.json.Decoder(Problem)
+_dict_decoder = msgspec.json.Decoder(dict[str, Any])
+_encoder = msgspec.json.Encoder()
+
+
+def encode(payload: Any) -> bytes:
+    """JSON bytes of a request body (Structs, dicts, datetimes)."""
+    return _encoder.encode(payload)
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes, status: int, what: str) -> T:
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ResponseDecodeError(
+            f"Qomon answered {status} but the body is not a valid {what}: {exc}",
+            status_code=status,
+            text=_text(body),
+        ) from exc
+
+
+def decode_contact(status: int, body: bytes) -> Contact:
+    """The contact of a ``POST /contacts``, ``GET``/``PATCH /contacts/{id}`` answer.
+
+    Accepts ``data.contact``, a bare contact in ``data``, ``contact`` at the top, or a bare
+    contact (§7.3). Raises :class:`ResponseDecodeError` when no contact with an id is found: the
+    synchronous-create promise is a confirmed id.
+    """
+    envelope = _decode(_envelope_decoder, body, status, "JSON object")
+    contact: Contact | None = None
+    if envelope.data is not None:
+        box = _decode(_contact_box_decoder, envelope.data, status, "contact envelope")
+        if box.contact is not None:
+            contact = box.contact
+        elif box.id is not None:
+            contact = _decode(_contact_decoder, envelope.data, status, "contact")
+    elif envelope.contact is not None:
+        contact = _decode(_contact_decoder, envelope.contact, status, "contact")
+    elif envelope.id is not None:
+        contact = _decode(_contact_decoder, body, status, "contact")
+    if contact is None or contact.id is None:
+        raise ResponseDecodeError(
+            f"Qomon answered {status} without a contact id", status_code=status, text=_text(body)
+        )
+    return contact
+
+
+def decode_contact_dict(status: int, body: bytes) -> dict[str, Any]:
+    """The contact of a ``GET /contacts/{id}`` answer as a plain dict, every key kept.
+
+    ``update_contact`` writes back what it read, and PATCH clears what is left out (§7.4): the
+    fields this library does not model must survive the round trip.
+    """
+    payload = _decode(_dict_decoder, body, status, "JSON object")
+    data = payload.get("data", payload)
+    if isinstance(data, dict) and isinstance(data.get("contact"), dict):
+        data = data["contact"]
+    elif isinstance(payload.get("contact"), dict):
+        data = payload["contact"]
+    if not isinstance(data, dict) or data.get("id") is None:
+        raise ResponseDecodeError(
+            f"Qomon answered {status} without a contact id", status_code=status, text=_text(body)
+        )
+    return data
+
+
+def decode_contacts_page(status: int, body: bytes) -> list[Contact]:
+    """The contacts of a ``POST /search`` page (``contacts: null`` or missing is empty)."""
+    envelope = _decode(_contacts_decoder, body, status, "search answer")
+    if envelope.data is None or envelope.data.contacts is None:
+        return []
+    return envelope.data.contacts
+
+
+def decode_total(status: int, body: bytes) -> int:
+    """The count of a ``POST /kpi`` answer."""
+    envelope = _decode(_total_decoder, body, status, "KPI answer")
+    if envelope.data is None or envelope.data.total is None:
+        raise ResponseDecodeError(
+            f"Qomon answered {status} without data.total", status_code=status, text=_text(body)
+        )
+    return envelope.data.total
+
+
+def decode_forms(status: int, body: bytes) -> list[Form]:
+    """The forms of a ``GET /v1/forms/type/{type}`` answer (``forms: null`` is empty)."""
+    envelope = _decode(_forms_decoder, body, status, "forms answer")
+    if envelope.data is None or envelope.data.forms is None:
+        return []
+    return envelope.data.forms
+
+
+def decode_form(status: int, body: bytes) -> Form:
+    """The form of a ``GET /forms/{id}`` answer."""
+    envelope = _decode(_forms_decoder, body, status, "form answer")
+    if envelope.data is None or envelope.data.form is None:
+        raise ResponseDecodeError(
+            f"Qomon answered {status} without data.form", status_code=status, text=_text(body)
+        )
+    return envelope.data.form
+
+
+def decode_actions(status: int, body: bytes) -> list[ActionSummary]:
+    """The items of a ``GET /actions`` answer."""
+    envelope = _decode(_actions_decoder, body, status, "actions answer")
+    if envelope.data is None or envelope.data.actions is None:
+        return []
+    return envelope.data.actions
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+def decode_problem(body: bytes) -> Problem | None:
+    """The error body, whichever of the three formats of §3.2 it is; None if not JSON."""
+    if not body.strip():
+        return None
+    try:
+        return _problem_decoder.decode(body)
+    except msgspec.DecodeError:
+        return None
+
+
+def status_error(
+    status: int,
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+    reason: str = "",
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """The exception for an error status, carrying the parsed problem or the raw text."""
+    problem = decode_problem(body)
+    text = _text(body)
+    summary = problem.summary if problem is not None else None
+    if summary is None and text.strip() and problem is None:
+        summary = text.strip().splitlines()[0][:200]
+    message = f"{status}{' ' + reason if reason else ''} on {method} {path}"
+    if summary:
+        message += f": {summary}"
+    if problem is not None and problem.errors:
+        details = "; ".join(
+            f"{e.location or '?'}: {e.message or 'invalid'} (value {e.value!r})"
+            for e in problem.errors[:10]
+        )
+        message += f" [{details}]"
+    kwargs: dict[str, Any] = {
+        "status_code": status,
+        "problem": problem,
+        "text": text,
+        "method": method,
+        "url": path,
+    }
+    if status == 429:
+        if retry_after is not None:
+            message += f" (retry after {retry_after:g} s)"
+        return RateLimitError(message, retry_after=retry_after, **kwargs)
+    cls = STATUS_ERRORS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIStatusError
+    return cls(message, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Request bodies
+# --------------------------------------------------------------------------------------------
+
+#: Keys Qomon computes; stripped before a contact is written back (§7.4, hotglue, Trellis).
+READ_ONLY_KEYS = frozenset(
+    {
+        "id",
+        "CreatedAt",
+        "UpdatedAt",
+        "created_at",
+        "updated_at",
+        "lastchange",
+        "lastchangeuserid",
+        "group_id",
+        "interactions",
+    }
+)
+READ_ONLY_ADDRESS_KEYS = frozenset({"id", "latitude", "longitude", "location", "score"})
+
+_MAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _normalise_dates(data: dict[str, Any]) -> None:
+    """Dates as Qomon writes them: RFC 3339, a date alone meaning midnight UTC."""
+    value = data.get("birthdate")
+    if isinstance(value, dt.datetime):
+        return
+    if isinstance(value, dt.date):
+        data["birthdate"] = f"{value.isoformat()}T00:00:00Z"
+    elif isinstance(value, str) and _DATE_ONLY.match(value):
+        data["birthdate"] = f"{value}T00:00:00Z"
+
+
+def _check(data: dict[str, Any], model: type[msgspec.Struct]) -> None:
+    """Type-check the known fields of a contact dict; name the field that is wrong."""
+    if not data:
+        raise ContactValidationError("a contact needs at least one field", location="")
+    if set(data) == {"data"}:
+        raise ContactValidationError(
+            "pass the contact itself, not a request body wrapped in 'data'", location="data"
+        )
+    try:
+        msgspec.convert(data, model, str_keys=True)
+    except msgspec.ValidationError as exc:
+        # msgspec says "... - at `$.address.postalcode`": keep the path, drop the "$."
+        text = str(exc)
+        location = ""
+        if " - at `$." in text:
+            text, _, where = text.partition(" - at `$.")
+            location = where.rstrip("`")
+        raise ContactValidationError(
+            f"invalid contact field {location or '(root)'}: {text}", location=location
+        ) from None
+    mail = data.get("mail")
+    if mail is not None and not (isinstance(mail, str) and _MAIL.match(mail.strip())):
+        raise ContactValidationError(f"invalid mail {mail!r}", location="mail", value=mail)
+
+
+def contact_to_dict(contact: ContactInput) -> dict[str, Any]:
+    """A contact in Qomon's field names, checked, ready to send (``ContactValidationError``).
+
+    Dicts keep every key (unknown ones included: Qomon's fields outrun this library); a read
+    :class:`Contact` loses its read-only keys.
+    """
+    data: dict[str, Any]
+    if isinstance(contact, ContactWrite):
+        data = msgspec.to_builtins(contact)
+    elif isinstance(contact, Contact):
+        data = {k: v for k, v in msgspec.to_builtins(contact).items() if v is not None}
+        for key in READ_ONLY_KEYS:
+            data.pop(key, None)
+        address = data.get("address")
+        if isinstance(address, dict):
+            data["address"] = {
+                k: v
+                for k, v in address.items()
+                if k not in READ_ONLY_ADDRESS_KEYS and v is not None
+            }
+    elif isinstance(contact, Mapping):
+        data = dict(contact)
+    else:
+        raise TypeError(f"a contact is a dict, a ContactWrite or a Contact, not {type(contact)!r}")
+    _normalise_dates(data)
+    _check(data, ContactWrite)
+    return data
+
+
+def upsert_to_dict(contact: UpsertInput) -> dict[str, Any]:
+    """The ``data`` of an upsert body in Qomon's field names, checked."""
+    data: dict[str, Any]
+    if isinstance(contact, UpsertContact):
+        data = msgspec.to_builtins(contact)
+    elif isinstance(contact, Mapping):
+        data = dict(contact)
+    else:
+        raise TypeError(f"an upsert is a dict or an UpsertContact, not {type(contact)!r}")
+    _normalise_dates(data)
+    _check(data, UpsertContact)
+    return data
+
+
+def contact_body(contact: Mapping[str, Any]) -> bytes:
+    """The body of ``POST /contacts`` and ``PATCH /contacts/{id}``: the wrapper is required."""
+    return encode({"data": {"contact": contact}})
+
+
+def upsert_body(contact: Mapping[str, Any]) -> bytes:
+    """The body of ``POST /contacts/upsert``."""
+    return encode({"kind": "contact", "data": contact})
+
+
+def search_body(
+    query: Query,
+    *,
+    page: int,
+    per_page: int | None,
+    sort_attr: str | None = None,
+    sort_asc: bool | None = None,
+    include_interactions: bool = False,
+) -> bytes:
+    """The body of ``POST /search`` (and ``/kpi``, where ``per_page`` may be None)."""
+    search: dict[str, Any] = {"page": page, "query": query.to_wire()}
+    if per_page is not None:
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}")
+        search["per_page"] = per_page
+    if sort_attr is not None:
+        search["sort_attr"] = sort_attr
+    if sort_asc is not None:
+        search["sort_asc"] = sort_asc
+    if include_interactions:
+        # Inside advanced_search, as the 1.1.0 example and the 2026 guide have it (§8.1).
+        search["include_interactions"] = True
+    return encode({"data": {"advanced_search": search}})
+
+
+def merge_for_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The full contact to PATCH: what was read, the changes on top, the read-only keys out.
+
+    The address is merged key by key (a change of city keeps the street); every other key is
+    replaced whole, lists included (§7.4: PATCH is a full replace; send full lists).
+    """
+    merged = {k: v for k, v in current.items() if k not in READ_ONLY_KEYS}
+    for key, value in changes.items():
+        if (
+            key == "address"
+            and isinstance(value, Mapping)
+            and isinstance(merged.get("address"), dict)
+        ):
+            merged["address"] = {**merged["address"], **value}
+        else:
+            merged[key] = value
+    address = merged.get("address")
+    if isinstance(address, dict):
+        merged["address"] = {k: v for k, v in address.items() if k not in READ_ONLY_ADDRESS_KEYS}
+    # Qomon reads both spellings; write back one (custom_fields, §15) so answers are not doubled.
+    if "customfields" in merged:
+        legacy = merged.pop("customfields") or []
+        if not merged.get("custom_fields"):
+            merged["custom_fields"] = legacy
+    # Answers go back in the write shape (§7.1.3); their ids and timestamps are Qomon's.
+    for key in ("formdatas", "custom_fields"):
+        answers = merged.get(key)
+        if isinstance(answers, list):
+            merged[key] = [
+                {k: v for k, v in a.items() if k in _ANSWER_WRITE_KEYS and v is not None}
+                if isinstance(a, dict)
+                else a
+                for a in answers
+            ]
+    return merged
+
+
+_ANSWER_WRITE_KEYS = frozenset({"form_id", "form_ref_id", "data", "date", "survey_id"})

@@ -1,0 +1,129 @@
+"""When to retry a request and how long to wait: the one module that imports ``backoff``.
+
+The decision (``qomon-api.md`` §3.3, §4; ``design.md`` §4-5):
+
+* Always retryable, on every route: a 429 (rejected before processing; its ``Retry-After`` is
+  waited exactly, never shortened), a 503 (unavailable, before processing), and a connection that
+  failed before the request was written.
+* Retryable on idempotent routes only (GET, DELETE, search, kpi, forms, actions): other 5xx,
+  timeouts and connections lost after sending. ``POST /contacts`` is never sent again after it
+  may have reached Qomon: that case is reconciled by the caller (see ``_client.create_contact``).
+* Never retried: 400, 401, 403, 404, 422, and answers that cannot be decoded.
+
+Waits are exponential with full jitter, bounded by the policy's attempts and total time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+import backoff
+
+from ._config import RetryPolicy
+from ._exceptions import (
+    APIConnectionError,
+    QomonError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = ["is_retryable", "retrying"]
+
+logger = logging.getLogger("qomon_async")
+T = TypeVar("T")
+
+
+def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
+    """Whether ``exc`` may be retried without risk of doing the request's effect twice."""
+    if isinstance(exc, RateLimitError):
+        return True
+    if isinstance(exc, ServerError):
+        return exc.status_code == 503 or idempotent
+    if isinstance(exc, APIConnectionError):  # APITimeoutError included
+        return not exc.request_sent or idempotent
+    return False
+
+
+def retry_wait(policy: RetryPolicy, exc: BaseException, retry_number: int) -> float:
+    """Seconds to wait before retry number ``retry_number`` (1-based) after ``exc``.
+
+    A 429 waits its ``Retry-After`` exactly (or the policy's default when it has none); anything
+    else waits a full-jitter exponential delay.
+    """
+    if isinstance(exc, RateLimitError):
+        return exc.retry_after if exc.retry_after is not None else policy.default_retry_after
+    ceiling = min(policy.max_delay, policy.base_delay * 2 ** (retry_number - 1))
+    return backoff.full_jitter(ceiling)
+
+
+def _waits(policy: RetryPolicy) -> Generator[float, Any, None]:
+    """A backoff wait generator that is sent each failure: it decides per exception."""
+    retry_number = 0
+    exc = yield 0.0  # backoff primes the generator with None
+    while True:
+        retry_number += 1
+        exc = yield retry_wait(policy, exc, retry_number)
+
+
+async def retrying(
+    call: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    idempotent: bool,
+    describe: str,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> T:
+    """Await ``call(attempt_number)`` until it succeeds or the policy says stop; raise the last
+    error then. ``on_retry(exc, wait)`` is told of each retry (for counters)."""
+    started = time.monotonic()
+
+    def give_up(exc: BaseException) -> bool:
+        if not is_retryable(exc, idempotent=idempotent):
+            return True
+        if isinstance(exc, RateLimitError):
+            wait = exc.retry_after if exc.retry_after is not None else policy.default_retry_after
+            left = policy.max_time - (time.monotonic() - started)
+            # Retry-After is honoured exactly or not at all: never a shortened wait.
+            if wait > policy.max_retry_after or wait > left:
+                return True
+        return False
+
+    def on_backoff(details: Any) -> None:
+        exc = details.get("exception")
+        wait = float(details.get("wait", 0.0))
+        logger.info(
+            "retrying %s in %.3f s (attempt %d failed: %s)",
+            describe,
+            wait,
+            details.get("tries", 0),
+            exc,
+        )
+        if on_retry is not None and isinstance(exc, BaseException):
+            on_retry(exc, wait)
+
+    attempt_number = 0
+    result: T
+    async for attempt in backoff.aretry_context(
+        QomonError,
+        _waits,
+        max_tries=policy.max_attempts,
+        max_time=policy.max_time,
+        jitter=None,  # jitter is applied by retry_wait, never to a Retry-After
+        giveup=give_up,
+        on_backoff=on_backoff,
+        logger=None,
+        policy=policy,
+    ):
+        with attempt:
+            attempt_number += 1
+            result = await call(attempt_number)
+    return result
+
+
+def jittered(seconds: float, rng: random.Random | None = None) -> float:
+    """``seconds`` spread by up to 10% (used to stagger waiters after a pause)."""
+    return seconds * (1.0 + 0.1 * (rng or random).random())
