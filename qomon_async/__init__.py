@@ -12,6 +12,7 @@
 The emulator for tests lives in :mod:`qomon_async.testing`.
 """
 
+from ._bulk import BulkProgress, BulkRun, CreateResult, CreateStatus
 from ._client import ClientStats, QomonClient
 from ._config import DEFAULT_BASE_URL, US_BASE_URL, RateLimit, RetryPolicy, __version__
 from ._exceptions import (
@@ -21,6 +22,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     ContactValidationError,
+    DuplicateInputError,
     NotFoundError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -65,11 +67,16 @@ __all__ = [
     "AddressWrite",
     "AuthenticationError",
     "BadRequestError",
+    "BulkProgress",
+    "BulkRun",
     "ClientStats",
     "Condition",
     "Contact",
     "ContactValidationError",
     "ContactWrite",
+    "CreateResult",
+    "CreateStatus",
+    "DuplicateInputError",
     "Form",
     "FormData",
     "FormDataWrite",

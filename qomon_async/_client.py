@@ -13,12 +13,13 @@ import datetime as dt
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
 
 from . import _http, _protocol
+from ._bulk import BulkRun, InDoubt, OnAttempt, OnProgress
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -32,6 +33,7 @@ from ._config import (
     RetryPolicy,
 )
 from ._exceptions import (
+    Aborted,
     APIConnectionError,
     APITimeoutError,
     NotFoundError,
@@ -44,7 +46,7 @@ from ._models import ActionSummary, Contact, Form, FormType
 from ._protocol import ContactInput, UpsertInput
 from ._query import Condition, Query
 from ._ratelimit import RateLimiter, parse_ratelimit_headers, parse_retry_after, route_cost
-from ._retry import retrying
+from ._retry import is_ambiguous, retrying
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -222,15 +224,28 @@ class QomonClient:
     # ----------------------------------------------------------------------------------------
 
     async def _send(
-        self, method: str, path: str, body: bytes | None, timeout: float | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        timeout: float | None,
+        abort: Callable[[], BaseException | None] | None = None,
     ) -> _http.RawResponse:
-        """One attempt: wait for the bucket, send, re-sync the bucket, map the status."""
+        """One attempt: wait for the bucket, send, re-sync the bucket, map the status.
+
+        ``abort`` is asked once the bucket has paid, right before sending: if it returns an
+        exception (a bulk run hit a fatal 401), nothing is sent and :class:`Aborted` is raised.
+        """
         session = self._get_session()
         limiter = self.limiter
         permit = None
         if limiter is not None:
             permit = await limiter.acquire(route_cost(method, path))
             self.stats.limiter_wait += permit.waited
+        if abort is not None and (reason := abort()) is not None:
+            if limiter is not None and permit is not None:
+                limiter.release(permit, refund=True)
+            raise Aborted(reason)
         self.stats.requests += 1
         try:
             response = await _http.send(
@@ -286,6 +301,7 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         attempts: list[int] | None = None,
+        abort: Callable[[], BaseException | None] | None = None,
     ) -> _http.RawResponse:
         """Send with the retry policy; ``attempts`` (if given) receives the attempt count."""
 
@@ -296,7 +312,7 @@ class QomonClient:
         async def attempt(number: int) -> _http.RawResponse:
             if attempts is not None:
                 attempts.append(number)
-            return await self._send(method, path, body, timeout)
+            return await self._send(method, path, body, timeout, abort)
 
         return await retrying(
             attempt,
@@ -344,26 +360,34 @@ class QomonClient:
         reconcile: bool,
         retry: RetryPolicy | None,
         timeout: float | None,
-        attempts_before: int = 0,
         in_doubt_since: dt.datetime | None = None,
+        abort: Callable[[], BaseException | None] | None = None,
+        on_attempt: Callable[[dt.datetime], Awaitable[None] | None] | None = None,
+        attempts_out: list[int] | None = None,
     ) -> CreateOutcome:
         """The create loop shared by ``create_contact`` and the bulk pool.
 
         ``in_doubt_since``: an earlier attempt (another run) may have created the contact at or
-        after this time; it is looked up before anything is sent.
+        after this time; it is looked up before anything is sent. ``abort``: see :meth:`_send`.
+        ``on_attempt(started_at)`` is awaited before each round of sending (a journal records
+        it durably first). ``attempts_out`` receives the count of requests sent, whatever the
+        outcome.
         """
         policy = retry or self.retry
         body = _protocol.contact_body(data)
-        attempts = attempts_before
+        attempts = attempts_out if attempts_out is not None else []
         if in_doubt_since is not None:
             found = await self._reconcile(data, in_doubt_since, cause=None)
             if found is not None:
-                return CreateOutcome(found, attempts, reconciled=True)
+                return CreateOutcome(found, 0, reconciled=True)
         rounds = 0
         while True:
             rounds += 1
             started = dt.datetime.now(dt.timezone.utc)
-            numbers: list[int] = []
+            if on_attempt is not None:
+                pending = on_attempt(started)
+                if pending is not None:
+                    await pending
             try:
                 response = await self._request(
                     "POST",
@@ -372,13 +396,13 @@ class QomonClient:
                     idempotent=False,
                     retry=policy,
                     timeout=timeout,
-                    attempts=numbers,
+                    attempts=attempts,
+                    abort=abort,
                 )
                 contact = _protocol.decode_contact(response.status, response.body)
-                return CreateOutcome(contact, attempts + len(numbers), reconciled=False)
+                return CreateOutcome(contact, len(attempts), reconciled=False)
             except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
-                attempts += len(numbers)
-                if not _is_ambiguous(exc):
+                if not is_ambiguous(exc):
                     raise
                 if not reconcile:
                     raise OutcomeUnknownError(
@@ -392,8 +416,8 @@ class QomonClient:
                     await asyncio.sleep(self.reconcile_delay)
                 found = await self._reconcile(data, started, cause=exc)
                 if found is not None:
-                    return CreateOutcome(found, attempts, reconciled=True)
-                if rounds >= policy.max_attempts:
+                    return CreateOutcome(found, len(attempts), reconciled=True)
+                if rounds >= policy.max_attempts or (abort is not None and abort() is not None):
                     # Surely absent, and out of attempts: nothing was created; the cause stands.
                     raise
                 logger.info("create surely did not land (%s); sending it again", exc)
@@ -535,6 +559,103 @@ class QomonClient:
             timeout=timeout,
         )
 
+    def create_contacts(
+        self,
+        contacts: Iterable[ContactInput] | AsyncIterable[ContactInput],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        reconcile: bool = True,
+        dedupe: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        in_doubt: InDoubt | None = None,
+    ) -> BulkRun:
+        """Create many contacts, ``concurrency`` at a time; one :class:`CreateResult` per item.
+
+        Each item is one ``POST /contacts`` awaited to its confirmed id, with the guarantees of
+        :meth:`create_contact` (reconciliation after an ambiguous failure: never a duplicate).
+        Results come as items finish (``ordered=True``: in input order). The input (any iterable
+        or async iterable of dicts or Structs) is read only as workers free up, so memory stays
+        flat; all workers share the client's rate limiter.
+
+        Args:
+            concurrency: requests in flight at most.
+            ordered: yield results in input order (a bounded look-ahead window).
+            reconcile: look up ambiguous creates by mail instead of reporting them unknown.
+            dedupe: an item with the same mail and names as an earlier one is ``"skipped"``
+                with a :class:`DuplicateInputError` (memory: ~100 bytes per distinct mail).
+            total: the input's length, for the ETA (taken from ``len()`` when it has one).
+            on_progress: called with the live :class:`BulkProgress` after each item.
+            on_attempt: ``(index, started_at)``, called (and awaited if it returns an
+                awaitable) before each round of sending an item: a journal writes it first.
+            in_doubt: ``(index, item) -> datetime | None``: a time since which an earlier run
+                may have created this item; it is looked up before anything is sent.
+
+        A 401 or 403 stops the run: no new request is sent, the rest ends ``"skipped"``.
+        """
+        return BulkRun(
+            self,
+            contacts,
+            mode="create",
+            concurrency=concurrency,
+            ordered=ordered,
+            reconcile=reconcile,
+            dedupe=dedupe,
+            retry=retry,
+            timeout=timeout,
+            total=total,
+            on_progress=on_progress,
+            on_attempt=on_attempt,
+            in_doubt=in_doubt,
+        )
+
+    def upsert_contacts(
+        self,
+        contacts: Iterable[UpsertInput] | AsyncIterable[UpsertInput],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        dedupe: bool = True,
+        verify: bool = False,
+        verify_timeout: float = 30.0,
+        verify_interval: float = 2.0,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+    ) -> BulkRun:
+        """The twin of :meth:`create_contacts` on ``POST /contacts/upsert`` (1 token, no id back).
+
+        ``"created"`` means Qomon accepted the upsert (202). With ``verify=True`` each item is
+        then read back (by ``id``, else by ``mail``) every ``verify_interval`` seconds until it
+        shows the values sent, within ``verify_timeout``: Qomon applies upserts later and drops
+        silently a record naming an unknown form or value. A result is then ``"created"`` with
+        its contact, or ``"unknown"``.
+        """
+        return BulkRun(
+            self,
+            contacts,
+            mode="upsert",
+            concurrency=concurrency,
+            ordered=ordered,
+            reconcile=True,
+            dedupe=dedupe,
+            retry=retry,
+            timeout=timeout,
+            total=total,
+            on_progress=on_progress,
+            on_attempt=on_attempt,
+            in_doubt=None,
+            verify=verify,
+            verify_timeout=verify_timeout,
+            verify_interval=verify_interval,
+        )
+
     async def search_contacts(
         self,
         query: Query | None = None,
@@ -635,17 +756,6 @@ class QomonClient:
             "GET", "/actions", idempotent=True, retry=retry, timeout=timeout
         )
         return _protocol.decode_actions(response.status, response.body)
-
-
-def _is_ambiguous(exc: BaseException) -> bool:
-    """Whether a failed create may nonetheless have stored the contact."""
-    if isinstance(exc, ResponseDecodeError):
-        return True  # a 2xx without a readable id: Qomon did something
-    if isinstance(exc, ServerError):
-        return exc.status_code != 503
-    if isinstance(exc, APIConnectionError):
-        return exc.request_sent
-    return False
 
 
 def _fold(value: object) -> str:

@@ -16,6 +16,7 @@ no aiohttp or msgspec exception reaches a caller.
     │   └── ServerError               5xx
     ├── OutcomeUnknownError       a create was sent and its fate could not be established
     ├── ContactValidationError    a contact given to the client is malformed (nothing was sent)
+    ├── DuplicateInputError       a bulk input item repeats an earlier one (not sent twice)
     └── ResponseDecodeError       a 2xx whose body is not what the call promises
 
 The API key never appears in a message, a repr or an attribute of these exceptions.
@@ -34,6 +35,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ContactValidationError",
+    "DuplicateInputError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -173,6 +175,15 @@ class ContactValidationError(QomonError, ValueError):
         self.value = value
 
 
+class DuplicateInputError(QomonError):
+    """A bulk input item has the same mail and names as an earlier item (``first_index``); it was
+    not sent, so that nobody is created twice."""
+
+    def __init__(self, message: str, *, first_index: int) -> None:
+        super().__init__(message)
+        self.first_index = first_index
+
+
 class ResponseDecodeError(QomonError):
     """A 2xx response whose body could not be decoded, or lacks what the call promises (an id)."""
 
@@ -180,6 +191,15 @@ class ResponseDecodeError(QomonError):
         super().__init__(message)
         self.status_code = status_code
         self.text = text[:_MAX_TEXT]
+
+
+class Aborted(Exception):
+    """Internal, never raised to callers: a request was not sent because its bulk run was
+    stopped (``reason``: the fatal error, or the run's closing)."""
+
+    def __init__(self, reason: BaseException) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 #: Status code → exception class, for :func:`qomon_async._protocol.status_error`.

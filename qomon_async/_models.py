@@ -90,7 +90,7 @@ class Tag(Struct, kw_only=True, frozen=True):
     color: str | None = None
 
 
-class Address(Struct, kw_only=True):
+class Address(Struct, kw_only=True, omit_defaults=True):
     """A contact's postal address as Qomon returns it (``AddressResp``, §7.1.2).
 
     Every part is a string, whether Qomon sent a string or a number. ``house_number`` and
@@ -126,9 +126,24 @@ class Address(Struct, kw_only=True):
             self.housenumber = self._house_number
         if self.postalcode is None:
             self.postalcode = self._postal_code
+        _plain(self, _ADDRESS_LOOSE)
 
 
-class FormData(Struct, kw_only=True):
+_ADDRESS_LOOSE = (
+    "housenumber", "postalcode", "citycode", "floor", "door", "pollingstation", "latitude",
+    "longitude", "_house_number", "_postal_code",
+)
+
+
+def _plain(obj: Struct, names: tuple[str, ...]) -> None:
+    """Turn the LooseStr values of ``names`` into plain str, so that msgspec can encode them."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            setattr(obj, name, str.__str__(value))
+
+
+class FormData(Struct, kw_only=True, omit_defaults=True):
     """One answer of a contact to one form (``FormDataResp``, §7.1.3).
 
     ``form_ref_id`` names the chosen refvalue; ``data`` is the free-text answer or the
@@ -150,8 +165,11 @@ class FormData(Struct, kw_only=True):
     updated_at: dt.datetime | None = None
     deleted_at: dt.datetime | None = None
 
+    def __post_init__(self) -> None:
+        _plain(self, ("data",))
 
-class Note(Struct, kw_only=True):
+
+class Note(Struct, kw_only=True, omit_defaults=True):
     """A note on a contact. Qomon names its text ``content`` or ``data`` (§7.1.4): read ``text``."""
 
     id: int | None = None
@@ -171,7 +189,7 @@ class Note(Struct, kw_only=True):
         return self.content if self.content is not None else self.data
 
 
-class Contact(Struct, kw_only=True):
+class Contact(Struct, kw_only=True, omit_defaults=True):
     """A contact as Qomon returns it (§7.1.1).
 
     Variant names are normalised: read ``birthcity`` (also sent as ``birth_city``),
@@ -231,6 +249,7 @@ class Contact(Struct, kw_only=True):
             self.birthcountry = self._birth_country
         if self.birthdept is None:
             self.birthdept = self._birth_dept
+        _plain(self, ("external_id",))
 
     @property
     def created_at(self) -> dt.datetime | None:
@@ -274,7 +293,7 @@ class Contact(Struct, kw_only=True):
         return list(self._notes)
 
 
-class RefValue(Struct, kw_only=True):
+class RefValue(Struct, kw_only=True, omit_defaults=True):
     """One option of a form (its ``id`` is what ``form_ref_id`` points to)."""
 
     id: int | None = None
@@ -291,7 +310,7 @@ class RefValue(Struct, kw_only=True):
     updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
 
 
-class Form(Struct, kw_only=True):
+class Form(Struct, kw_only=True, omit_defaults=True):
     """An advanced-field definition (§9): consent, level of support, survey question, ..."""
 
     id: int | None = None
@@ -306,6 +325,9 @@ class Form(Struct, kw_only=True):
     refvalues: list[RefValue] | None = None
     created_at: dt.datetime | None = field(default=None, name="CreatedAt")
     updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+
+    def __post_init__(self) -> None:
+        _plain(self, ("activate",))
 
     def refvalue(self, value_or_label: str) -> RefValue | None:
         """The refvalue whose ``value`` (else ``label``) equals ``value_or_label``."""

@@ -47,9 +47,14 @@ T = TypeVar("T")
 
 class _Envelope(msgspec.Struct):
     status: str | None = None
-    data: msgspec.Raw | None = None
-    contact: msgspec.Raw | None = None
+    # msgspec.Raw cannot be in a union: an empty Raw means "absent" (and b"null" is null).
+    data: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    contact: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
     id: int | None = None
+
+
+def _present(raw: msgspec.Raw) -> bool:
+    return len(raw) > 0 and bytes(raw).strip() != b"null"
 
 
 class _ContactBox(msgspec.Struct):
@@ -133,13 +138,13 @@ def decode_contact(status: int, body: bytes) -> Contact:
     """
     envelope = _decode(_envelope_decoder, body, status, "JSON object")
     contact: Contact | None = None
-    if envelope.data is not None:
+    if _present(envelope.data):
         box = _decode(_contact_box_decoder, envelope.data, status, "contact envelope")
         if box.contact is not None:
             contact = box.contact
         elif box.id is not None:
             contact = _decode(_contact_decoder, envelope.data, status, "contact")
-    elif envelope.contact is not None:
+    elif _present(envelope.contact):
         contact = _decode(_contact_decoder, envelope.contact, status, "contact")
     elif envelope.id is not None:
         contact = _decode(_contact_decoder, body, status, "contact")

@@ -16,7 +16,6 @@ Waits are exponential with full jitter, bounded by the policy's attempts and tot
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
@@ -28,10 +27,11 @@ from ._exceptions import (
     APIConnectionError,
     QomonError,
     RateLimitError,
+    ResponseDecodeError,
     ServerError,
 )
 
-__all__ = ["is_retryable", "retrying"]
+__all__ = ["is_ambiguous", "is_retryable", "retrying"]
 
 logger = logging.getLogger("qomon_async")
 T = TypeVar("T")
@@ -45,6 +45,17 @@ def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
         return exc.status_code == 503 or idempotent
     if isinstance(exc, APIConnectionError):  # APITimeoutError included
         return not exc.request_sent or idempotent
+    return False
+
+
+def is_ambiguous(exc: BaseException) -> bool:
+    """Whether a failed non-idempotent request (a create) may nonetheless have taken effect."""
+    if isinstance(exc, ResponseDecodeError):
+        return True  # a 2xx without a readable id: Qomon did something
+    if isinstance(exc, ServerError):
+        return exc.status_code != 503
+    if isinstance(exc, APIConnectionError):
+        return exc.request_sent
     return False
 
 
@@ -122,8 +133,3 @@ async def retrying(
             attempt_number += 1
             result = await call(attempt_number)
     return result
-
-
-def jittered(seconds: float, rng: random.Random | None = None) -> float:
-    """``seconds`` spread by up to 10% (used to stagger waiters after a pause)."""
-    return seconds * (1.0 + 0.1 * (rng or random).random())

@@ -1,0 +1,280 @@
+"""The sans-I/O protocol: decoding every documented variant (qomon-api.md §15), errors, bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import msgspec
+import pytest
+
+from qomon_async import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    Condition,
+    Contact,
+    ContactValidationError,
+    ContactWrite,
+    Group,
+    NotFoundError,
+    PermissionDeniedError,
+    Query,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    UnprocessableEntityError,
+)
+from qomon_async import _protocol as p
+
+# The seed response of POST /contacts (qomon-api.md §7.2), verbatim but for the "…" strings.
+SEED = b"""{ "status": "success",
+  "data": { "contact": { "id": 12345678, "group_id": 1,
+    "CreatedAt": "2022-10-13T15:50:34.643724Z", "UpdatedAt": "2022-10-13T15:55:12.853724Z",
+    "lastchange": "2022-10-13T15:50:24.163Z",
+    "firstname": "Jeanne", "surname": "Dupont", "married_name": "Dupont", "gender": "F",
+    "birthdate": "1955-07-06T00:00:00Z", "age_category": 123,
+    "birthdept": "75", "birthcity": "Paris", "birthcountry": "France", "nationality": "FR",
+    "mail": "jsmith@example.com", "phone": "0102030405", "mobile": "0602030405",
+    "address": { "housenumber": 1, "street": "rue de la paix", "postalcode": 75000, "citycode": 75101,
+      "city": "Paris", "state": "Ile-de-France", "country": "France", "addition": "R\xc3\xa9sidence de la paix",
+      "infos": "Porte de gauche", "building": "B\xc3\xa2timent A", "floor": 2, "door": "A", "pollingstation": "BV-06",
+      "id": 1001, "score": 0.965753, "latitude": "48.000000", "longitude": "2.000000",
+      "location": "48.000000,2.000000", "invalid": null },
+    "tags": [ { "name": "vip", "appearance_count": 123, "color": "#fff" } ],
+    "actions_ids": [123], "user_id": 123, "user_contact_id": 123,
+    "formdatas": [ { "form_id": 1001, "form_ref_id": 2001, "data": "Oui", "id": 3001,
+      "created_at": "2022-10-13T15:50:24.163Z", "updated_at": "2022-10-13T15:50:24.163Z",
+      "deleted_at": "2022-10-13T15:50:24.163Z", "date": "2022-10-13T15:50:24.163Z",
+      "donedate": null, "label": null, "type_of_form": null, "group_id": 1, "contact_id": 12345678 } ],
+    "customfields": [ { "form_id": 1002, "form_ref_id": 2002, "data": "Architect", "id": 3002 } ],
+    "black_list": true,
+    "notes": [ { "content": "hello", "id": 123, "pinned": true } ] } } }"""
+
+
+def test_seed_response_decodes_completely() -> None:
+    c = p.decode_contact(200, SEED)
+    assert c.id == 12345678 and c.group_id == 1
+    assert c.created_at == dt.datetime(2022, 10, 13, 15, 50, 34, 643724, tzinfo=dt.timezone.utc)
+    assert c.updated_at is not None and c.lastchange is not None
+    assert c.lastchange.microsecond == 163000
+    assert (c.firstname, c.surname, c.married_name, c.gender) == ("Jeanne", "Dupont", "Dupont", "F")
+    assert c.birthdate == dt.datetime(1955, 7, 6, tzinfo=dt.timezone.utc)
+    assert (c.birthdept, c.birthcity, c.birthcountry) == ("75", "Paris", "France")
+    assert c.address is not None
+    a = c.address
+    assert (a.housenumber, a.postalcode, a.citycode, a.floor) == ("1", "75000", "75101", "2")
+    assert isinstance(a.postalcode, str)
+    assert a.score == pytest.approx(0.965753) and a.invalid is None and a.id == 1001
+    assert a.addition == "Résidence de la paix"
+    assert c.tags[0].name == "vip" and c.tags[0].appearance_count == 123
+    assert c.action_ids == [123]
+    assert c.formdatas is not None and c.formdatas[0].form_ref_id == 2001
+    assert c.formdatas[0].donedate is None
+    assert [f.data for f in c.custom_fields] == ["Architect"]
+    assert c.black_list is True
+    assert c.notes[0].text == "hello" and c.notes[0].pinned is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "success", "data": {"contact": {"id": 7}}},
+        {"data": {"contact": {"id": 7}}},  # DOC-NEW: no status
+        {"data": {"id": 7}},  # a bare contact in data (Trellis)
+        {"contact": {"id": 7}},
+        {"id": 7},  # the v1 draft: no envelope
+    ],
+)
+def test_envelope_variants(body: dict[str, object]) -> None:
+    assert p.decode_contact(200, json.dumps(body).encode()).id == 7
+
+
+def test_field_variants() -> None:
+    body = {
+        "data": {
+            "contact": {
+                "id": 1,
+                "birth_city": "Lyon",
+                "birth_country": "France",
+                "birth_dept": "69",
+                "action_ids": [4, 5],
+                "custom_fields": [{"form_id": 1, "form_ref_id": 2, "data": 42}],
+                "customfields": [{"form_id": 3, "form_ref_id": 4, "data": "x"}],
+                "tags": ["important", {"name": "vip"}],
+                "notes": {"id": 9, "data": "single note object"},
+                "created_at": "2023-11-07T05:31:56Z",
+                "address": {"house_number": 12, "postal_code": "01000", "latitude": 48},
+                "unknown_field": {"nested": True},
+            }
+        }
+    }
+    c = p.decode_contact(200, json.dumps(body).encode())
+    assert (c.birthcity, c.birthcountry, c.birthdept) == ("Lyon", "France", "69")
+    assert c.action_ids == [4, 5]
+    assert sorted(f.form_id or 0 for f in c.custom_fields) == [1, 3]
+    assert [f.data for f in c.custom_fields if f.form_id == 1] == ["42"]
+    assert [t.name for t in c.tags] == ["important", "vip"]
+    assert [n.text for n in c.notes] == ["single note object"]
+    assert c.created_at == dt.datetime(2023, 11, 7, 5, 31, 56, tzinfo=dt.timezone.utc)
+    assert c.address is not None
+    assert (c.address.housenumber, c.address.postalcode, c.address.latitude) == ("12", "01000", "48")
+
+
+@pytest.mark.parametrize("digits", range(7))
+def test_dates_with_0_to_6_fractional_digits(digits: int) -> None:
+    frac = ("." + "123456"[:digits]) if digits else ""
+    body = {"data": {"contact": {"id": 1, "CreatedAt": f"2022-10-13T15:50:34{frac}Z"}}}
+    c = p.decode_contact(200, json.dumps(body).encode())
+    assert c.created_at is not None
+    assert c.created_at.microsecond == int(("123456"[:digits] or "0").ljust(6, "0"))
+
+
+def test_a_2xx_without_an_id_is_an_error() -> None:
+    for body in (b'{"status": "success", "data": {"contact": {}}}', b"{}", b"not json", b""):
+        with pytest.raises(ResponseDecodeError):
+            p.decode_contact(200, body)
+
+
+def test_search_page_null_and_missing_are_empty() -> None:
+    assert p.decode_contacts_page(200, b'{"status":"success","data":{"contacts":null}}') == []
+    assert p.decode_contacts_page(200, b'{"data":{}}') == []
+    page = p.decode_contacts_page(200, b'{"data":{"contacts":[{"id":1},{"id":2}]}}')
+    assert [c.id for c in page] == [1, 2]
+
+
+def test_forms_actions_total() -> None:
+    forms = p.decode_forms(
+        200,
+        b'{"data":{"forms":[{"id":5,"label":"Consent","type":"checkbox","group_id":[631],'
+        b'"refvalues":[{"id":9,"value":"consent_email","label":"Email"}]}]}}',
+    )
+    assert forms[0].refvalue("Email") is not None and forms[0].refvalue("consent_email").id == 9  # type: ignore[union-attr]
+    assert p.decode_forms(200, b'{"data":{"forms":null}}') == []
+    assert p.decode_form(200, b'{"data":{"form":{"id":5}}}').id == 5
+    actions = p.decode_actions(
+        200, b'{"data":{"ActionsAggreg":[{"Action":{"id":1,"name":"Porte"},"NbVisites":79}]}}'
+    )
+    assert actions[0].action is not None and actions[0].action.name == "Porte"
+    assert actions[0].visits == 79
+    assert p.decode_total(200, b'{"status":"success","data":{"total":1597}}') == 1597
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (422, UnprocessableEntityError),
+        (429, RateLimitError),
+        (500, ServerError),
+        (502, ServerError),
+        (503, ServerError),
+        (409, APIStatusError),
+    ],
+)
+def test_status_errors(status: int, cls: type[APIStatusError]) -> None:
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Unprocessable",
+            "status": status,
+            "detail": "invalid mail",
+            "errors": [{"location": "body.data.contact.mail", "message": "bad", "value": "x@"}],
+        }
+    ).encode()
+    err = p.status_error(status, body, method="POST", path="/contacts", retry_after=2.0)
+    assert type(err) is cls
+    assert err.status_code == status
+    assert err.problem is not None and err.problem.detail == "invalid mail"
+    assert err.errors[0].location == "body.data.contact.mail"
+    assert "invalid mail" in str(err) and "body.data.contact.mail" in str(err)
+    if status == 429:
+        assert isinstance(err, RateLimitError) and err.retry_after == 2.0
+
+
+def test_other_error_formats() -> None:
+    err = p.status_error(400, b'{"status":"fail"}', method="GET", path="/x")
+    assert err.problem is not None and err.problem.status == "fail"
+    err = p.status_error(404, b'{"status":"error","message":"record not found"}', method="GET", path="/x")
+    assert "record not found" in str(err)
+    err = p.status_error(502, b"<html><body>Bad Gateway</body></html>", method="GET", path="/x")
+    assert err.problem is None and "Bad Gateway" in err.text and "Bad Gateway" in str(err)
+
+
+def test_contact_bodies_send_only_what_was_set() -> None:
+    data = p.contact_to_dict(ContactWrite(firstname="Jeanne", mail="j@example.org", phone=None))
+    assert data == {"firstname": "Jeanne", "mail": "j@example.org", "phone": None}
+    body = json.loads(p.contact_body(data))
+    assert body == {"data": {"contact": data}}
+    assert p.contact_to_dict({"birthdate": dt.date(1990, 5, 17)})["birthdate"] == "1990-05-17T00:00:00Z"
+    assert p.contact_to_dict({"birthdate": "1990-05-17"})["birthdate"] == "1990-05-17T00:00:00Z"
+    # Unknown keys of a dict travel as given: Qomon's fields outrun the library.
+    assert p.contact_to_dict({"mail": "a@b.fr", "external_id": "X1"})["external_id"] == "X1"
+
+
+def test_a_read_contact_can_be_written_without_its_read_only_keys() -> None:
+    c = p.decode_contact(200, SEED)
+    data = p.contact_to_dict(c)
+    assert "id" not in data and "CreatedAt" not in data and "group_id" not in data
+    assert "id" not in data["address"] and "score" not in data["address"]
+    assert data["firstname"] == "Jeanne"
+
+
+@pytest.mark.parametrize(
+    ("contact", "location"),
+    [
+        ({"firstname": 12}, "firstname"),
+        ({"mail": "not-an-email"}, "mail"),
+        ({"address": {"postalcode": 1000}}, "address.postalcode"),
+        ({"tags": "a;b"}, "tags"),
+        ({}, ""),
+        ({"data": {"contact": {"firstname": "x"}}}, "data"),
+    ],
+)
+def test_bad_contacts_name_the_field(contact: dict[str, object], location: str) -> None:
+    with pytest.raises(ContactValidationError) as info:
+        p.contact_to_dict(contact)
+    assert info.value.location == location
+
+
+def test_query_tree_has_two_levels() -> None:
+    q = Query.where(Condition("mail", "eql:strictdata", "a@b.fr"))
+    assert q.to_wire() == {
+        "$all": [{"$all": [{"$condition": {"attr": "mail", "ope": "eql:strictdata", "value": "a@b.fr"}}]}]
+    }
+    q = Query.any(
+        Group.all(Condition("CreatedAt", "range", from_="now-1d/d", to="now")),
+        Group.any(Condition("form", "ext", form_id=3, form_ref_ids=[1])),
+    )
+    wire = q.to_wire()
+    assert list(wire) == ["$at_least_one"]
+    assert wire["$at_least_one"][0]["$all"][0]["$condition"]["from"] == "now-1d/d"
+    assert wire["$at_least_one"][1]["$at_least_one"][0]["$condition"]["form_ref_ids"] == [1]
+    assert Query.everything().to_wire() == {"$all": []}
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert Condition("CreatedAt", "gte", stamp).to_wire()["$condition"]["value"] == "2026-01-02T03:04:05.000000Z"
+    body = json.loads(p.search_body(q, page=2, per_page=1000, sort_attr="lastchange", sort_asc=True))
+    assert body["data"]["advanced_search"]["page"] == 2
+    with pytest.raises(ValueError, match="per_page"):
+        p.search_body(q, page=0, per_page=1001)
+
+
+def test_merge_for_update_keeps_the_rest_and_strips_read_only() -> None:
+    current = msgspec.json.decode(SEED)["data"]["contact"]
+    merged = p.merge_for_update(current, {"address": {"city": "Lyon"}, "mobile": "0700000000"})
+    assert merged["address"]["city"] == "Lyon" and merged["address"]["street"] == "rue de la paix"
+    assert "id" not in merged["address"] and "latitude" not in merged["address"]
+    assert merged["mobile"] == "0700000000" and merged["firstname"] == "Jeanne"
+    for key in ("id", "CreatedAt", "UpdatedAt", "lastchange", "group_id"):
+        assert key not in merged
+    assert "customfields" not in merged and merged["custom_fields"][0]["data"] == "Architect"
+    assert merged["formdatas"] == [
+        {"form_id": 1001, "form_ref_id": 2001, "data": "Oui", "date": "2022-10-13T15:50:24.163Z"}
+    ]
+
+
+def test_contact_model_roundtrip_from_struct() -> None:
+    assert isinstance(msgspec.convert({"id": 3}, Contact), Contact)
