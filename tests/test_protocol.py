@@ -118,7 +118,11 @@ def test_field_variants() -> None:
     assert [n.text for n in c.notes] == ["single note object"]
     assert c.created_at == dt.datetime(2023, 11, 7, 5, 31, 56, tzinfo=dt.timezone.utc)
     assert c.address is not None
-    assert (c.address.housenumber, c.address.postalcode, c.address.latitude) == ("12", "01000", "48")
+    assert (c.address.housenumber, c.address.postalcode, c.address.latitude) == (
+        "12",
+        "01000",
+        "48",
+    )
 
 
 @pytest.mark.parametrize("digits", range(7))
@@ -198,7 +202,9 @@ def test_status_errors(status: int, cls: type[APIStatusError]) -> None:
 def test_other_error_formats() -> None:
     err = p.status_error(400, b'{"status":"fail"}', method="GET", path="/x")
     assert err.problem is not None and err.problem.status == "fail"
-    err = p.status_error(404, b'{"status":"error","message":"record not found"}', method="GET", path="/x")
+    err = p.status_error(
+        404, b'{"status":"error","message":"record not found"}', method="GET", path="/x"
+    )
     assert "record not found" in str(err)
     err = p.status_error(502, b"<html><body>Bad Gateway</body></html>", method="GET", path="/x")
     assert err.problem is None and "Bad Gateway" in err.text and "Bad Gateway" in str(err)
@@ -209,7 +215,10 @@ def test_contact_bodies_send_only_what_was_set() -> None:
     assert data == {"firstname": "Jeanne", "mail": "j@example.org", "phone": None}
     body = json.loads(p.contact_body(data))
     assert body == {"data": {"contact": data}}
-    assert p.contact_to_dict({"birthdate": dt.date(1990, 5, 17)})["birthdate"] == "1990-05-17T00:00:00Z"
+    assert (
+        p.contact_to_dict({"birthdate": dt.date(1990, 5, 17)})["birthdate"]
+        == "1990-05-17T00:00:00Z"
+    )
     assert p.contact_to_dict({"birthdate": "1990-05-17"})["birthdate"] == "1990-05-17T00:00:00Z"
     # Unknown keys of a dict travel as given: Qomon's fields outrun the library.
     assert p.contact_to_dict({"mail": "a@b.fr", "external_id": "X1"})["external_id"] == "X1"
@@ -243,7 +252,9 @@ def test_bad_contacts_name_the_field(contact: dict[str, object], location: str) 
 def test_query_tree_has_two_levels() -> None:
     q = Query.where(Condition("mail", "eql:strictdata", "a@b.fr"))
     assert q.to_wire() == {
-        "$all": [{"$all": [{"$condition": {"attr": "mail", "ope": "eql:strictdata", "value": "a@b.fr"}}]}]
+        "$all": [
+            {"$all": [{"$condition": {"attr": "mail", "ope": "eql:strictdata", "value": "a@b.fr"}}]}
+        ]
     }
     q = Query.any(
         Group.all(Condition("CreatedAt", "range", from_="now-1d/d", to="now")),
@@ -255,8 +266,13 @@ def test_query_tree_has_two_levels() -> None:
     assert wire["$at_least_one"][1]["$at_least_one"][0]["$condition"]["form_ref_ids"] == [1]
     assert Query.everything().to_wire() == {"$all": []}
     stamp = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    assert Condition("CreatedAt", "gte", stamp).to_wire()["$condition"]["value"] == "2026-01-02T03:04:05.000000Z"
-    body = json.loads(p.search_body(q, page=2, per_page=1000, sort_attr="lastchange", sort_asc=True))
+    assert (
+        Condition("CreatedAt", "gte", stamp).to_wire()["$condition"]["value"]
+        == "2026-01-02T03:04:05.000000Z"
+    )
+    body = json.loads(
+        p.search_body(q, page=2, per_page=1000, sort_attr="lastchange", sort_asc=True)
+    )
     assert body["data"]["advanced_search"]["page"] == 2
     with pytest.raises(ValueError, match="per_page"):
         p.search_body(q, page=0, per_page=1001)
