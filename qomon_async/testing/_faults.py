@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 _HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -34,7 +34,8 @@ _HTML_502 = (
 class Fault:
     """Base class of all faults."""
 
-    after_processing: ClassVar[bool] = False
+    # Not a dataclass field (no annotation): whether the request is processed first.
+    after_processing = False
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,14 @@ class DropBeforeProcessing(Fault):
 class DropAfterProcessing(Fault):
     """Process the request (a create stores the contact), then close without answering."""
 
-    after_processing: ClassVar[bool] = True
+    after_processing = True
 
 
 @dataclass(frozen=True)
 class ErrorAfterProcessing(Fault):
     """Process the request, then answer ``status`` (500 by default) instead of the result."""
 
-    after_processing: ClassVar[bool] = True
+    after_processing = True
     status: int = 500
 
 
@@ -89,7 +90,7 @@ class ErrorAfterProcessing(Fault):
 class SlowAnswer(Fault):
     """Process the request, then hold the answer ``seconds`` (past any client timeout)."""
 
-    after_processing: ClassVar[bool] = True
+    after_processing = True
     seconds: float = 60.0
 
 
@@ -97,7 +98,7 @@ class SlowAnswer(Fault):
 class TruncatedBody(Fault):
     """Process the request, then send only the first ``fraction`` of the body and close."""
 
-    after_processing: ClassVar[bool] = True
+    after_processing = True
     fraction: float = 0.5
 
 
@@ -111,7 +112,7 @@ class NonJsonBody(Fault):
     status: int = 502
     body: str = _HTML_502
     content_type: str = "text/html"
-    after_processing: bool = False  # type: ignore[misc]
+    after_processing: bool = False
 
 
 @dataclass(frozen=True)
