@@ -202,6 +202,7 @@ class FakeQomon:
         self._faults = FaultPlan(seed)
         self._requests: list[RequestRecord] = []
         self._upserts: list[UpsertRecord] = []
+        self._upsert_index: dict[int, int] = {}
         self._pending: dict[int, tuple[ContactWrite, asyncio.TimerHandle | None]] = {}
         self._count = 0
         self._runner: web.AppRunner | None = None
@@ -797,6 +798,7 @@ class FakeQomon:
         if body is None:
             raise Problem(400, "a JSON body is required", [FieldError("body", "required")])
         write = parse_upsert(body)
+        self._upsert_index[ex.number] = len(self._upserts)
         self._upserts.append(UpsertRecord(ex.number, dict(body["data"]), self.clock.now()))
         handle = None
         if self._loop is not None:
@@ -815,16 +817,14 @@ class FakeQomon:
             if handle is not None:
                 handle.cancel()
             outcome: UpsertOutcome = self._store.apply_upsert(write)
-            for index, record in enumerate(self._upserts):
-                if record.number == number:
-                    self._upserts[index] = replace(
-                        record,
-                        outcome=outcome.outcome,
-                        contact_id=outcome.contact_id,
-                        reason=outcome.reason,
-                        applied_at=self.clock.now(),
-                    )
-                    break
+            index = self._upsert_index[number]
+            self._upserts[index] = replace(
+                self._upserts[index],
+                outcome=outcome.outcome,
+                contact_id=outcome.contact_id,
+                reason=outcome.reason,
+                applied_at=self.clock.now(),
+            )
 
     # -- search (section 8) ---------------------------------------------------------------
 
