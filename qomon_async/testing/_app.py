@@ -240,13 +240,6 @@ class FakeQomon:
         return self.clock.time_scale
 
     @property
-    def app(self) -> web.Application:
-        """A new aiohttp application serving this emulator (e.g. for ``aiohttp_client``)."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        return app
-
-    @property
     def requests(self) -> list[RequestRecord]:
         """Every request received, in arrival order (a snapshot)."""
         with self._lock:
@@ -432,8 +425,11 @@ class FakeQomon:
         self._closing = asyncio.Event()
         self.clock.start(self._loop)
         self._reset_bucket()
+        # One catch-all route: routing, auth, bucket and faults are decided in `_handle`.
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
+            app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
         )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
@@ -599,7 +595,7 @@ class FakeQomon:
                 body_error = f"malformed JSON: {error}"
         route, params, allowed = self._match_route(method, path)
         template = f"{method} {route.template}" if route else f"? {path}"
-        info = RequestInfo(number, method, path, template, body, dict(request.headers))
+        info = RequestInfo(number, method, path, template, body, request.headers)
         latency, fault, struck = self._faults.decide(info)
         await self._sleep(latency + self.latency)
         ex = _Exchange(number, method, path, template, arrived, arrived_real, struck)
