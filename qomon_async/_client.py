@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -45,7 +44,14 @@ from ._exceptions import (
 from ._models import ActionSummary, Contact, Form, FormType
 from ._protocol import ContactInput, UpsertInput
 from ._query import Condition, Query
-from ._ratelimit import RateLimiter, parse_ratelimit_headers, parse_retry_after, route_cost
+from ._ratelimit import (
+    LimiterRegistry,
+    LimiterStats,
+    RateLimiter,
+    parse_ratelimit_headers,
+    parse_retry_after,
+    route_cost,
+)
 from ._retry import is_ambiguous, retrying
 
 __all__ = ["ClientStats", "QomonClient"]
@@ -169,12 +175,23 @@ class QomonClient:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RateLimiter] = (
-            weakref.WeakKeyDictionary()
+        self._limiters: LimiterRegistry | None = (
+            LimiterRegistry(
+                self.rate_limit.capacity,
+                self.rate_limit.rate,
+                slow_start=self.rate_limit.slow_start,
+            )
+            if self.rate_limit is not None
+            else None
         )
 
     def __repr__(self) -> str:
         return f"QomonClient(base_url={self.base_url!r}, api_key=<redacted>)"
+
+    @property
+    def limiter_stats(self) -> LimiterStats | None:
+        """The rate limiter's counters (permits, tokens, waits, 429 pauses, re-syncs)."""
+        return self._limiters.stats if self._limiters is not None else None
 
     # ----------------------------------------------------------------------------------------
     # Life cycle
@@ -206,18 +223,7 @@ class QomonClient:
     @property
     def limiter(self) -> RateLimiter | None:
         """The rate limiter of the running event loop (None when rate limiting is off)."""
-        if self.rate_limit is None:
-            return None
-        loop = asyncio.get_running_loop()
-        limiter = self._limiters.get(loop)
-        if limiter is None:
-            limiter = RateLimiter(
-                self.rate_limit.capacity,
-                self.rate_limit.rate,
-                slow_start=self.rate_limit.slow_start,
-            )
-            self._limiters[loop] = limiter
-        return limiter
+        return self._limiters.get() if self._limiters is not None else None
 
     # ----------------------------------------------------------------------------------------
     # The seam: every request goes out and comes back here.
@@ -273,7 +279,9 @@ class QomonClient:
         self.stats.responses += 1
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if limiter is not None and permit is not None:
-            limiter.observe(permit, parse_ratelimit_headers(response.headers))
+            limiter.observe(
+                permit, parse_ratelimit_headers(response.headers), rejected=response.status == 429
+            )
         if response.status == 429:
             self.stats.rate_limited += 1
             wait = retry_after if retry_after is not None else self.retry.default_retry_after

@@ -45,6 +45,12 @@ and turns the server's figure into a band for the bucket *now*:
   ``low``, never above the capacity, and never from a response to a request sent before the
   latest 429 pause.
 
+Other consumers of the space are measured, not only suffered: between two server readings the
+bucket gains the refill and loses what we were granted; what else it lost, others spent. Over
+one bucket's worth of refill time, that is a rate: the local bucket then refills at the server's
+rate minus it, and keeps the largest bite others took in reserve, so that a bite landing just
+before a request does not turn it into a 429. When others stop, both fade within that window.
+
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens. Until a first response has carried these headers the limiter
 lets only one request out at a time (slow start). A 429 empties the local bucket and holds
@@ -54,6 +60,7 @@ every waiter until ``Retry-After`` has passed; then the refill paces them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import email.utils
 import logging
@@ -289,8 +296,18 @@ class _Bucket(AsyncLimiter):
 
     @property
     def rate(self) -> float:
-        """Refill rate in tokens per second."""
+        """Refill rate in tokens per second (the bucket's shape)."""
         return self.max_rate / self.time_period
+
+    def set_leak(self, now: float, rate: float) -> None:
+        """Refill at ``rate`` tokens per second from ``now`` on, the shape unchanged.
+
+        Used to leave to other consumers of the space the share of the refill they are seen
+        to spend (``RateLimiter._note_external``).
+        """
+        available = self.tokens(now)
+        self._rate_per_sec = rate
+        self.set_state(now, available)
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,6 +413,12 @@ class RateLimiter:
         self._paused_until = -math.inf
         self._no_rise_upto = 0  # responses to permits up to this seq may not raise the model
         self._on_reshape: Callable[[float, float], None] | None = None  # set by the registry
+        # Tokens other consumers of the space were seen to spend: (loop time, tokens), and the
+        # server reading they are measured from: (loop time, tokens, our tokens granted so far).
+        self._external: collections.deque[tuple[float, float]] = collections.deque()
+        self._reading: tuple[float, float, int, float] | None = None
+        self._rejected: dict[int, float] = {}  # seq -> cost of permits answered 429
+        self._reserve = 0.0  # tokens kept back while others spend (see _measure_others)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -517,7 +540,10 @@ class RateLimiter:
                 await self._changed.wait()
                 continue
             amount = min(cost, self._bucket.max_rate)
-            missing = amount - self._bucket.tokens(now)
+            # While others spend the same bucket in bites, keep the largest bite in reserve: a
+            # bite landing just before this request then does not turn it into a 429.
+            reserve = min(self._reserve, self._bucket.max_rate - amount)
+            missing = amount + reserve - self._bucket.tokens(now)
             if missing > 0:
                 reasons.append("bucket empty")
                 logger.debug(
@@ -526,7 +552,10 @@ class RateLimiter:
                     amount - missing,
                     amount,
                 )
-            await self._bucket.acquire(amount)
+            await self._bucket.acquire(amount + reserve)
+            if reserve:
+                now = loop.time()
+                self._bucket.set_state(now, self._bucket.tokens(now) + reserve)
             if self._paused_until > loop.time():
                 # A 429 arrived while we waited inside the bucket: give the tokens back and
                 # wait out the pause (nothing may leave before Retry-After has passed).
@@ -573,7 +602,7 @@ class RateLimiter:
             self._bucket.set_state(now, self._bucket.tokens(now) + permit.cost)
             self.stats.tokens -= permit.cost
 
-    def observe(self, permit: Permit, state: BucketState | None) -> None:
+    def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
         """A response to the request of ``permit`` came back (any status): re-sync.
 
         Follows the shape of ``X-Ratelimit-Limit`` and corrects the local model with
@@ -583,8 +612,11 @@ class RateLimiter:
         Args:
             permit: from :meth:`acquire`.
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
+            rejected: the answer was a 429: the server charged nothing for it.
         """
         entry = self._answered(permit)
+        if rejected:
+            self._rejected[permit.seq] = permit.cost
         if entry is None or state is None or self._loop is None:
             return
         now = self._loop.time()
@@ -602,6 +634,7 @@ class RateLimiter:
         low = server - (self._granted_total - entry.granted_total) - entry.in_flight_before
         local = self._bucket.tokens(now)
         self.stats.syncs += 1
+        self._measure_others(now, server, permit.seq, entry.granted_total)
         if local > high + 1e-9:
             self.stats.synced_down += 1
             logger.debug(
@@ -623,6 +656,46 @@ class RateLimiter:
                 permit.seq,
             )
             self._bucket.set_state(now, target)
+
+    def _measure_others(self, now: float, server: float, seq: int, granted_total: float) -> None:
+        """Estimate what other consumers of the space spend; keep the rest of the refill.
+
+        Between two server readings, the bucket gained the refill and lost what we were granted
+        in between; what else it lost, others spent. Over the last ``capacity / rate`` seconds
+        (one bucket's worth of refill) those tokens are a rate, and the local bucket refills at
+        the server's rate minus it (at least a tenth of it), so that the client stops racing
+        others for tokens it cannot have. The measures are signed, so that the jitter of the
+        answers' arrival times cancels out.
+        """
+        previous = self._reading
+        if previous is not None and seq < previous[2]:
+            return  # an answer overtaken by a later one: measure from the latest only
+        self._reading = (now, server, seq, granted_total)
+        if previous is not None:
+            then, tokens, since, granted = previous
+            # Ours between the two readings: what we were granted, less what the server refused.
+            refused = sum(cost for s, cost in self._rejected.items() if since < s <= seq)
+            ours = granted_total - granted - refused
+            expected = min(tokens + self.rate * (now - then), self.capacity)
+            self._external.append((now, expected - ours - server))
+            for old in [s for s in self._rejected if s <= seq]:
+                del self._rejected[old]
+        window = self.capacity / self.rate
+        while self._external and self._external[0][0] < now - window:
+            self._external.popleft()
+        others = max(sum(spent for _, spent in self._external) / window, 0.0)
+        # Below 2% of the refill, "others" is the jitter of the answers' arrival times.
+        significant = others > 0.02 * self.rate
+        self._reserve = (
+            max((spent for _, spent in self._external), default=0.0) if significant else 0.0
+        )
+        leak = max(self.rate - others, 0.1 * self.rate)
+        if abs(leak - self._bucket._rate_per_sec) > 1e-9:
+            if leak < self.rate:
+                logger.debug(
+                    "other consumers spend about %.2f tokens/s: refilling at %.2f/s", others, leak
+                )
+            self._bucket.set_leak(now, leak)
 
     def _answered(self, permit: Permit) -> _InFlight | None:
         """Forget ``permit`` as in flight; wake a slow-start wait. None if already forgotten."""
