@@ -198,6 +198,10 @@ class QomonClient:
     # ----------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> QomonClient:
+        # A closed client may be entered again (e.g. by another event loop): it opens a new
+        # session; the rate limiter is per loop, and keeps the bucket's shape it learned.
+        if self._owns_session:
+            self._closed = False
         self._get_session()
         return self
 

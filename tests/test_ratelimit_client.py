@@ -30,7 +30,9 @@ async def fake() -> AsyncIterator[FakeQomon]:
         yield fake
 
 
-def ideal_seconds(creates: int, *, capacity: float = 100, rate: float = 10 * SCALE, cost: float = 5) -> float:
+def ideal_seconds(
+    creates: int, *, capacity: float = 100, rate: float = 10 * SCALE, cost: float = 5
+) -> float:
     """Time for ``creates`` creates against a full bucket: the burst, then the refill."""
     burst = int(capacity // cost)
     return max(creates - burst, 0) * cost / rate
@@ -50,7 +52,9 @@ async def test_burst_of_creates_takes_the_ideal_time_without_429(fake: FakeQomon
 
 async def test_another_consumer_draining_the_bucket(fake: FakeQomon) -> None:
     n = 60
-    async with QomonClient(KEY, base_url=fake.base_url, retry=RetryPolicy(max_attempts=10)) as client:
+    async with QomonClient(
+        KEY, base_url=fake.base_url, retry=RetryPolicy(max_attempts=10)
+    ) as client:
         stop = asyncio.Event()
 
         async def other_consumer() -> None:
@@ -102,7 +106,9 @@ async def test_fairness_a_create_is_not_starved_by_cheap_calls(fake: FakeQomon) 
         # The client empties the bucket itself (20 creates of 5 tokens), so it knows it is empty
         assert all([r.ok async for r in client.create_contacts(people(20), concurrency=20)])
         # the create queues first, then a stream of 1-token calls that could each be paid sooner
-        create = asyncio.ensure_future(client.create_contact({"firstname": "F", "mail": "f@example.org"}))
+        create = asyncio.ensure_future(
+            client.create_contact({"firstname": "F", "mail": "f@example.org"})
+        )
         await asyncio.sleep(0)
         cheap = [asyncio.ensure_future(client.count_contacts()) for _ in range(30)]
         await asyncio.gather(create, *cheap)
@@ -112,9 +118,13 @@ async def test_fairness_a_create_is_not_starved_by_cheap_calls(fake: FakeQomon) 
 
 
 async def test_slow_start_until_the_server_has_spoken(fake: FakeQomon) -> None:
-    async with QomonClient(KEY, base_url=fake.base_url, rate_limit=RateLimit(capacity=1000, rate=1000)) as client:
+    async with QomonClient(
+        KEY, base_url=fake.base_url, rate_limit=RateLimit(capacity=1000, rate=1000)
+    ) as client:
         # The local model claims 1000 tokens; the server's bucket holds 100.
-        results = await asyncio.gather(*(client.count_contacts() for _ in range(150)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(client.count_contacts() for _ in range(150)), return_exceptions=True
+        )
     assert all(isinstance(r, int) for r in results)
     statuses = [r.status for r in fake.requests]
     assert statuses.count(429) <= 2, statuses.count(429)
@@ -126,16 +136,14 @@ def test_one_limiter_per_event_loop(fake_qomon_thread: FakeQomon) -> None:
     client = QomonClient(KEY, base_url=fake_qomon_thread.base_url)
 
     async def use() -> object:
-        async with QomonClient(KEY, base_url=fake_qomon_thread.base_url) as other:
-            del other
-        await client.count_contacts()
-        limiter = client.limiter
-        await client.aclose()
-        client._closed = False  # reuse the client in another loop, as a long-lived app would
-        return limiter
+        async with client:
+            await client.count_contacts()
+            limiter = client.limiter
+            assert limiter is not None and limiter.rate == 10 * SCALE  # learned from the headers
+            return limiter
 
     first = asyncio.run(use())
-    second = asyncio.run(use())
+    second = asyncio.run(use())  # a new loop: a new limiter, the learned shape kept
     assert first is not None and second is not None and first is not second
 
 
