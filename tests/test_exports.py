@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import qomon_async
 import qomon_async.testing
 
@@ -41,6 +43,4 @@ def test_testing_exports() -> None:
 
 
 def test_version_comes_from_the_metadata() -> None:
-    from importlib.metadata import version
-
     assert qomon_async.__version__ == version("qomon-async")
