@@ -132,7 +132,7 @@ class Address(Struct, kw_only=True, omit_defaults=True):
 _ADDRESS_LOOSE = (
     "housenumber", "postalcode", "citycode", "floor", "door", "pollingstation", "latitude",
     "longitude", "_house_number", "_postal_code",
-)
+)  # fmt: skip
 
 
 def _plain(obj: Struct, names: tuple[str, ...]) -> None:
