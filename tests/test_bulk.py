@@ -339,3 +339,25 @@ async def test_upsert_contacts_with_verification(client: QomonClient, fake: Fake
     ]
     upsert_requests = [r for r in fake.requests if r.path == "/contacts/upsert"]
     assert len(upsert_requests) == 3 and all(r.cost == 1 for r in upsert_requests)
+
+
+async def test_an_input_that_fails_is_reported_after_the_items_it_gave(client: QomonClient) -> None:
+    def source() -> Iterator[dict[str, Any]]:
+        yield from people(5)
+        raise ValueError("row 6 of the source is unreadable")
+
+    seen: list[CreateResult] = []
+    with pytest.raises(ValueError, match="row 6"):
+        async for result in client.create_contacts(source(), concurrency=2):
+            seen.append(result)
+    assert sorted(r.index for r in seen) == list(range(5)) and all(r.ok for r in seen)
+
+
+async def test_upserts_without_verification_are_accepted(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    items = [{"firstname": "U", "surname": f"S{i}", "mail": f"u{i}@example.org"} for i in range(5)]
+    results = [r async for r in client.upsert_contacts(items, concurrency=2)]
+    assert all(r.status is CreateStatus.CREATED and r.contact is None for r in results)
+    await fake.wait_for_upserts()
+    assert len(fake.contacts) == 5
