@@ -13,6 +13,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ._importer._commands import add_demo_command, add_import_command
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -20,6 +22,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    add_import_command(commands)
+    add_demo_command(commands)
     _add_fake_server(commands)
     return parser
 
