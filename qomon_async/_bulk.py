@@ -431,6 +431,13 @@ class BulkRun(AsyncIterator[CreateResult]):
             return result(CreateStatus.FAILED, error=exc, attempts=len(attempts))
         except QomonError as exc:
             return result(CreateStatus.FAILED, error=exc, attempts=len(attempts))
+        except Exception as exc:  # a bug, or a caller's hook that raised: still one outcome
+            logger.exception("unexpected error on bulk item %d", index)
+            error = QomonError(f"unexpected error: {exc!r}")
+            if attempts:  # it was sent: whether it landed is not known
+                unknown = OutcomeUnknownError(f"unexpected error after sending: {exc!r}", cause=exc)
+                return result(CreateStatus.UNKNOWN, error=unknown, attempts=len(attempts))
+            return result(CreateStatus.FAILED, error=error, attempts=0)
         except asyncio.CancelledError:
             if attempts:
                 self.unclaimed.append(

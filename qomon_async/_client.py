@@ -239,12 +239,15 @@ class QomonClient:
         path: str,
         body: bytes | None,
         timeout: float | None,
+        *,
         abort: Callable[[], BaseException | None] | None = None,
+        sent: list[int] | None = None,
     ) -> _http.RawResponse:
         """One attempt: wait for the bucket, send, re-sync the bucket, map the status.
 
         ``abort`` is asked once the bucket has paid, right before sending: if it returns an
         exception (a bulk run hit a fatal 401), nothing is sent and :class:`Aborted` is raised.
+        ``sent`` (if given) receives one entry per request actually sent.
         """
         session = self._get_session()
         limiter = self.limiter
@@ -256,6 +259,8 @@ class QomonClient:
             if limiter is not None and permit is not None:
                 limiter.release(permit, refund=True)
             raise Aborted(reason)
+        if sent is not None:
+            sent.append(len(sent) + 1)
         self.stats.requests += 1
         try:
             response = await _http.send(
@@ -315,16 +320,14 @@ class QomonClient:
         attempts: list[int] | None = None,
         abort: Callable[[], BaseException | None] | None = None,
     ) -> _http.RawResponse:
-        """Send with the retry policy; ``attempts`` (if given) receives the attempt count."""
+        """Send with the retry policy; ``attempts`` (if given) gets one entry per request sent."""
 
         def count_retry(exc: BaseException, wait: float) -> None:
             self.stats.retries += 1
             self.stats.retry_wait += wait
 
-        async def attempt(number: int) -> _http.RawResponse:
-            if attempts is not None:
-                attempts.append(number)
-            return await self._send(method, path, body, timeout, abort)
+        async def attempt(_number: int) -> _http.RawResponse:
+            return await self._send(method, path, body, timeout, abort=abort, sent=attempts)
 
         return await retrying(
             attempt,

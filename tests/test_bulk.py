@@ -162,6 +162,7 @@ async def test_a_401_stops_the_pool(client: QomonClient, fake: FakeQomon) -> Non
     assert statuses[CreateStatus.SKIPPED] == n - len(creates)
     skipped = [r for r in results if r.status is CreateStatus.SKIPPED]
     assert all(isinstance(r.error, AuthenticationError) for r in skipped)
+    assert all(r.attempts == 0 for r in skipped)  # never sent
 
 
 async def test_one_bad_item_fails_alone(client: QomonClient, fake: FakeQomon) -> None:
@@ -361,3 +362,16 @@ async def test_upserts_without_verification_are_accepted(
     assert all(r.status is CreateStatus.CREATED and r.contact is None for r in results)
     await fake.wait_for_upserts()
     assert len(fake.contacts) == 5
+
+
+async def test_a_hook_that_raises_still_gives_one_outcome(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    def on_attempt(index: int, started_at: object) -> None:
+        if index == 2:
+            raise RuntimeError("journal disk full")
+
+    results = {r.index: r async for r in client.create_contacts(people(5), on_attempt=on_attempt)}
+    assert sorted(results) == list(range(5))
+    assert results[2].status is CreateStatus.FAILED and "journal disk full" in str(results[2].error)
+    assert len(fake.contacts) == 4

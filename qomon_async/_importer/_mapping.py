@@ -45,11 +45,6 @@ from ._convert import ConversionError, ValueMap, convert_field
 from ._errors import MappingError
 from ._fields import CONTACT_FIELDS, FORM_TYPES, canonical_field
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the `cli` extra installs tomli, the same parser under another name.
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-
 __all__ = ["AdvancedColumn", "ImportMapping", "load_mapping", "parse_mapping"]
 
 _TOP_KEYS = frozenset({"ignore", "ignore_unknown", "columns", "constants", "values", "advanced"})
@@ -124,6 +119,17 @@ def load_mapping(path: str | Path) -> ImportMapping:
             form types or invalid constants (every problem is listed).
     """
     source = str(path)
+    # Imported here, not at the top: on Python 3.10 the parser is tomli, from the `cli` extra,
+    # and the rest of the command line (fake-server, imports without a mapping) works without it.
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+        except ImportError:
+            raise MappingError(
+                source, ["reading TOML on Python 3.10 needs tomli: pip install 'qomon-async[cli]'"]
+            ) from None
     try:
         with open(path, "rb") as f:
             data: dict[str, Any] = tomllib.load(f)
