@@ -1,0 +1,223 @@
+"""Decoding: the seed create response and a 1,000-contact search page, four ways.
+
+- ``qomon_async`` (msgspec models): ``_protocol.decode_contact`` / ``decode_contacts_page``, what
+  the client runs on every answer (typed, tolerant, envelope variants);
+- ``json`` into dicts: ``json.loads`` (the floor of untyped decoding in the standard library);
+- ``msgspec`` into dicts: ``msgspec.json.decode`` untyped (how much the typing costs);
+- ``pydantic`` v2: ``model_validate_json`` on models with the same tolerance
+  (``benchmarks/_pydantic_models.py``).
+
+Timed with ``timeit`` in one process, the contenders interleaved in each repeat; medians.
+Before timing, the pydantic and msgspec results are checked to agree on the tolerant fields.
+"""
+
+from __future__ import annotations
+
+import json
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    COLOURS,
+    Settings,
+    fmt,
+    log,
+    markdown_table,
+    median,
+    pyplot,
+    ratio,
+    run_worker,
+    spread,
+    worker_main,
+    write_json,
+)
+
+NAME = "decode"
+TITLE = "Decoding answers"
+CONTENDERS = ("qomon_async", "json", "msgspec", "pydantic")
+LABELS = {
+    "qomon_async": "qomon_async (msgspec models)",
+    "json": "json.loads → dicts",
+    "msgspec": "msgspec.json.decode → dicts",
+    "pydantic": "pydantic v2 model_validate_json",
+}
+PAYLOADS = ("seed", "page")
+
+
+def _check(page: bytes, seed: bytes) -> None:
+    """The pydantic twins decode what the library decodes (not timed; a sanity check)."""
+    from benchmarks._pydantic_models import PCreateAnswer, PSearchAnswer  # noqa: PLC0415
+    from qomon_async import _protocol  # noqa: PLC0415
+
+    ours = [*_protocol.decode_contacts_page(200, page), _protocol.decode_contact(200, seed)]
+    answer = PSearchAnswer.model_validate_json(page)
+    created = PCreateAnswer.model_validate_json(seed)
+    assert answer.data is not None and answer.data.contacts is not None
+    assert created.data is not None and created.data.contact is not None
+    theirs = [*answer.data.contacts, created.data.contact]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.address is not None and b.address is not None
+        pairs = [
+            (a.id, b.id),
+            (a.created_at, b.created_at),
+            (a.birthcity, b.birthcity),
+            (a.action_ids, b.action_ids),
+            (a.address.postalcode, b.address.postalcode),
+            (a.address.housenumber, b.address.housenumber),
+            (a.address.floor, b.address.floor),
+            ([t.name for t in a.tags], [t.name for t in b.tags]),
+            ([n.text for n in a.notes], [n.text for n in b.notes]),
+            (a.lastchange, b.lastchange),
+        ]
+        for mine, other in pairs:
+            assert mine == other, (a.id, mine, other)
+
+
+def worker(params: dict[str, Any]) -> dict[str, Any]:
+    import msgspec  # noqa: PLC0415
+
+    from benchmarks._payloads import SEED, search_page  # noqa: PLC0415
+    from benchmarks._pydantic_models import PCreateAnswer, PSearchAnswer  # noqa: PLC0415
+    from qomon_async import _protocol  # noqa: PLC0415
+
+    page = search_page(params["page_size"])
+    _check(page, SEED)
+    decoders: dict[str, dict[str, Callable[[], object]]] = {
+        "seed": {
+            "qomon_async": lambda: _protocol.decode_contact(200, SEED),
+            "json": lambda: json.loads(SEED),
+            "msgspec": lambda: msgspec.json.decode(SEED),
+            "pydantic": lambda: PCreateAnswer.model_validate_json(SEED),
+        },
+        "page": {
+            "qomon_async": lambda: _protocol.decode_contacts_page(200, page),
+            "json": lambda: json.loads(page),
+            "msgspec": lambda: msgspec.json.decode(page),
+            "pydantic": lambda: PSearchAnswer.model_validate_json(page),
+        },
+    }
+    times: dict[str, dict[str, list[float]]] = {p: {c: [] for c in CONTENDERS} for p in PAYLOADS}
+    for payload in PAYLOADS:
+        number = params["number"][payload]
+        for function in decoders[payload].values():
+            function()  # warm
+        for _ in range(params["repeats"]):
+            for contender in CONTENDERS:
+                seconds = timeit.Timer(decoders[payload][contender]).timeit(number=number)
+                times[payload][contender].append(seconds / number * 1e6)
+    return {"times_us": times, "sizes": {"seed": len(SEED), "page": len(page)}}
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    params = {
+        "page_size": 1000,
+        "repeats": 3 if settings.quick else 9,
+        "number": {"seed": 500, "page": 2} if settings.quick else {"seed": 2000, "page": 5},
+    }
+    answer = run_worker("bench_decode", params)
+    summary = []
+    for payload in PAYLOADS:
+        base = median(answer["times_us"][payload]["qomon_async"])
+        for contender in CONTENDERS:
+            values = answer["times_us"][payload][contender]
+            summary.append(
+                {
+                    "payload": payload,
+                    "contender": contender,
+                    "us": median(values),
+                    "spread": spread(values),
+                    "vs_qomon_async": ratio(median(values), base),
+                }
+            )
+    log(f"{NAME}: done")
+    payload_doc = {
+        "title": TITLE,
+        "parameters": {**params, "bytes": answer["sizes"]},
+        "summary": summary,
+        "times_us": answer["times_us"],
+    }
+    write_json(settings, NAME, payload_doc)
+    return payload_doc
+
+
+CAVEATS = [
+    "json and msgspec → dicts give untyped dicts: no dates parsed, postal codes left as "
+    "numbers or strings, variants not folded. They are floors, not equivalents.",
+    "qomon_async's decode_contact accepts four envelope shapes and decodes the create answer "
+    "in two passes (an envelope with msgspec.Raw, then the contact); the pydantic twin only "
+    "reads data.contact, which favours pydantic on the seed.",
+    "The pydantic twins (benchmarks/_pydantic_models.py) use BeforeValidator for "
+    "number-or-string fields and model_validator(mode='after') to fold variant spellings; the "
+    "library's msgspec models use a dec_hook and __post_init__ for the same.",
+]
+
+
+def render(document: dict[str, Any], out: Path) -> str:
+    summary = document["summary"]
+    params = document["parameters"]
+    sizes = params["bytes"]
+    names = {
+        "seed": f"seed create answer ({sizes['seed']:,} B)",
+        "page": f"search page, {params['page_size']:,} contacts ({sizes['page'] / 1e6:.1f} MB)",
+    }
+    rows = [
+        [
+            names[s["payload"]] if s["contender"] == "qomon_async" else "",
+            LABELS[s["contender"]],
+            f"{s['vs_qomon_async']:.2f}x",
+            fmt(s["us"]),
+            f"±{s['spread'] * 100:.0f}%",
+        ]
+        for s in summary
+    ]
+    table = markdown_table(["payload", "decoder", "time vs qomon_async", "µs", "spread"], rows)
+    _plot(summary, names, out / f"{NAME}.png")
+    by = {(s["payload"], s["contender"]): s for s in summary}
+    headline = (
+        f"pydantic v2 takes {by['seed', 'pydantic']['vs_qomon_async']:.1f}x the time of the "
+        f"library's msgspec models on the seed answer and "
+        f"{by['page', 'pydantic']['vs_qomon_async']:.1f}x on a 1,000-contact page; json.loads "
+        f"into untyped dicts takes {by['seed', 'json']['vs_qomon_async']:.1f}x and "
+        f"{by['page', 'json']['vs_qomon_async']:.1f}x."
+    )
+    return "\n\n".join(
+        [
+            f"## {TITLE}",
+            f"**{headline}**",
+            f"timeit, medians of {params['repeats']} repeats ({params['number']['seed']} seed "
+            f"decodes or {params['number']['page']} page decodes each), contenders interleaved.",
+            table,
+            f"![{TITLE}]({NAME}.png)",
+            "Caveats:\n\n" + "\n".join(f"- {c}" for c in CAVEATS),
+        ]
+    )
+
+
+def _plot(summary: list[dict[str, Any]], names: dict[str, str], path: Path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, payload in zip(axes, PAYLOADS, strict=True):
+        rows = [s for s in summary if s["payload"] == payload]
+        values = [s["us"] / (1000 if payload == "page" else 1) for s in rows]
+        bars = ax.barh(
+            [s["contender"] for s in rows],
+            values,
+            color=[COLOURS[s["contender"]] for s in rows],
+        )
+        ax.bar_label(bars, labels=[f"{s['vs_qomon_async']:.2f}x" for s in rows], padding=3)
+        ax.invert_yaxis()
+        ax.set_xlabel("ms per decode" if payload == "page" else "µs per decode")
+        ax.set_title(names[payload])
+        ax.grid(axis="y", visible=False)
+        ax.margins(x=0.18)
+    fig.suptitle("Decoding time (lower is better; ratio to qomon_async)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    worker_main(worker)
