@@ -602,7 +602,7 @@ class QomonClient:
             ordered: yield results in input order (a bounded look-ahead window).
             reconcile: look up ambiguous creates by mail instead of reporting them unknown.
             dedupe: an item with the same mail and names as an earlier one is ``"skipped"``
-                with a :class:`DuplicateInputError` (memory: ~100 bytes per distinct mail).
+                with a :class:`DuplicateInputError` (memory: ~150 bytes per distinct mail).
             total: the input's length, for the ETA (taken from ``len()`` when it has one).
             on_progress: called with the live :class:`BulkProgress` after each item.
             on_attempt: ``(index, started_at)``, called (and awaited if it returns an

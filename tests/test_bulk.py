@@ -375,3 +375,13 @@ async def test_a_hook_that_raises_still_gives_one_outcome(
     assert sorted(results) == list(range(5))
     assert results[2].status is CreateStatus.FAILED and "journal disk full" in str(results[2].error)
     assert len(fake.contacts) == 4
+
+
+async def test_a_raising_progress_callback_loses_nothing(client: QomonClient) -> None:
+    def on_progress(progress: object) -> None:
+        raise ValueError("display broken")
+
+    results = [
+        r async for r in client.create_contacts(people(10), concurrency=2, on_progress=on_progress)
+    ]
+    assert sorted(r.index for r in results) == list(range(10)) and all(r.ok for r in results)
