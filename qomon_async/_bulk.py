@@ -44,6 +44,7 @@ from ._exceptions import (
     QomonError,
 )
 from ._models import Contact
+from ._protocol import fold
 from ._query import Condition, Query
 from ._retry import is_ambiguous
 
@@ -57,6 +58,12 @@ logger = logging.getLogger("qomon_async")
 InDoubt = Callable[[int, Any], "dt.datetime | None"]
 OnAttempt = Callable[[int, dt.datetime], "Awaitable[None] | None"]
 OnProgress = Callable[["BulkProgress"], None]
+
+
+async def maybe_await(value: Awaitable[None] | None) -> None:
+    """Await a hook's result when it returned an awaitable (hooks may be sync or async)."""
+    if value is not None:
+        await value
 
 
 class CreateStatus(str, enum.Enum):
@@ -242,6 +249,10 @@ class BulkRun(AsyncIterator[CreateResult]):
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._room = asyncio.Semaphore(2 * self._concurrency)
         self._seen: dict[int, int] = {}
+        # Without de-duplication, twins are wanted: reconciliation must not give one twin the
+        # contact another twin created (memory: one id per created item).
+        self._claimed: set[int] = set()
+        self._pulling: set[asyncio.Task[None]] = set()
         self._live = self._concurrency
         self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
         buffer: dict[int, CreateResult] = {}
@@ -290,6 +301,10 @@ class BulkRun(AsyncIterator[CreateResult]):
         if cancel:
             for task in self._workers:
                 task.cancel()
+        else:
+            # Workers waiting on the input (a queue fed by a bot may wait forever) hold no item.
+            for task in list(self._pulling):
+                task.cancel()
         while True:
             message = await self._queue.get()
             if message is _END:
@@ -332,7 +347,17 @@ class BulkRun(AsyncIterator[CreateResult]):
 
     async def _work(self) -> None:
         try:
-            while (picked := await self._pull()) is not None:
+            task = asyncio.current_task()
+            while True:
+                if task is not None:
+                    self._pulling.add(task)
+                try:
+                    picked = await self._pull()
+                finally:
+                    if task is not None:
+                        self._pulling.discard(task)
+                if picked is None:
+                    break
                 index, item = picked
                 result = await self._process(index, item)
                 self.progress.count(result)
@@ -413,7 +438,10 @@ class BulkRun(AsyncIterator[CreateResult]):
                     abort=self._abort,
                     on_attempt=self._attempt_hook(index),
                     attempts_out=attempts,
+                    exclude=() if self._dedupe else self._claimed,
                 )
+                if not self._dedupe and outcome.contact.id is not None:
+                    self._claimed.add(outcome.contact.id)
                 return result(
                     CreateStatus.CREATED,
                     contact=outcome.contact,
@@ -428,11 +456,12 @@ class BulkRun(AsyncIterator[CreateResult]):
             error = exc.reason if isinstance(exc.reason, QomonError) else QomonError(str(exc))
             return result(CreateStatus.SKIPPED, error=error, attempts=len(attempts))
         except OutcomeUnknownError as exc:
+            # A lookup refused with 401/403 is as fatal as a create refused so.
+            if isinstance(exc.__cause__, AuthenticationError | PermissionDeniedError):
+                self._set_fatal(exc.__cause__)
             return result(CreateStatus.UNKNOWN, error=exc, attempts=len(attempts))
         except (AuthenticationError, PermissionDeniedError) as exc:
-            if self.fatal is None:
-                self.fatal = exc
-                logger.error("fatal %s: the bulk run sends nothing more", exc.status_code)
+            self._set_fatal(exc)
             return result(CreateStatus.FAILED, error=exc, attempts=len(attempts))
         except QomonError as exc:
             return result(CreateStatus.FAILED, error=exc, attempts=len(attempts))
@@ -445,16 +474,25 @@ class BulkRun(AsyncIterator[CreateResult]):
             return result(CreateStatus.FAILED, error=error, attempts=0)
         except asyncio.CancelledError:
             if attempts:
-                self.unclaimed.append(
-                    result(
-                        CreateStatus.UNKNOWN,
-                        error=OutcomeUnknownError("the run was cancelled while this item was sent"),
-                        attempts=len(attempts),
-                    )
+                cancelled = result(
+                    CreateStatus.UNKNOWN,
+                    error=OutcomeUnknownError("the run was cancelled while this item was sent"),
+                    attempts=len(attempts),
                 )
+            else:
+                cancelled = result(
+                    CreateStatus.SKIPPED,
+                    error=QomonError("the run was cancelled before this item was sent"),
+                )
+            self.unclaimed.append(cancelled)
             raise
         finally:
             self.progress.in_flight -= 1
+
+    def _set_fatal(self, exc: AuthenticationError | PermissionDeniedError) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+            logger.error("fatal %s: the bulk run sends nothing more", exc.status_code)
 
     def _attempt_hook(self, index: int) -> Callable[[dt.datetime], Awaitable[None] | None] | None:
         hook = self._on_attempt
@@ -467,10 +505,7 @@ class BulkRun(AsyncIterator[CreateResult]):
     ) -> tuple[Contact | None, bool]:
         """Send one upsert; with ``verify``, read it back. Returns (contact, reconciled)."""
         started = dt.datetime.now(dt.timezone.utc)
-        if self._on_attempt is not None:
-            pending = self._on_attempt(index, started)
-            if pending is not None:
-                await pending
+        await maybe_await(self._on_attempt(index, started) if self._on_attempt else None)
         try:
             await self._client._request(
                 "POST",
@@ -544,20 +579,16 @@ class BulkRun(AsyncIterator[CreateResult]):
             await asyncio.sleep(self._verify_interval)
 
 
-def _fold(value: object) -> str:
-    return str(value).strip().casefold() if value is not None else ""
-
-
 def _identity(data: dict[str, Any]) -> int | None:
     """A compact key of (mail, firstname, surname) for input de-duplication; None without mail.
 
     A 64-bit hash keeps the memory per distinct contact small (about 150 bytes with the index,
     as measured by benchmarks/bench_memory.py).
     """
-    mail = _fold(data.get("mail"))
+    mail = fold(data.get("mail"))
     if not mail:
         return None
-    text = "\x1f".join((mail, _fold(data.get("firstname")), _fold(data.get("surname"))))
+    text = "\x1f".join((mail, fold(data.get("firstname")), fold(data.get("surname"))))
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
@@ -567,7 +598,7 @@ def _shows(contact: Contact, data: dict[str, Any]) -> bool:
         if key in data and data[key] is not None:
             have = getattr(contact, key)
             if isinstance(data[key], str):
-                if _fold(have) != _fold(data[key]):
+                if fold(have) != fold(data[key]):
                     return False
             elif have != data[key]:
                 return False

@@ -12,13 +12,22 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterable,
+    Mapping,
+)
 from typing import Any
 
 import aiohttp
 
 from . import _http, _protocol
-from ._bulk import BulkRun, InDoubt, OnAttempt, OnProgress
+from ._bulk import BulkRun, InDoubt, OnAttempt, OnProgress, maybe_await
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -34,7 +43,6 @@ from ._config import (
 from ._exceptions import (
     Aborted,
     APIConnectionError,
-    APITimeoutError,
     NotFoundError,
     OutcomeUnknownError,
     QomonError,
@@ -52,7 +60,7 @@ from ._ratelimit import (
     parse_retry_after,
     route_cost,
 )
-from ._retry import is_ambiguous, retrying
+from ._retry import is_ambiguous, retry_wait, retrying
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -130,8 +138,9 @@ class QomonClient:
             send without limiting (not advised against Qomon).
         reconcile_margin: seconds subtracted from an attempt's start when searching for the
             contact an ambiguous create may have made (clock skew between client and Qomon).
-        reconcile_delay: seconds to wait after a timed-out create before searching for it, so
-            that a create still being processed has landed.
+        reconcile_delay: seconds to wait after an ambiguous create before each of the two
+            searches for it, so that a create Qomon is still processing, or that its search
+            index has not caught up with, is found rather than sent again.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -379,6 +388,7 @@ class QomonClient:
         abort: Callable[[], BaseException | None] | None = None,
         on_attempt: Callable[[dt.datetime], Awaitable[None] | None] | None = None,
         attempts_out: list[int] | None = None,
+        exclude: Container[int] = (),
     ) -> CreateOutcome:
         """The create loop shared by ``create_contact`` and the bulk pool.
 
@@ -386,30 +396,35 @@ class QomonClient:
         after this time; it is looked up before anything is sent. ``abort``: see :meth:`_send`.
         ``on_attempt(started_at)`` is awaited before each round of sending (a journal records
         it durably first). ``attempts_out`` receives the count of requests sent, whatever the
-        outcome.
+        outcome. ``exclude``: contact ids that reconciliation may not claim.
         """
         policy = retry or self.retry
         body = _protocol.contact_body(data)
         attempts = attempts_out if attempts_out is not None else []
+        # One budget for the whole create: the policy's attempts and total time bound every
+        # request of every round, not each round afresh.
+        deadline = time.monotonic() + policy.max_time
         if in_doubt_since is not None:
-            found = await self._reconcile(data, in_doubt_since, cause=None)
+            found = await self._reconcile(data, in_doubt_since, cause=None, exclude=exclude)
             if found is not None:
                 return CreateOutcome(found, 0, reconciled=True)
         rounds = 0
         while True:
             rounds += 1
             started = dt.datetime.now(dt.timezone.utc)
-            if on_attempt is not None:
-                pending = on_attempt(started)
-                if pending is not None:
-                    await pending
+            await maybe_await(on_attempt(started) if on_attempt is not None else None)
+            round_policy = dataclasses.replace(
+                policy,
+                max_attempts=max(policy.max_attempts - len(attempts), 1),
+                max_time=max(deadline - time.monotonic(), 0.0),
+            )
             try:
                 response = await self._request(
                     "POST",
                     "/contacts",
                     body=body,
                     idempotent=False,
-                    retry=policy,
+                    retry=round_policy,
                     timeout=timeout,
                     attempts=attempts,
                     abort=abort,
@@ -426,21 +441,41 @@ class QomonClient:
                         attempt_started_at=started,
                         reconciliation="not attempted",
                     ) from exc
-                if isinstance(exc, APITimeoutError) and self.reconcile_delay > 0:
-                    # A timed-out create may still be in Qomon's hands: let it land first.
-                    await asyncio.sleep(self.reconcile_delay)
-                found = await self._reconcile(data, started, cause=exc)
-                if found is not None:
-                    return CreateOutcome(found, len(attempts), reconciled=True)
-                if rounds >= policy.max_attempts or (abort is not None and abort() is not None):
+                # Qomon may store the contact after failing to answer (a gateway's 504, a
+                # timeout), and its search may lag behind a write: let it land, look, and look
+                # once more before concluding that nothing was stored.
+                found = None
+                for _look in range(2):
+                    if self.reconcile_delay > 0:
+                        await asyncio.sleep(self.reconcile_delay)
+                    found = await self._reconcile(data, started, cause=exc, exclude=exclude)
+                    if found is not None:
+                        return CreateOutcome(found, len(attempts), reconciled=True)
+                out_of_budget = len(attempts) >= policy.max_attempts or time.monotonic() >= deadline
+                if out_of_budget or (abort is not None and abort() is not None):
                     # Surely absent, and out of attempts: nothing was created; the cause stands.
                     raise
-                logger.info("create surely did not land (%s); sending it again", exc)
+                wait = retry_wait(policy, exc, rounds)
+                logger.info(
+                    "create surely did not land (%s); sending it again in %.3f s", exc, wait
+                )
+                await asyncio.sleep(wait)
 
     async def _reconcile(
-        self, data: Mapping[str, Any], since: dt.datetime, *, cause: BaseException | None
+        self,
+        data: Mapping[str, Any],
+        since: dt.datetime,
+        *,
+        cause: BaseException | None,
+        exclude: Container[int] = (),
     ) -> Contact | None:
-        """The contact an ambiguous create made, None if surely absent; else OutcomeUnknownError."""
+        """The contact an ambiguous create made, None if surely absent; else OutcomeUnknownError.
+
+        Candidates: same mail (exactly) and names (case-folded), created since ``since`` less
+        the clock margin, not in ``exclude`` (contacts other items of a bulk run already
+        claimed). Those created after ``since`` are preferred; two or more equally good
+        candidates cannot be told apart, and the outcome stays unknown.
+        """
         mail = data.get("mail")
         if not isinstance(mail, str) or not mail.strip():
             raise OutcomeUnknownError(
@@ -465,19 +500,23 @@ class QomonClient:
                 attempt_started_at=since,
                 reconciliation=f"search failed: {exc}",
             ) from exc
-        matches = [c for c in candidates if _same_person(c, data)]
-        if not matches:
+        matches = [c for c in candidates if _same_person(c, data) and c.id not in exclude]
+        recent = [c for c in matches if c.created_at is not None and c.created_at >= since]
+        best = recent or matches
+        if not best:
             logger.info("reconciliation: no contact with this mail created since %s", since)
             return None
-        matches.sort(key=lambda c: (c.created_at or since, c.id or 0))
-        found = matches[0]
+        if len(best) > 1:
+            raise OutcomeUnknownError(
+                f"the create may have been stored ({cause or 'earlier attempt'}), and "
+                f"{len(best)} contacts match it (ids {', '.join(str(c.id) for c in best[:5])})",
+                cause=cause,
+                attempt_started_at=since,
+                reconciliation=f"{len(best)} candidates",
+            )
         self.stats.reconciled += 1
-        logger.info(
-            "reconciliation: the ambiguous create did land, as contact %s%s",
-            found.id,
-            f" ({len(matches)} candidates)" if len(matches) > 1 else "",
-        )
-        return found
+        logger.info("reconciliation: the ambiguous create did land, as contact %s", best[0].id)
+        return best[0]
 
     async def get_contact(
         self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
@@ -658,7 +697,7 @@ class QomonClient:
             mode="upsert",
             concurrency=concurrency,
             ordered=ordered,
-            reconcile=True,
+            reconcile=False,  # upserts are looked up by verify=True, not reconciled
             dedupe=dedupe,
             retry=retry,
             timeout=timeout,
@@ -773,17 +812,13 @@ class QomonClient:
         return _protocol.decode_actions(response.status, response.body)
 
 
-def _fold(value: object) -> str:
-    return str(value).strip().casefold() if value is not None else ""
-
-
 def _same_person(found: Contact, data: Mapping[str, Any]) -> bool:
     """Whether a contact found by mail is the one the create wrote (names compared exactly,
     case-folded; Qomon's ``eql`` is a prefix match, §8.1)."""
-    if _fold(found.mail) != _fold(data.get("mail")):
+    if _protocol.fold(found.mail) != _protocol.fold(data.get("mail")):
         return False
     return all(
-        _fold(getattr(found, key)) == _fold(data.get(key))
+        _protocol.fold(getattr(found, key)) == _protocol.fold(data.get(key))
         for key in ("firstname", "surname")
         if data.get(key)
     )

@@ -79,13 +79,20 @@ async def send(
     timeout: float,
     connect_timeout: float,
 ) -> RawResponse:
-    """Send one request and read the whole answer; translate every transport failure."""
+    """Send one request and read the whole answer; translate every transport failure.
+
+    The error raised carries the aiohttp failure's type and message, not the aiohttp exception
+    itself, and is raised after the header dicts are dropped: the Authorization header must not
+    travel in a traceback's frames or in a chained exception (error reporters record both).
+    """
     request_headers = dict(headers)
+    del headers
     if body is not None:
         request_headers["Content-Type"] = "application/json"
     client_timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
     started = time.perf_counter()
     path = urlsplit(url).path
+    error: APIConnectionError
     try:
         async with session.request(
             method,
@@ -103,32 +110,34 @@ async def send(
                 body=payload,
                 elapsed=time.perf_counter() - started,
             )
-    except aiohttp.ConnectionTimeoutError as exc:
+    except aiohttp.ConnectionTimeoutError:
         # Timed out while connecting: the request was never written.
-        raise APITimeoutError(
+        error = APITimeoutError(
             f"timed out connecting for {method} {path}", method=method, url=path, request_sent=False
-        ) from exc
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise APITimeoutError(
+        )
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        error = APITimeoutError(
             f"no complete answer to {method} {path} within {timeout:g} s",
             method=method,
             url=path,
             request_sent=True,
-        ) from exc
+        )
     except aiohttp.ClientConnectorError as exc:
         # Connection refused, DNS or TLS failure: nothing reached Qomon.
-        raise APIConnectionError(
+        error = APIConnectionError(
             f"cannot connect for {method} {path}: {exc.os_error or exc}",
             method=method,
             url=path,
             request_sent=False,
-        ) from exc
+        )
     except (aiohttp.ClientError, OSError) as exc:
         # Disconnected, reset, or a broken answer (ClientPayloadError, a truncated body): the
         # request may have been processed.
-        raise APIConnectionError(
+        error = APIConnectionError(
             f"connection lost during {method} {path}: {type(exc).__name__}: {exc}",
             method=method,
             url=path,
             request_sent=True,
-        ) from exc
+        )
+    del request_headers
+    raise error

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-import msgspec
 from msgspec import UNSET, Struct, UnsetType, field
 
 __all__ = [
@@ -73,7 +72,7 @@ def dec_hook(tp: type[Any], obj: Any) -> Any:
             return LooseStr(obj)
         if isinstance(obj, float):
             return LooseStr(repr(obj) if not obj.is_integer() else str(int(obj)))
-        raise msgspec.ValidationError(f"Expected str or number, got {type(obj).__name__}")
+        raise TypeError(f"Expected str or number, got {type(obj).__name__}")
     raise NotImplementedError(f"no decoder for {tp!r}")
 
 

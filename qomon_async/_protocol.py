@@ -8,6 +8,7 @@ right exception. The one module that performs I/O is :mod:`qomon_async._http`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ ContactInput = Mapping[str, Any] | ContactWrite | Contact
 UpsertInput = Mapping[str, Any] | UpsertContact
 
 T = TypeVar("T")
+logger = logging.getLogger("qomon_async")
 
 # --------------------------------------------------------------------------------------------
 # Envelopes. `status` is optional and `data` may hold the object itself (§3.1, §15): decode the
@@ -69,6 +71,7 @@ class _ContactsBox(msgspec.Struct):
 class _ContactsEnvelope(msgspec.Struct):
     status: str | None = None
     data: _ContactsBox | None = None
+    contacts: list[Contact] | None = None  # a bare answer, without "data" (§15)
 
 
 class _TotalBox(msgspec.Struct):
@@ -86,6 +89,8 @@ class _FormsBox(msgspec.Struct):
 
 class _FormsEnvelope(msgspec.Struct):
     data: _FormsBox | None = None
+    forms: list[Form] | None = None  # a bare answer, without "data" (§15)
+    form: Form | None = None
 
 
 class _ActionsBox(msgspec.Struct):
@@ -106,6 +111,7 @@ _forms_decoder = msgspec.json.Decoder(_FormsEnvelope, dec_hook=dec_hook)
 _actions_decoder = msgspec.json.Decoder(_ActionsEnvelope)
 _problem_decoder = msgspec.json.Decoder(Problem)
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
+_dict_or_list_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
@@ -114,19 +120,67 @@ def encode(payload: Any) -> bytes:
     return _encoder.encode(payload)
 
 
-def _text(body: bytes) -> str:
-    return body.decode("utf-8", "replace")
+def _text(body: bytes | msgspec.Raw) -> str:
+    return bytes(body).decode("utf-8", "replace")
 
 
-def _decode(decoder: msgspec.json.Decoder[T], body: bytes, status: int, what: str) -> T:
+_PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_MAX_DROPPED = 20
+
+
+def _drop_at(document: Any, path: str) -> bool:
+    """Remove the value at a msgspec error path (``$.data.contacts[3].address.floor``)."""
+    tokens: list[str | int] = [
+        name if name else int(index) for name, index in _PATH_TOKEN.findall(path[1:])
+    ]
+    if not tokens:
+        return False
+    node = document
+    for token in tokens[:-1]:
+        try:
+            node = node[token]
+        except (KeyError, IndexError, TypeError):
+            return False
+    last = tokens[-1]
+    if isinstance(node, dict) and isinstance(last, str) and last in node:
+        del node[last]
+        return True
+    return False
+
+
+def _decode(
+    decoder: msgspec.json.Decoder[T], body: bytes | msgspec.Raw, status: int, what: str
+) -> T:
+    """Decode ``body``; a field of an unexpected type is dropped (and logged), not fatal.
+
+    Qomon's schema drifts (qomon-api.md §15): one odd field must not cost the caller a whole
+    answer, least of all a create that was stored. Bodies that are not JSON still fail.
+    """
     try:
         return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        error: msgspec.DecodeError = exc
     except msgspec.DecodeError as exc:
         raise ResponseDecodeError(
             f"Qomon answered {status} but the body is not a valid {what}: {exc}",
             status_code=status,
             text=_text(body),
         ) from exc
+    document = _dict_or_list_decoder.decode(body)
+    for _ in range(_MAX_DROPPED):
+        where = str(error).rpartition(" - at `")[2].rstrip("`")
+        if not where.startswith("$") or not _drop_at(document, where):
+            break
+        logger.warning("ignored %s in a %s: %s", where, what, str(error).partition(" - at")[0])
+        try:
+            return msgspec.convert(document, decoder.type, dec_hook=dec_hook, str_keys=True)
+        except msgspec.ValidationError as exc:
+            error = exc
+    raise ResponseDecodeError(
+        f"Qomon answered {status} but the body is not a valid {what}: {error}",
+        status_code=status,
+        text=_text(body),
+    ) from error
 
 
 def decode_contact(status: int, body: bytes) -> Contact:
@@ -177,9 +231,15 @@ def decode_contact_dict(status: int, body: bytes) -> dict[str, Any]:
 def decode_contacts_page(status: int, body: bytes) -> list[Contact]:
     """The contacts of a ``POST /search`` page (``contacts: null`` or missing is empty)."""
     envelope = _decode(_contacts_decoder, body, status, "search answer")
-    if envelope.data is None or envelope.data.contacts is None:
-        return []
-    return envelope.data.contacts
+    if envelope.data is not None:
+        return envelope.data.contacts or []
+    if envelope.contacts is not None:
+        return envelope.contacts
+    # Neither data nor contacts: not a search answer. Reading it as "no match" could make a
+    # reconciliation conclude that a create did not land.
+    raise ResponseDecodeError(
+        f"Qomon answered {status} without data.contacts", status_code=status, text=_text(body)
+    )
 
 
 def decode_total(status: int, body: bytes) -> int:
@@ -195,19 +255,24 @@ def decode_total(status: int, body: bytes) -> int:
 def decode_forms(status: int, body: bytes) -> list[Form]:
     """The forms of a ``GET /v1/forms/type/{type}`` answer (``forms: null`` is empty)."""
     envelope = _decode(_forms_decoder, body, status, "forms answer")
-    if envelope.data is None or envelope.data.forms is None:
-        return []
-    return envelope.data.forms
+    if envelope.data is not None:
+        return envelope.data.forms or []
+    if envelope.forms is not None:
+        return envelope.forms
+    raise ResponseDecodeError(
+        f"Qomon answered {status} without data.forms", status_code=status, text=_text(body)
+    )
 
 
 def decode_form(status: int, body: bytes) -> Form:
     """The form of a ``GET /forms/{id}`` answer."""
     envelope = _decode(_forms_decoder, body, status, "form answer")
-    if envelope.data is None or envelope.data.form is None:
-        raise ResponseDecodeError(
-            f"Qomon answered {status} without data.form", status_code=status, text=_text(body)
-        )
-    return envelope.data.form
+    form = envelope.data.form if envelope.data is not None else envelope.form
+    if form is not None:
+        return form
+    raise ResponseDecodeError(
+        f"Qomon answered {status} without data.form", status_code=status, text=_text(body)
+    )
 
 
 def decode_actions(status: int, body: bytes) -> list[ActionSummary]:
@@ -309,6 +374,18 @@ def _normalise_dates(data: dict[str, Any]) -> None:
         data["birthdate"] = f"{value}T00:00:00Z"
 
 
+def _strip_mail(data: dict[str, Any]) -> None:
+    """The mail as it will be searched for (reconciliation matches it exactly)."""
+    mail = data.get("mail")
+    if isinstance(mail, str):
+        data["mail"] = mail.strip()
+
+
+def fold(value: object) -> str:
+    """A value compared loosely: text, stripped, case-folded ("" for None)."""
+    return str(value).strip().casefold() if value is not None else ""
+
+
 def _check(data: dict[str, Any], model: type[msgspec.Struct]) -> None:
     """Type-check the known fields of a contact dict; name the field that is wrong."""
     if not data:
@@ -359,6 +436,7 @@ def contact_to_dict(contact: ContactInput) -> dict[str, Any]:
     else:
         raise TypeError(f"a contact is a dict, a ContactWrite or a Contact, not {type(contact)!r}")
     _normalise_dates(data)
+    _strip_mail(data)
     _check(data, ContactWrite)
     return data
 
@@ -373,6 +451,7 @@ def upsert_to_dict(contact: UpsertInput) -> dict[str, Any]:
     else:
         raise TypeError(f"an upsert is a dict or an UpsertContact, not {type(contact)!r}")
     _normalise_dates(data)
+    _strip_mail(data)
     _check(data, UpsertContact)
     return data
 

@@ -385,3 +385,85 @@ async def test_a_raising_progress_callback_loses_nothing(client: QomonClient) ->
         r async for r in client.create_contacts(people(10), concurrency=2, on_progress=on_progress)
     ]
     assert sorted(r.index for r in results) == list(range(10)) and all(r.ok for r in results)
+
+
+async def test_cancellation_gives_every_picked_item_an_outcome(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    fake.inject(Latency(seconds=100), route="POST /contacts")
+    run = client.create_contacts(people(100), concurrency=8)
+    seen: list[CreateResult] = []
+
+    async def consume() -> None:
+        async for result in run:
+            seen.append(result)
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    indexes = sorted(r.index for r in seen + run.unclaimed)
+    assert indexes == list(range(len(indexes))) and len(indexes) >= 8
+    stored = {c["mail"] for c in fake.contacts.values()}
+    for r in run.unclaimed:
+        if r.item["mail"] in stored:
+            assert r.status in (CreateStatus.CREATED, CreateStatus.UNKNOWN)
+
+
+async def test_twins_sent_on_purpose_never_share_a_contact(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    twin = {"firstname": "Twin", "surname": "Same", "mail": "twin@example.org"}
+    fake.inject(ErrorBeforeProcessing(status=502), route="POST /contacts", nth=2)
+    results = [r async for r in client.create_contacts([twin, twin], concurrency=1, dedupe=False)]
+    ids = [r.contact.id for r in results if r.contact is not None]
+    assert all(r.ok for r in results) and len(set(ids)) == 2 and len(fake.contacts) == 2
+
+
+async def test_a_401_on_the_lookup_stops_the_pool(client: QomonClient, fake: FakeQomon) -> None:
+    fake.inject(DropAfterProcessing(), route="POST /contacts", nth=3)
+    fake.inject(Unauthorized(), route="POST /search")
+    results = {r.index: r async for r in client.create_contacts(people(30), concurrency=1)}
+    assert results[2].status is CreateStatus.UNKNOWN
+    assert isinstance(results[2].error, OutcomeUnknownError)
+    creates = [r for r in fake.requests if r.path == "/contacts"]
+    assert len(creates) == 3  # nothing is sent after the 401
+    assert all(results[i].status is CreateStatus.SKIPPED for i in range(3, 30))
+
+
+async def test_a_lookup_looks_twice_before_sending_again(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    # Qomon answers 504 and stores the contact a moment later: the first search misses it.
+    fake.inject(ErrorBeforeProcessing(status=504), route="POST /contacts", nth=1)
+    searches = 0
+
+    def land_late(info: object) -> bool:
+        nonlocal searches
+        searches += 1
+        if searches == 2:
+            fake.add_contact({"firstname": "Late", "surname": "Lander", "mail": "late@example.org"})
+        return False
+
+    fake.inject(Latency(seconds=0), route="POST /search", when=land_late)
+    contact = await client.create_contact(
+        {"firstname": "Late", "surname": "Lander", "mail": "late@example.org"}
+    )
+    assert len(fake.contacts) == 1 and contact.id in fake.contacts
+    assert len([r for r in fake.requests if r.path == "/contacts"]) == 1
+
+
+async def test_close_does_not_hang_on_a_stalled_input(client: QomonClient) -> None:
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for item in people(3):
+        queue.put_nowait(item)
+
+    async def bot_input() -> AsyncIterator[dict[str, Any]]:
+        while True:
+            yield await queue.get()  # nothing more ever comes
+
+    run = client.create_contacts(bot_input(), concurrency=2)
+    seen = [await anext(run) for _ in range(3)]
+    await asyncio.wait_for(run.aclose(), timeout=5)
+    assert sorted(r.index for r in seen) == [0, 1, 2] and pool_tasks() == set()

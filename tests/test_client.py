@@ -322,3 +322,18 @@ async def test_user_agent_is_explicit(fake: FakeQomon) -> None:
     async with QomonClient(KEY, base_url=fake.base_url) as client:
         await client.count_contacts()
     assert seen and seen[0].startswith("qomon-async/")
+
+
+async def test_the_key_is_not_in_a_traceback(fake: FakeQomon) -> None:
+    fake.inject(DropBeforeProcessing(), route="POST /kpi")
+    async with QomonClient(KEY, base_url=fake.base_url, retry=RetryPolicy.disabled()) as client:
+        with pytest.raises(APIConnectionError) as info:
+            await client.count_contacts()
+    exc: BaseException | None = info.value
+    while exc is not None:  # every exception of the chain, every frame, every local
+        tb = exc.__traceback__
+        while tb is not None:
+            for name, value in tb.tb_frame.f_locals.items():
+                assert KEY not in repr(value), (tb.tb_frame.f_code.co_name, name)
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__

@@ -294,3 +294,38 @@ def test_merge_for_update_keeps_the_rest_and_strips_read_only() -> None:
 
 def test_contact_model_roundtrip_from_struct() -> None:
     assert isinstance(msgspec.convert({"id": 3}, Contact), Contact)
+
+
+def test_one_odd_field_is_dropped_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    body = (
+        b'{"data":{"contact":{"id":5,"firstname":"A","age_category":"3x","group_id":[1],'
+        b'"birthdate":"","address":{"floor":{"a":1},"city":"Lyon"}}}}'
+    )
+    c = p.decode_contact(200, body)
+    assert (c.id, c.firstname, c.age_category, c.group_id, c.birthdate) == (
+        5,
+        "A",
+        None,
+        None,
+        None,
+    )
+    assert c.address is not None and c.address.city == "Lyon" and c.address.floor is None
+    assert "$.contact.age_category" in caplog.text
+    page = p.decode_contacts_page(
+        200, b'{"data":{"contacts":[{"id":1,"lastchange":"garbage"},{"id":2}]}}'
+    )
+    assert [c.id for c in page] == [1, 2]
+
+
+def test_bare_answers_and_non_answers() -> None:
+    assert [c.id for c in p.decode_contacts_page(200, b'{"contacts":[{"id":4}]}')] == [4]
+    assert [f.id for f in p.decode_forms(200, b'{"forms":[{"id":4}]}')] == [4]
+    # Neither data nor contacts: reading it as "no match" could make a reconciliation re-send.
+    with pytest.raises(ResponseDecodeError):
+        p.decode_contacts_page(200, b'{"unexpected": true}')
+    with pytest.raises(ResponseDecodeError):
+        p.decode_forms(200, b"{}")
+
+
+def test_mail_is_sent_as_it_will_be_searched() -> None:
+    assert p.contact_to_dict({"mail": " a@b.fr "})["mail"] == "a@b.fr"
