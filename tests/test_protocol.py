@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -28,28 +29,7 @@ from qomon_async import (
 from qomon_async import _protocol as p
 
 # The seed response of POST /contacts (qomon-api.md §7.2), verbatim but for the "…" strings.
-SEED = b"""{ "status": "success",
-  "data": { "contact": { "id": 12345678, "group_id": 1,
-    "CreatedAt": "2022-10-13T15:50:34.643724Z", "UpdatedAt": "2022-10-13T15:55:12.853724Z",
-    "lastchange": "2022-10-13T15:50:24.163Z",
-    "firstname": "Jeanne", "surname": "Dupont", "married_name": "Dupont", "gender": "F",
-    "birthdate": "1955-07-06T00:00:00Z", "age_category": 123,
-    "birthdept": "75", "birthcity": "Paris", "birthcountry": "France", "nationality": "FR",
-    "mail": "jsmith@example.com", "phone": "0102030405", "mobile": "0602030405",
-    "address": { "housenumber": 1, "street": "rue de la paix", "postalcode": 75000, "citycode": 75101,
-      "city": "Paris", "state": "Ile-de-France", "country": "France", "addition": "R\xc3\xa9sidence de la paix",
-      "infos": "Porte de gauche", "building": "B\xc3\xa2timent A", "floor": 2, "door": "A", "pollingstation": "BV-06",
-      "id": 1001, "score": 0.965753, "latitude": "48.000000", "longitude": "2.000000",
-      "location": "48.000000,2.000000", "invalid": null },
-    "tags": [ { "name": "vip", "appearance_count": 123, "color": "#fff" } ],
-    "actions_ids": [123], "user_id": 123, "user_contact_id": 123,
-    "formdatas": [ { "form_id": 1001, "form_ref_id": 2001, "data": "Oui", "id": 3001,
-      "created_at": "2022-10-13T15:50:24.163Z", "updated_at": "2022-10-13T15:50:24.163Z",
-      "deleted_at": "2022-10-13T15:50:24.163Z", "date": "2022-10-13T15:50:24.163Z",
-      "donedate": null, "label": null, "type_of_form": null, "group_id": 1, "contact_id": 12345678 } ],
-    "customfields": [ { "form_id": 1002, "form_ref_id": 2002, "data": "Architect", "id": 3002 } ],
-    "black_list": true,
-    "notes": [ { "content": "hello", "id": 123, "pinned": true } ] } } }"""
+SEED = (Path(__file__).parent / "data" / "seed-create-response.json").read_bytes()
 
 
 def test_seed_response_decodes_completely() -> None:
