@@ -138,7 +138,12 @@ class RateLimitError(APIStatusError):
 
 
 class ServerError(APIStatusError):
-    """5xx: Qomon failed. For a create, the contact may or may not exist (see create_contact)."""
+    """5xx: Qomon failed. For a create, the contact may or may not exist (see create_contact).
+
+    ``retry_after`` (seconds) is set when a 503 said when to come back.
+    """
+
+    retry_after: float | None = None
 
 
 class OutcomeUnknownError(QomonError):

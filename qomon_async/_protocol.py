@@ -336,7 +336,10 @@ def status_error(
     cls = STATUS_ERRORS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIStatusError
-    return cls(message, **kwargs)
+    error = cls(message, **kwargs)
+    if isinstance(error, ServerError) and status == 503:
+        error.retry_after = retry_after
+    return error
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ def retry_wait(policy: RetryPolicy, exc: BaseException, retry_number: int) -> fl
     """
     if isinstance(exc, RateLimitError):
         return exc.retry_after if exc.retry_after is not None else policy.default_retry_after
+    if isinstance(exc, ServerError) and exc.retry_after is not None:
+        return exc.retry_after  # a 503 that said when to come back
     ceiling = min(policy.max_delay, policy.base_delay * 2 ** (retry_number - 1))
     return backoff.full_jitter(ceiling)
 
@@ -95,8 +97,10 @@ async def retrying(
     def give_up(exc: BaseException) -> bool:
         if not is_retryable(exc, idempotent=idempotent):
             return True
-        if isinstance(exc, RateLimitError):
-            wait = exc.retry_after if exc.retry_after is not None else policy.default_retry_after
+        if isinstance(exc, RateLimitError) or (
+            isinstance(exc, ServerError) and exc.retry_after is not None
+        ):
+            wait = retry_wait(policy, exc, 1)
             left = policy.max_time - (time.monotonic() - started)
             # Retry-After is honoured exactly or not at all: never a shortened wait.
             if wait > policy.max_retry_after or wait > left:

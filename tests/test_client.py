@@ -26,7 +26,9 @@ from qomon_async import (
     ServerError,
     UnprocessableEntityError,
     UpsertContact,
+    _protocol,
 )
+from qomon_async._retry import retry_wait
 from qomon_async.testing import (
     DropBeforeProcessing,
     ErrorBeforeProcessing,
@@ -337,3 +339,11 @@ async def test_the_key_is_not_in_a_traceback(fake: FakeQomon) -> None:
                 assert KEY not in repr(value), (tb.tb_frame.f_code.co_name, name)
             tb = tb.tb_next
         exc = exc.__cause__ or exc.__context__
+
+
+def test_a_503_retry_after_is_waited_exactly() -> None:
+    err = _protocol.status_error(503, b"", method="GET", path="/x", retry_after=7.0)
+    assert isinstance(err, ServerError) and err.retry_after == 7.0
+    assert retry_wait(RetryPolicy(), err, 3) == 7.0
+    no_hint = _protocol.status_error(503, b"", method="GET", path="/x")
+    assert 0 <= retry_wait(RetryPolicy(base_delay=1, max_delay=2), no_hint, 3) <= 2
