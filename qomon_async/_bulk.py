@@ -30,10 +30,11 @@ from collections.abc import (
     Iterator,
     Sized,
 )
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from . import _protocol
 from ._config import RetryPolicy
+from ._create import CreateProtocol, Request, Search, maybe_await
 from ._exceptions import (
     Aborted,
     AuthenticationError,
@@ -48,10 +49,7 @@ from ._protocol import fold
 from ._query import Condition, Query
 from ._retry import is_ambiguous
 
-if TYPE_CHECKING:
-    from ._client import QomonClient
-
-__all__ = ["BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
+__all__ = ["BulkBackend", "BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
 
 logger = logging.getLogger("qomon_async")
 
@@ -60,10 +58,14 @@ OnAttempt = Callable[[int, dt.datetime], "Awaitable[None] | None"]
 OnProgress = Callable[["BulkProgress"], None]
 
 
-async def maybe_await(value: Awaitable[None] | None) -> None:
-    """Await a hook's result when it returned an awaitable (hooks may be sync or async)."""
-    if value is not None:
-        await value
+@dataclasses.dataclass(frozen=True)
+class BulkBackend:
+    """What the pool needs of a client: the create protocol and three ways to reach Qomon."""
+
+    creates: CreateProtocol
+    request: Request
+    get_contact: Callable[[int], Awaitable[Contact]]
+    search: Search
 
 
 class CreateStatus(str, enum.Enum):
@@ -167,7 +169,7 @@ class BulkRun(AsyncIterator[CreateResult]):
 
     def __init__(
         self,
-        client: QomonClient,
+        backend: BulkBackend,
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         mode: _Mode,
@@ -187,7 +189,7 @@ class BulkRun(AsyncIterator[CreateResult]):
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self._client = client
+        self._backend = backend
         self._mode = mode
         self._concurrency = concurrency
         self._ordered = ordered
@@ -429,7 +431,7 @@ class BulkRun(AsyncIterator[CreateResult]):
         self.progress.in_flight += 1
         try:
             if self._mode == "create":
-                outcome = await self._client._create(
+                outcome = await self._backend.creates.create(
                     data,
                     reconcile=self._reconcile,
                     retry=self._retry,
@@ -507,7 +509,7 @@ class BulkRun(AsyncIterator[CreateResult]):
         started = dt.datetime.now(dt.timezone.utc)
         await maybe_await(self._on_attempt(index, started) if self._on_attempt else None)
         try:
-            await self._client._request(
+            await self._backend.request(
                 "POST",
                 "/contacts/upsert",
                 body=_protocol.upsert_body(data),
@@ -552,10 +554,10 @@ class BulkRun(AsyncIterator[CreateResult]):
         while True:
             try:
                 if contact_id is not None:
-                    candidates = [await self._client.get_contact(int(contact_id))]
+                    candidates = [await self._backend.get_contact(int(contact_id))]
                 else:
                     query = Query.where(Condition("mail", "eql:strictdata", str(mail).strip()))
-                    candidates = [c async for c in self._client.search_contacts(query)]
+                    candidates = [c async for c in self._backend.search(query)]
             except QomonError as exc:
                 if getattr(exc, "status_code", None) != 404:
                     raise OutcomeUnknownError(

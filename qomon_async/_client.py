@@ -7,18 +7,12 @@ policy of :mod:`qomon_async._retry`. The rest of the module is endpoints.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import datetime as dt
 import logging
 import os
-import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
-    Container,
     Iterable,
     Mapping,
 )
@@ -27,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from . import _http, _protocol
-from ._bulk import BulkRun, InDoubt, OnAttempt, OnProgress, maybe_await
+from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -40,27 +34,21 @@ from ._config import (
     RateLimit,
     RetryPolicy,
 )
-from ._exceptions import (
-    Aborted,
-    APIConnectionError,
-    NotFoundError,
-    OutcomeUnknownError,
-    QomonError,
-    ResponseDecodeError,
-    ServerError,
-)
+from ._create import CreateProtocol
+from ._exceptions import Aborted, APIConnectionError, NotFoundError
+from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ActionSummary, Contact, Form, FormType
 from ._protocol import ContactInput, UpsertInput
-from ._query import Condition, Query
+from ._query import Query
 from ._ratelimit import (
-    LimiterRegistry,
+    Limiter,
     LimiterStats,
-    RateLimiter,
     parse_ratelimit_headers,
     parse_retry_after,
     route_cost,
 )
-from ._retry import is_ambiguous, retry_wait, retrying
+from ._retry import retrying
+from ._stats import ClientStats
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -82,37 +70,6 @@ class _Secret:
         return "<redacted>"
 
     __str__ = __repr__
-
-
-@dataclasses.dataclass
-class ClientStats:
-    """Counters of a client, for dashboards and tests. Times are in seconds."""
-
-    requests: int = 0
-    """Requests sent (every attempt counts)."""
-    responses: int = 0
-    """Answers received, whatever their status."""
-    rate_limited: int = 0
-    """429 answers."""
-    retries: int = 0
-    """Attempts made again after a retryable failure."""
-    retry_wait: float = 0.0
-    """Time spent sleeping between retries."""
-    limiter_wait: float = 0.0
-    """Time spent waiting for the rate limiter."""
-    reconciliations: int = 0
-    """Ambiguous creates looked up by search."""
-    reconciled: int = 0
-    """...of which the contact was found (it had been created)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateOutcome:
-    """The confirmed contact of one create, with how it was obtained."""
-
-    contact: Contact
-    attempts: int
-    reconciled: bool
 
 
 class QomonClient:
@@ -178,14 +135,20 @@ class QomonClient:
         if rate_limit is True:
             rate_limit = RateLimit()
         self.rate_limit: RateLimit | None = rate_limit or None
-        self.reconcile_margin = reconcile_margin
-        self.reconcile_delay = reconcile_delay
         self.stats = ClientStats()
+        self._creates = CreateProtocol(
+            request=self._request,
+            search=self.search_contacts,
+            stats=self.stats,
+            retry=self.retry,
+            reconcile_margin=reconcile_margin,
+            reconcile_delay=reconcile_delay,
+        )
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._limiters: LimiterRegistry | None = (
-            LimiterRegistry(
+        self._limiter: Limiter | None = (
+            LocalLimiter(
                 self.rate_limit.capacity,
                 self.rate_limit.rate,
                 slow_start=self.rate_limit.slow_start,
@@ -200,7 +163,7 @@ class QomonClient:
     @property
     def limiter_stats(self) -> LimiterStats | None:
         """The rate limiter's counters (permits, tokens, waits, 429 pauses, re-syncs)."""
-        return self._limiters.stats if self._limiters is not None else None
+        return self._limiter.stats if self._limiter is not None else None
 
     # ----------------------------------------------------------------------------------------
     # Life cycle
@@ -235,8 +198,10 @@ class QomonClient:
 
     @property
     def limiter(self) -> RateLimiter | None:
-        """The rate limiter of the running event loop (None when rate limiting is off)."""
-        return self._limiters.get() if self._limiters is not None else None
+        """The local rate limiter of the running event loop (None when rate limiting is off or
+        the bucket is not local)."""
+        limiter = self._limiter
+        return limiter.get() if isinstance(limiter, LocalLimiter) else None
 
     # ----------------------------------------------------------------------------------------
     # The seam: every request goes out and comes back here.
@@ -259,7 +224,7 @@ class QomonClient:
         ``sent`` (if given) receives one entry per request actually sent.
         """
         session = self._get_session()
-        limiter = self.limiter
+        limiter = self._limiter
         permit = None
         if limiter is not None:
             permit = await limiter.acquire(route_cost(method, path))
@@ -372,151 +337,10 @@ class QomonClient:
             ContactValidationError: the contact is malformed; nothing was sent.
             APIStatusError: Qomon refused it (``UnprocessableEntityError`` names the fields).
         """
-        outcome = await self._create(
+        outcome = await self._creates.create(
             _protocol.contact_to_dict(contact), reconcile=reconcile, retry=retry, timeout=timeout
         )
         return outcome.contact
-
-    async def _create(
-        self,
-        data: Mapping[str, Any],
-        *,
-        reconcile: bool,
-        retry: RetryPolicy | None,
-        timeout: float | None,
-        in_doubt_since: dt.datetime | None = None,
-        abort: Callable[[], BaseException | None] | None = None,
-        on_attempt: Callable[[dt.datetime], Awaitable[None] | None] | None = None,
-        attempts_out: list[int] | None = None,
-        exclude: Container[int] = (),
-    ) -> CreateOutcome:
-        """The create loop shared by ``create_contact`` and the bulk pool.
-
-        ``in_doubt_since``: an earlier attempt (another run) may have created the contact at or
-        after this time; it is looked up before anything is sent. ``abort``: see :meth:`_send`.
-        ``on_attempt(started_at)`` is awaited before each round of sending (a journal records
-        it durably first). ``attempts_out`` receives the count of requests sent, whatever the
-        outcome. ``exclude``: contact ids that reconciliation may not claim.
-        """
-        policy = retry or self.retry
-        body = _protocol.contact_body(data)
-        attempts = attempts_out if attempts_out is not None else []
-        # One budget for the whole create: the policy's attempts and total time bound every
-        # request of every round, not each round afresh.
-        deadline = time.monotonic() + policy.max_time
-        if in_doubt_since is not None:
-            found = await self._reconcile(data, in_doubt_since, cause=None, exclude=exclude)
-            if found is not None:
-                return CreateOutcome(found, 0, reconciled=True)
-        rounds = 0
-        while True:
-            rounds += 1
-            started = dt.datetime.now(dt.timezone.utc)
-            await maybe_await(on_attempt(started) if on_attempt is not None else None)
-            round_policy = dataclasses.replace(
-                policy,
-                max_attempts=max(policy.max_attempts - len(attempts), 1),
-                max_time=max(deadline - time.monotonic(), 0.0),
-            )
-            try:
-                response = await self._request(
-                    "POST",
-                    "/contacts",
-                    body=body,
-                    idempotent=False,
-                    retry=round_policy,
-                    timeout=timeout,
-                    attempts=attempts,
-                    abort=abort,
-                )
-                contact = _protocol.decode_contact(response.status, response.body)
-                return CreateOutcome(contact, len(attempts), reconciled=False)
-            except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
-                if not is_ambiguous(exc):
-                    raise
-                if not reconcile:
-                    raise OutcomeUnknownError(
-                        f"the create may have been stored ({exc}); reconciliation is off",
-                        cause=exc,
-                        attempt_started_at=started,
-                        reconciliation="not attempted",
-                    ) from exc
-                # Qomon may store the contact after failing to answer (a gateway's 504, a
-                # timeout), and its search may lag behind a write: let it land, look, and look
-                # once more before concluding that nothing was stored.
-                found = None
-                for _look in range(2):
-                    if self.reconcile_delay > 0:
-                        await asyncio.sleep(self.reconcile_delay)
-                    found = await self._reconcile(data, started, cause=exc, exclude=exclude)
-                    if found is not None:
-                        return CreateOutcome(found, len(attempts), reconciled=True)
-                out_of_budget = len(attempts) >= policy.max_attempts or time.monotonic() >= deadline
-                if out_of_budget or (abort is not None and abort() is not None):
-                    # Surely absent, and out of attempts: nothing was created; the cause stands.
-                    raise
-                wait = retry_wait(policy, exc, rounds)
-                logger.info(
-                    "create surely did not land (%s); sending it again in %.3f s", exc, wait
-                )
-                await asyncio.sleep(wait)
-
-    async def _reconcile(
-        self,
-        data: Mapping[str, Any],
-        since: dt.datetime,
-        *,
-        cause: BaseException | None,
-        exclude: Container[int] = (),
-    ) -> Contact | None:
-        """The contact an ambiguous create made, None if surely absent; else OutcomeUnknownError.
-
-        Candidates: same mail (exactly) and names (case-folded), created since ``since`` less
-        the clock margin, not in ``exclude`` (contacts other items of a bulk run already
-        claimed). Those created after ``since`` are preferred; two or more equally good
-        candidates cannot be told apart, and the outcome stays unknown.
-        """
-        mail = data.get("mail")
-        if not isinstance(mail, str) or not mail.strip():
-            raise OutcomeUnknownError(
-                f"the create may have been stored ({cause or 'earlier attempt'}), and the contact "
-                "has no mail to look it up by",
-                cause=cause,
-                attempt_started_at=since,
-                reconciliation="no mail to search by",
-            )
-        self.stats.reconciliations += 1
-        conditions = [
-            Condition("mail", "eql:strictdata", mail.strip()),
-            Condition("CreatedAt", "gte", since - dt.timedelta(seconds=self.reconcile_margin)),
-        ]
-        try:
-            candidates = [c async for c in self.search_contacts(Query.where(*conditions))]
-        except QomonError as exc:
-            raise OutcomeUnknownError(
-                f"the create may have been stored ({cause or 'earlier attempt'}), and the lookup "
-                f"failed: {exc}",
-                cause=cause,
-                attempt_started_at=since,
-                reconciliation=f"search failed: {exc}",
-            ) from exc
-        matches = [c for c in candidates if _same_person(c, data) and c.id not in exclude]
-        recent = [c for c in matches if c.created_at is not None and c.created_at >= since]
-        best = recent or matches
-        if not best:
-            logger.info("reconciliation: no contact with this mail created since %s", since)
-            return None
-        if len(best) > 1:
-            raise OutcomeUnknownError(
-                f"the create may have been stored ({cause or 'earlier attempt'}), and "
-                f"{len(best)} contacts match it (ids {', '.join(str(c.id) for c in best[:5])})",
-                cause=cause,
-                attempt_started_at=since,
-                reconciliation=f"{len(best)} candidates",
-            )
-        self.stats.reconciled += 1
-        logger.info("reconciliation: the ambiguous create did land, as contact %s", best[0].id)
-        return best[0]
 
     async def get_contact(
         self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
@@ -613,6 +437,14 @@ class QomonClient:
             timeout=timeout,
         )
 
+    def _bulk_backend(self) -> BulkBackend:
+        return BulkBackend(
+            creates=self._creates,
+            request=self._request,
+            get_contact=self.get_contact,
+            search=self.search_contacts,
+        )
+
     def create_contacts(
         self,
         contacts: Iterable[ContactInput] | AsyncIterable[ContactInput],
@@ -652,7 +484,7 @@ class QomonClient:
         A 401 or 403 stops the run: no new request is sent, the rest ends ``"skipped"``.
         """
         return BulkRun(
-            self,
+            self._bulk_backend(),
             contacts,
             mode="create",
             concurrency=concurrency,
@@ -692,7 +524,7 @@ class QomonClient:
         its contact, or ``"unknown"``.
         """
         return BulkRun(
-            self,
+            self._bulk_backend(),
             contacts,
             mode="upsert",
             concurrency=concurrency,
@@ -810,15 +642,3 @@ class QomonClient:
             "GET", "/actions", idempotent=True, retry=retry, timeout=timeout
         )
         return _protocol.decode_actions(response.status, response.body)
-
-
-def _same_person(found: Contact, data: Mapping[str, Any]) -> bool:
-    """Whether a contact found by mail is the one the create wrote (names compared exactly,
-    case-folded; Qomon's ``eql`` is a prefix match, §8.1)."""
-    if _protocol.fold(found.mail) != _protocol.fold(data.get("mail")):
-        return False
-    return all(
-        _protocol.fold(getattr(found, key)) == _protocol.fold(data.get(key))
-        for key in ("firstname", "surname")
-        if data.get(key)
-    )

@@ -14,6 +14,7 @@ no aiohttp or msgspec exception reaches a caller.
     │   ├── UnprocessableEntityError  422: validation failed (.problem.errors names the fields)
     │   ├── RateLimitError            429 (.retry_after, seconds)
     │   └── ServerError               5xx
+    ├── RateLimitTimeout          the bucket could not pay within max_wait (nothing was sent)
     ├── OutcomeUnknownError       a create was sent and its fate could not be established
     ├── ContactValidationError    a contact given to the client is malformed (nothing was sent)
     ├── DuplicateInputError       a bulk input item repeats an earlier one (not sent twice)
@@ -41,6 +42,7 @@ __all__ = [
     "PermissionDeniedError",
     "QomonError",
     "RateLimitError",
+    "RateLimitTimeout",
     "ResponseDecodeError",
     "ServerError",
     "UnprocessableEntityError",
@@ -144,6 +146,22 @@ class ServerError(APIStatusError):
     """
 
     retry_after: float | None = None
+
+
+class RateLimitTimeout(QomonError):
+    """The call would have waited longer than its ``max_wait`` for the rate limiter.
+
+    Raised before anything is sent: the request never left, its tokens were given back, and the
+    call may be made again later. ``predicted_wait`` is the wait the limiter foresaw (seconds,
+    ``None`` when the limit ran out while waiting); ``max_wait`` is the limit that was exceeded.
+    """
+
+    def __init__(
+        self, message: str, *, predicted_wait: float | None = None, max_wait: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.predicted_wait = predicted_wait
+        self.max_wait = max_wait
 
 
 class OutcomeUnknownError(QomonError):

@@ -14,7 +14,7 @@ PUBLIC = {
     "CreateResult", "CreateStatus", "DEFAULT_BASE_URL", "DuplicateInputError", "Form",
     "FormData", "FormDataWrite", "FormType", "FormValue", "Group", "Note", "NoteWrite",
     "NotFoundError", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
-    "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RefValue",
+    "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RateLimitTimeout", "RefValue",
     "ResponseDecodeError", "RetryPolicy", "ServerError", "Tag", "TagWrite", "US_BASE_URL",
     "UnprocessableEntityError", "UpsertContact", "__version__",
 }  # fmt: skip
