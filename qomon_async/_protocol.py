@@ -173,9 +173,7 @@ def _decode(
             break
         logger.warning("ignored %s in a %s: %s", where, what, str(error).partition(" - at")[0])
         try:
-            converted: T = msgspec.convert(
-                document, decoder.type, dec_hook=dec_hook, str_keys=True
-            )
+            converted: T = msgspec.convert(document, decoder.type, dec_hook=dec_hook, str_keys=True)
             return converted
         except msgspec.ValidationError as exc:
             error = exc

@@ -20,7 +20,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from qomon_async import _local_limiter, _ratelimit
+from qomon_async import _local_limiter
 from qomon_async._local_limiter import LimiterRegistry, RateLimiter
 from qomon_async._ratelimit import (
     BucketState,
