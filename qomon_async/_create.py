@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
@@ -36,7 +37,15 @@ from ._query import Condition, Query
 from ._retry import is_ambiguous, retry_wait
 from ._stats import ClientStats
 
-__all__ = ["CreateOutcome", "CreateProtocol", "Request", "Search", "maybe_await"]
+__all__ = [
+    "CreateOutcome",
+    "CreateProtocol",
+    "InDoubtStore",
+    "Request",
+    "Search",
+    "identity_key",
+    "maybe_await",
+]
 
 logger = logging.getLogger("qomon_async")
 
@@ -60,6 +69,40 @@ class Request(Protocol):
 
 #: Every contact matching a query, page after page (the client's ``search_contacts``).
 Search = Callable[[Query], AsyncIterator[Contact]]
+
+
+def identity_key(data: Mapping[str, Any]) -> str | None:
+    """The key of a contact for in-doubt records: a digest of its mail and names, or None
+    without a mail. Never the mail itself (the key may be stored in Redis)."""
+    mail = _protocol.fold(data.get("mail"))
+    if not mail:
+        return None
+    text = "\x1f".join(
+        (mail, _protocol.fold(data.get("firstname")), _protocol.fold(data.get("surname")))
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class InDoubtStore(Protocol):
+    """Where creates whose outcome is unknown are remembered beyond the call that sent them.
+
+    A create cancelled or timed out after sending is recorded under :func:`identity_key`; a
+    later create of the same contact looks it up and reconciles before sending. Implementations:
+    ``MemoryInDoubtStore`` (one client) and the Redis bucket's (every process of a space).
+    """
+
+    async def record(self, key: str, started_at: dt.datetime, ttl: float) -> None:
+        """Remember that a create of ``key`` began at ``started_at`` (UTC) and may have landed;
+        forget it after ``ttl`` seconds. The earliest start of several records is kept."""
+        ...
+
+    async def lookup(self, key: str) -> dt.datetime | None:
+        """The earliest start of an in-doubt create of ``key``, or None."""
+        ...
+
+    async def clear(self, key: str) -> None:
+        """The create of ``key`` is settled (found, or surely absent and sent again)."""
+        ...
 
 
 async def maybe_await(value: Awaitable[None] | None) -> None:
