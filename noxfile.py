@@ -1,4 +1,4 @@
-"""The single entry point for the project's jobs: ``nox -s tests lint typecheck bench demo``."""
+"""The single entry point for the project's jobs: ``nox -s tests lint typecheck docs bench demo``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", PACKAGE)
     # A never-run file that pins the public signatures as a typed caller uses them.
     session.run("mypy", "--strict", "tests/typing/api.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (MkDocs, Material, mkdocstrings) with ``--strict``: a broken
+    link or reference fails. ``nox -s docs -- serve`` serves it locally instead."""
+    session.install("-e", ".[docs,redis]")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
 @nox.session
