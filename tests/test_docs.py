@@ -45,7 +45,7 @@ FENCE = re.compile(
 TITLE = re.compile(r'title="(?P<name>[^"/]+)"')
 PRINTS = re.compile(r"prints:\s*$", re.I)
 SNIPPET_TIMEOUT = 120
-SHARED_NOTES = ("design.md", "qomon-api.md", "DEVELOPERS.md", "../shared")
+SHARED_NOTES = ("design.md", "qomon-api.md", "DEVELOPERS.md", "../shared", "§")
 
 
 @dataclass(frozen=True)
