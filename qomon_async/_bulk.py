@@ -48,6 +48,7 @@ from ._models import Contact
 from ._protocol import fold
 from ._query import Condition, Query
 from ._retry import is_ambiguous
+from ._validation import duplicate_message
 
 __all__ = ["BulkBackend", "BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
 
@@ -186,6 +187,7 @@ class BulkRun(AsyncIterator[CreateResult]):
         verify: bool = False,
         verify_timeout: float = 30.0,
         verify_interval: float = 2.0,
+        strict: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -203,6 +205,7 @@ class BulkRun(AsyncIterator[CreateResult]):
         self._verify = verify
         self._verify_timeout = verify_timeout
         self._verify_interval = verify_interval
+        self._strict = strict
         if total is None and isinstance(items, Sized):
             total = len(items)
         self.progress = BulkProgress(total=total)
@@ -408,9 +411,9 @@ class BulkRun(AsyncIterator[CreateResult]):
             return result(CreateStatus.SKIPPED, error=reason)
         try:
             if self._mode == "create":
-                data = _protocol.contact_to_dict(item)
+                data = _protocol.contact_to_dict(item, strict=self._strict)
             else:
-                data = _protocol.upsert_to_dict(item)
+                data = _protocol.upsert_to_dict(item, strict=self._strict)
         except ContactValidationError as exc:
             return result(CreateStatus.FAILED, error=exc)
         except TypeError as exc:
@@ -423,7 +426,7 @@ class BulkRun(AsyncIterator[CreateResult]):
                     return result(
                         CreateStatus.SKIPPED,
                         error=DuplicateInputError(
-                            f"item {index} has the same mail and names as item {first}: not sent",
+                            duplicate_message("item", index, first),
                             first_index=first,
                         ),
                     )

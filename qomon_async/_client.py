@@ -14,9 +14,7 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Iterable,
-    Mapping,
 )
-from typing import Any
 
 import aiohttp
 
@@ -49,6 +47,7 @@ from ._ratelimit import (
 )
 from ._retry import retrying
 from ._stats import ClientStats
+from ._types import ContactDict
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -98,6 +97,10 @@ class QomonClient:
         reconcile_delay: seconds to wait after an ambiguous create before each of the two
             searches for it, so that a create Qomon is still processing, or that its search
             index has not caught up with, is found rather than sent again.
+        strict: refuse a contact key this library does not know (``ContactValidationError``
+            naming the closest known field; nothing is sent). ``False`` sends unknown keys as
+            given, for fields Qomon adds later (a warning is logged once per key); every write
+            also takes ``strict=`` for one call.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -117,6 +120,7 @@ class QomonClient:
         rate_limit: RateLimit | bool = True,
         reconcile_margin: float = 120.0,
         reconcile_delay: float = 1.0,
+        strict: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
@@ -132,6 +136,7 @@ class QomonClient:
         self.max_connections = max_connections
         self.user_agent = user_agent
         self.retry = retry or RetryPolicy()
+        self.strict = strict
         if rate_limit is True:
             rate_limit = RateLimit()
         self.rate_limit: RateLimit | None = rate_limit or None
@@ -322,6 +327,7 @@ class QomonClient:
         reconcile: bool = True,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        strict: bool | None = None,
     ) -> Contact:
         """Create one contact (``POST /contacts``, 5 tokens) and return it with its new id.
 
@@ -334,11 +340,15 @@ class QomonClient:
         Raises:
             OutcomeUnknownError: the create may have been stored and the lookup could not tell
                 (no ``mail`` to search by, or the search failed); or ``reconcile=False``.
-            ContactValidationError: the contact is malformed; nothing was sent.
+            ContactValidationError: the contact is malformed, or has a key this library does
+                not know (see ``strict``); nothing was sent.
             APIStatusError: Qomon refused it (``UnprocessableEntityError`` names the fields).
         """
         outcome = await self._creates.create(
-            _protocol.contact_to_dict(contact), reconcile=reconcile, retry=retry, timeout=timeout
+            _protocol.contact_to_dict(contact, strict=self._strict(strict)),
+            reconcile=reconcile,
+            retry=retry,
+            timeout=timeout,
         )
         return outcome.contact
 
@@ -358,6 +368,7 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        strict: bool | None = None,
     ) -> Contact:
         """Write a contact whole (``PATCH /contacts/{id}``, 5 tokens).
 
@@ -365,7 +376,7 @@ class QomonClient:
            advanced-field answers included (§7.4). To change a few fields, use
            :meth:`update_contact`, which reads, merges and writes back.
         """
-        data = _protocol.contact_to_dict(contact)
+        data = _protocol.contact_to_dict(contact, strict=self._strict(strict))
         response = await self._request(
             "PATCH",
             f"/contacts/{int(contact_id)}",
@@ -379,10 +390,11 @@ class QomonClient:
     async def update_contact(
         self,
         contact_id: int,
-        changes: Mapping[str, Any],
+        changes: ContactDict,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        strict: bool | None = None,
     ) -> Contact:
         """Change some fields of a contact and keep the others (read, merge, PATCH, re-read).
 
@@ -394,7 +406,9 @@ class QomonClient:
             "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
         )
         current = _protocol.decode_contact_dict(response.status, response.body)
-        merged = _protocol.merge_for_update(current, _protocol.contact_to_dict(dict(changes)))
+        merged = _protocol.merge_for_update(
+            current, _protocol.contact_to_dict(changes, strict=self._strict(strict))
+        )
         await self._request(
             "PATCH",
             f"/contacts/{int(contact_id)}",
@@ -420,6 +434,7 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        strict: bool | None = None,
     ) -> None:
         """Queue a create-or-update (``POST /contacts/upsert``, 1 token; Qomon answers 202).
 
@@ -427,7 +442,7 @@ class QomonClient:
         names, birthdate and address (§7.6). It returns no id, and drops silently a record
         naming an unknown form or value: read back to be sure (see ``upsert_contacts``).
         """
-        data = _protocol.upsert_to_dict(contact)
+        data = _protocol.upsert_to_dict(contact, strict=self._strict(strict))
         await self._request(
             "POST",
             "/contacts/upsert",
@@ -436,6 +451,9 @@ class QomonClient:
             retry=retry,
             timeout=timeout,
         )
+
+    def _strict(self, strict: bool | None) -> bool:
+        return self.strict if strict is None else strict
 
     def _bulk_backend(self) -> BulkBackend:
         return BulkBackend(
@@ -459,6 +477,7 @@ class QomonClient:
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
         in_doubt: InDoubt | None = None,
+        strict: bool | None = None,
     ) -> BulkRun:
         """Create many contacts, ``concurrency`` at a time; one :class:`CreateResult` per item.
 
@@ -480,6 +499,8 @@ class QomonClient:
                 awaitable) before each round of sending an item: a journal writes it first.
             in_doubt: ``(index, item) -> datetime | None``: a time since which an earlier run
                 may have created this item; it is looked up before anything is sent.
+            strict: refuse unknown contact keys (``None``: the client's ``strict``); such an
+                item ends ``"failed"`` with a :class:`ContactValidationError`, unsent.
 
         A 401 or 403 stops the run: no new request is sent, the rest ends ``"skipped"``.
         """
@@ -497,6 +518,7 @@ class QomonClient:
             on_progress=on_progress,
             on_attempt=on_attempt,
             in_doubt=in_doubt,
+            strict=self._strict(strict),
         )
 
     def upsert_contacts(
@@ -514,6 +536,7 @@ class QomonClient:
         total: int | None = None,
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
+        strict: bool | None = None,
     ) -> BulkRun:
         """The twin of :meth:`create_contacts` on ``POST /contacts/upsert`` (1 token, no id back).
 
@@ -540,6 +563,7 @@ class QomonClient:
             verify=verify,
             verify_timeout=verify_timeout,
             verify_interval=verify_interval,
+            strict=self._strict(strict),
         )
 
     async def search_contacts(

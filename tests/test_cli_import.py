@@ -469,6 +469,6 @@ def test_jsonl_bad_line_and_repeated_person(fake: FakeQomon, tmp_path: Path) -> 
     assert mails(fake) == Counter(["ana@example.org", "bea@example.org"])
     by_row = {r["row"]: r for r in read_report(report)}
     assert by_row[2]["status"] == "failed" and "not valid JSON" in by_row[2]["error"]
-    assert by_row[3]["status"] == "failed" and "same mail and names as row 1" in by_row[3]["error"]
+    assert by_row[3]["status"] == "skipped" and "same mail and names as row 1" in by_row[3]["error"]
     assert by_row[3]["line"] == 4
     assert {by_row[1]["status"], by_row[4]["status"]} == {"created"}

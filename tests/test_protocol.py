@@ -218,7 +218,7 @@ def test_a_read_contact_can_be_written_without_its_read_only_keys() -> None:
         ({"firstname": 12}, "firstname"),
         ({"mail": "not-an-email"}, "mail"),
         ({"address": {"postalcode": 1000}}, "address.postalcode"),
-        ({"tags": "a;b"}, "tags"),
+        ({"tags": 5}, "tags"),
         ({}, ""),
         ({"data": {"contact": {"firstname": "x"}}}, "data"),
     ],

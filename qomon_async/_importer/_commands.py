@@ -155,6 +155,13 @@ def add_import_command(subparsers: _Subparsers[argparse.ArgumentParser]) -> None
         action="store_true",
         help="upsert route: read each contact back until it shows what was sent",
     )
+    sub.add_argument(
+        "--dedupe-key",
+        choices=("mail+names", "mail"),
+        default="mail+names",
+        help="create route: a row with the same mail and names (default), or the same mail"
+        " alone, as an earlier row is skipped as a duplicate, not sent",
+    )
     sub.add_argument("--format", choices=("csv", "jsonl"), help="default: from the extension")
     sub.add_argument(
         "--delimiter", type=_delimiter, help="CSV delimiter (default: detected among , ; tab |)"
@@ -235,6 +242,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         delimiter=args.delimiter,
         progress=args.progress,
         verify=args.verify,
+        dedupe_key=args.dedupe_key,
     )
     key = args.api_key or os.environ.get("QOMON_API_KEY") or ""
     try:
