@@ -19,8 +19,10 @@ The rules:
   ``DD/MM/YYYY`` or RFC 3339; written as RFC 3339 in UTC (a date alone is midnight UTC); a
   date-time without a zone is refused unless at midnight; a birthdate must be between
   1900-01-01 and today.
-* **Phones and postal codes** (``phone``, ``mobile``, ``address.postalcode``...): text, never a
-  number (a number loses its leading zero: ``01000`` would become ``1000``).
+* **Phones and postal codes** (``phone``, ``mobile``, ``address.postalcode``,
+  ``address.citycode``): text, never a number (a number loses its leading zero: ``01000`` would
+  become ``1000``). Other address parts given as whole numbers (``housenumber: 12``) are sent as
+  text.
 * **Tags**: ``"a;b"``, ``["a", "b"]`` or ``[{"name": "a"}]``, all written ``[{"name": "a"},
   {"name": "b"}]`` (empty names dropped, duplicates once).
 """
@@ -251,8 +253,10 @@ def normalise_birthdate(value: object, *, today: dt.date | None = None) -> str:
 
 #: Fields that must be text, never numbers (a leading zero would be lost).
 TEXT_ONLY_FIELDS = frozenset({"phone", "mobile"})
-TEXT_ONLY_ADDRESS_FIELDS = frozenset(
-    {"postalcode", "citycode", "housenumber", "floor", "door", "pollingstation"}
+TEXT_ONLY_ADDRESS_FIELDS = frozenset({"postalcode", "citycode", "postal_code"})
+#: Address parts where a whole number is taken as its text (``12`` -> ``"12"``).
+NUMBER_AS_TEXT_ADDRESS_FIELDS = frozenset(
+    {"housenumber", "house_number", "floor", "door", "pollingstation"}
 )
 
 
@@ -418,6 +422,8 @@ def _address(address: Mapping[str, Any], *, strict: bool) -> dict[str, Any]:
                 checked[key] = check_text(value)
             except FieldError as exc:
                 raise _fail(location, str(exc), value) from None
+        elif key in NUMBER_AS_TEXT_ADDRESS_FIELDS and type(value) is int:
+            checked[key] = str(value)
         else:
             checked[key] = value
     return checked

@@ -168,7 +168,7 @@ def test_aliases_and_json_types() -> None:
     built = builder().build(
         row(
             birth_city="Nice",
-            **{"address.postal_code": 6000, "address.house_number": 12},
+            **{"address.postal_code": "06000", "address.house_number": 12},
             black_list=True,
             age_category=2,
             tags=[{"name": "a"}, "b"],
@@ -177,10 +177,19 @@ def test_aliases_and_json_types() -> None:
     assert built.contact == {
         "age_category": 2,
         "birthcity": "Nice",
-        "address": {"housenumber": "12", "postalcode": "6000"},
+        "address": {"housenumber": "12", "postalcode": "06000"},
         "tags": [{"name": "a"}, {"name": "b"}],
         "black_list": True,
     }
+
+
+def test_a_postal_code_given_as_a_number_is_refused() -> None:
+    # A JSON number has lost its leading zero (06000 -> 6000): the same rule as the client's.
+    built = builder().build(row(**{"address.postalcode": 6000, "phone": 612345678}))
+    assert built.contact is None
+    columns = {e.column: e.message for e in built.errors}
+    assert "write it as text, not as a number" in columns["address.postalcode"]
+    assert "write it as text, not as a number" in columns["phone"]
 
 
 def test_every_problem_of_a_row_is_collected() -> None:
