@@ -15,6 +15,7 @@ from collections.abc import (
     Callable,
     Iterable,
 )
+from typing import Any, TypeVar, overload
 
 import aiohttp
 
@@ -35,7 +36,7 @@ from ._config import (
 from ._create import CreateProtocol
 from ._exceptions import Aborted, APIConnectionError, NotFoundError
 from ._local_limiter import LocalLimiter, RateLimiter
-from ._models import ActionSummary, Contact, Form, FormType
+from ._models import ActionSummary, ConfirmedContact, Contact, Form, FormType, confirmed
 from ._protocol import ContactInput, UpsertInput
 from ._query import Query
 from ._ratelimit import (
@@ -47,7 +48,10 @@ from ._ratelimit import (
 )
 from ._retry import retrying
 from ._stats import ClientStats
-from ._types import ContactDict
+from ._types import ContactDict, UpsertDict
+
+_C = TypeVar("_C", bound=ContactInput)
+_U = TypeVar("_U", bound=UpsertInput)
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -328,7 +332,7 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         strict: bool | None = None,
-    ) -> Contact:
+    ) -> ConfirmedContact:
         """Create one contact (``POST /contacts``, 5 tokens) and return it with its new id.
 
         Returns only once Qomon has confirmed the contact with its id. The create is sent again
@@ -350,11 +354,11 @@ class QomonClient:
             retry=retry,
             timeout=timeout,
         )
-        return outcome.contact
+        return confirmed(outcome.contact)
 
     async def get_contact(
         self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
-    ) -> Contact:
+    ) -> ConfirmedContact:
         """Read one contact (``GET /contacts/{id}``). Raises ``NotFoundError`` if missing."""
         response = await self._request(
             "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
@@ -369,7 +373,7 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         strict: bool | None = None,
-    ) -> Contact:
+    ) -> ConfirmedContact:
         """Write a contact whole (``PATCH /contacts/{id}``, 5 tokens).
 
         .. warning:: Qomon's PATCH is a **full replace**: every field left out is cleared,
@@ -395,7 +399,7 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         strict: bool | None = None,
-    ) -> Contact:
+    ) -> ConfirmedContact:
         """Change some fields of a contact and keep the others (read, merge, PATCH, re-read).
 
         ``changes`` uses Qomon's field names; ``address`` is merged key by key, lists are
@@ -463,9 +467,12 @@ class QomonClient:
             search=self.search_contacts,
         )
 
+    # Typed callers: a list of dict literals is checked as ContactDicts (a misspelled key is a
+    # type error); any other item type (ContactWrite, Contact...) is kept in the results' type.
+    @overload
     def create_contacts(
         self,
-        contacts: Iterable[ContactInput] | AsyncIterable[ContactInput],
+        contacts: Iterable[ContactDict] | AsyncIterable[ContactDict],
         *,
         concurrency: int = 8,
         ordered: bool = False,
@@ -478,7 +485,42 @@ class QomonClient:
         on_attempt: OnAttempt | None = None,
         in_doubt: InDoubt | None = None,
         strict: bool | None = None,
-    ) -> BulkRun:
+    ) -> BulkRun[ContactDict]: ...
+
+    @overload
+    def create_contacts(
+        self,
+        contacts: Iterable[_C] | AsyncIterable[_C],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        reconcile: bool = True,
+        dedupe: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        in_doubt: InDoubt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[_C]: ...
+
+    def create_contacts(
+        self,
+        contacts: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        reconcile: bool = True,
+        dedupe: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        in_doubt: InDoubt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[Any]:
         """Create many contacts, ``concurrency`` at a time; one :class:`CreateResult` per item.
 
         Each item is one ``POST /contacts`` awaited to its confirmed id, with the guarantees of
@@ -521,9 +563,10 @@ class QomonClient:
             strict=self._strict(strict),
         )
 
+    @overload
     def upsert_contacts(
         self,
-        contacts: Iterable[UpsertInput] | AsyncIterable[UpsertInput],
+        contacts: Iterable[UpsertDict] | AsyncIterable[UpsertDict],
         *,
         concurrency: int = 8,
         ordered: bool = False,
@@ -537,7 +580,44 @@ class QomonClient:
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
         strict: bool | None = None,
-    ) -> BulkRun:
+    ) -> BulkRun[UpsertDict]: ...
+
+    @overload
+    def upsert_contacts(
+        self,
+        contacts: Iterable[_U] | AsyncIterable[_U],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        dedupe: bool = True,
+        verify: bool = False,
+        verify_timeout: float = 30.0,
+        verify_interval: float = 2.0,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[_U]: ...
+
+    def upsert_contacts(
+        self,
+        contacts: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        dedupe: bool = True,
+        verify: bool = False,
+        verify_timeout: float = 30.0,
+        verify_interval: float = 2.0,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[Any]:
         """The twin of :meth:`create_contacts` on ``POST /contacts/upsert`` (1 token, no id back).
 
         ``"created"`` means Qomon accepted the upsert (202). With ``verify=True`` each item is

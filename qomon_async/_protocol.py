@@ -24,11 +24,13 @@ from ._exceptions import (
 )
 from ._models import (
     ActionSummary,
+    ConfirmedContact,
     Contact,
     ContactWrite,
     Form,
     Problem,
     UpsertContact,
+    confirmed,
     dec_hook,
 )
 from ._query import Query
@@ -187,7 +189,7 @@ def _decode(
     ) from error
 
 
-def decode_contact(status: int, body: bytes) -> Contact:
+def decode_contact(status: int, body: bytes) -> ConfirmedContact:
     """The contact of a ``POST /contacts``, ``GET``/``PATCH /contacts/{id}`` answer.
 
     Accepts ``data.contact``, a bare contact in ``data``, ``contact`` at the top, or a bare
@@ -210,7 +212,7 @@ def decode_contact(status: int, body: bytes) -> Contact:
         raise ResponseDecodeError(
             f"Qomon answered {status} without a contact id", status_code=status, text=_text(body)
         )
-    return contact
+    return confirmed(contact)
 
 
 def decode_contact_dict(status: int, body: bytes) -> dict[str, Any]:

@@ -428,7 +428,7 @@ class _Run:
         self.stopping: int | None = None  # the signal that asked to stop
         self.started = time.monotonic()
         self.meter = RateMeter(window=15.0)
-        self.bulk: BulkRun | None = None
+        self.bulk: BulkRun[Any] | None = None
         self.rows: Iterator[SourceRow] | None = None
 
     # -- counters --------------------------------------------------------------------------
@@ -616,7 +616,7 @@ class _Run:
     def in_doubt(self, index: int, item: object) -> dt.datetime | None:
         return self.pending[index].since
 
-    def on_result(self, result: CreateResult) -> None:
+    def on_result(self, result: CreateResult[Any]) -> None:
         pending = self.pending.pop(result.index)
         self.sent_done += 1
         status = result.status
