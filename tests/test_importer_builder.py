@@ -502,3 +502,11 @@ def test_validate_rows_streams_every_error() -> None:
 def test_default_mapping_object() -> None:
     assert ImportMapping().form_types == ()
     assert ContactBuilder().build(row(mail="a@example.org")).ok
+
+
+def test_an_unknown_column_names_the_closest_field() -> None:
+    errors = builder().check_columns(["firstname", "surnme", "zzz"])
+    by_column = {e.column: e.message for e in errors}
+    assert set(by_column) == {"surnme", "zzz"}
+    assert "did you mean `surname`?" in by_column["surnme"]
+    assert "did you mean" not in by_column["zzz"]
