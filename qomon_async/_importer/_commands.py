@@ -45,8 +45,8 @@ A row with the same mail and names as an earlier row (--dedupe-key mail: the sam
 duplicate: skipped, never sent, counted apart in the summary and the report.
 
 Exit codes: 0 all rows created or duplicates (dry run: all valid); 1 some rows failed, unknown
-or not sent; 2 usage or input error (nothing sent after it was found); 3 Qomon refused the key (the rest
-skipped); 130/143 interrupted (run again with the same --journal to finish).
+or not sent; 2 usage or input error (nothing sent after it was found); 3 Qomon refused the key
+(the rest skipped); 130/143 interrupted (run again with the same --journal to finish).
 
 Examples:
   qomon-async import contacts.csv --dry-run
