@@ -92,7 +92,7 @@ ADVANCED_TOML = {
 }
 
 
-def row(number: int = 1, **values: object) -> SourceRow:
+def row(number: int = 1, /, **values: object) -> SourceRow:
     return SourceRow(number, number + 1, dict(values))
 
 
@@ -318,7 +318,7 @@ def test_mapping_file_renames_ignores_and_sets_constants(tmp_path: Path) -> None
     assert second.contact is not None
     assert second.contact["address"] == {"country": "Belgique"}
     assert second.contact["tags"] == [{"name": "import-2026"}]
-    assert second.contact["tags"] is not built.contact["tags"]  # type: ignore[index]
+    assert second.contact["tags"] is not built.contact["tags"]
 
 
 def test_ignore_unknown() -> None:
