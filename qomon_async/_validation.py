@@ -23,6 +23,7 @@ The rules:
   ``address.citycode``): text, never a number (a number loses its leading zero: ``01000`` would
   become ``1000``). Other address parts given as whole numbers (``housenumber: 12``) are sent as
   text.
+* **Gender**: ``F``, ``M`` or ``O``, any case (written upper case).
 * **Tags**: ``"a;b"``, ``["a", "b"]`` or ``[{"name": "a"}]``, all written ``[{"name": "a"},
   {"name": "b"}]`` (empty names dropped, duplicates once).
 """
@@ -50,6 +51,7 @@ __all__ = [
     "UPSERT_KEYS",
     "DedupeKey",
     "FieldError",
+    "check_gender",
     "check_mail",
     "duplicate_key",
     "duplicate_message",
@@ -249,6 +251,18 @@ def normalise_birthdate(value: object, *, today: dt.date | None = None) -> str:
     return format_rfc3339(when)
 
 
+# -- gender -----------------------------------------------------------------------------------
+
+GENDERS = ("F", "M", "O")
+
+
+def check_gender(value: object) -> str:
+    """``F``, ``M`` or ``O`` (any case, surrounding spaces ignored), returned upper case."""
+    if isinstance(value, str) and value.strip().upper() in GENDERS:
+        return value.strip().upper()
+    raise FieldError("gender must be F, M or O")
+
+
 # -- text fields that look like numbers --------------------------------------------------------
 
 #: Fields that must be text, never numbers (a leading zero would be lost).
@@ -384,6 +398,11 @@ def _normalise_fields(
             out["birthdate"] = normalise_birthdate(out["birthdate"], today=today)
         except FieldError as exc:
             raise _fail("birthdate", str(exc), out["birthdate"]) from None
+    if out.get("gender") is not None:
+        try:
+            out["gender"] = check_gender(out["gender"])
+        except FieldError as exc:
+            raise _fail("gender", str(exc), out["gender"]) from None
     for key in TEXT_ONLY_FIELDS & out.keys():
         try:
             out[key] = check_text(out[key])

@@ -117,10 +117,7 @@ def parse_email(text: str) -> str:
 
 def parse_gender(text: str) -> str:
     """``F``, ``M`` or ``O`` (any case), returned upper case."""
-    upper = text.upper()
-    if upper not in ("F", "M", "O"):
-        raise ConversionError("gender must be F, M or O")
-    return upper
+    return _rules.check_gender(text)
 
 
 def parse_date(text: str) -> dt.datetime:
