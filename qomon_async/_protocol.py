@@ -7,6 +7,7 @@ right exception. The one module that performs I/O is :mod:`qomon_async._http`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections.abc import Mapping
@@ -374,6 +375,10 @@ def fold(value: object) -> str:
     return str(value).strip().casefold() if value is not None else ""
 
 
+# Dates stay date objects until the validation writes them (a naive datetime is UTC there).
+_DATES = (dt.datetime, dt.date)
+
+
 def contact_to_dict(contact: ContactInput, *, strict: bool = True) -> dict[str, Any]:
     """A contact in Qomon's field names, checked, ready to send (``ContactValidationError``).
 
@@ -383,9 +388,13 @@ def contact_to_dict(contact: ContactInput, *, strict: bool = True) -> dict[str, 
     """
     data: dict[str, Any]
     if isinstance(contact, ContactWrite):
-        data = msgspec.to_builtins(contact)
+        data = msgspec.to_builtins(contact, builtin_types=_DATES)
     elif isinstance(contact, Contact):
-        data = {k: v for k, v in msgspec.to_builtins(contact).items() if v is not None}
+        data = {
+            k: v
+            for k, v in msgspec.to_builtins(contact, builtin_types=_DATES).items()
+            if v is not None
+        }
         for key in READ_ONLY_KEYS:
             data.pop(key, None)
         address = data.get("address")
@@ -407,7 +416,7 @@ def upsert_to_dict(contact: UpsertInput, *, strict: bool = True) -> dict[str, An
     :func:`contact_to_dict` for ``strict``)."""
     data: dict[str, Any]
     if isinstance(contact, UpsertContact):
-        data = msgspec.to_builtins(contact)
+        data = msgspec.to_builtins(contact, builtin_types=_DATES)
     elif isinstance(contact, Mapping):
         data = dict(contact)
     else:
