@@ -33,11 +33,13 @@ from ._exceptions import (
     ServerError,
     UnprocessableEntityError,
 )
+from ._importer._rows import RowMapper, contact_from_row
 from ._models import (
     Action,
     ActionSummary,
     Address,
     AddressWrite,
+    ConfirmedContact,
     Contact,
     ContactWrite,
     Form,
@@ -54,7 +56,8 @@ from ._models import (
     TagWrite,
     UpsertContact,
 )
-from ._query import Condition, Group, Query
+from ._query import Condition, CustomOperator, Group, Operator, Query
+from ._types import AddressDict, ContactDict, UpsertDict
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -65,6 +68,7 @@ __all__ = [
     "Action",
     "ActionSummary",
     "Address",
+    "AddressDict",
     "AddressWrite",
     "AuthenticationError",
     "BadRequestError",
@@ -72,11 +76,14 @@ __all__ = [
     "BulkRun",
     "ClientStats",
     "Condition",
+    "ConfirmedContact",
     "Contact",
+    "ContactDict",
     "ContactValidationError",
     "ContactWrite",
     "CreateResult",
     "CreateStatus",
+    "CustomOperator",
     "DuplicateInputError",
     "Form",
     "FormData",
@@ -87,6 +94,7 @@ __all__ = [
     "NotFoundError",
     "Note",
     "NoteWrite",
+    "Operator",
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "Problem",
@@ -100,10 +108,13 @@ __all__ = [
     "RefValue",
     "ResponseDecodeError",
     "RetryPolicy",
+    "RowMapper",
     "ServerError",
     "Tag",
     "TagWrite",
     "UnprocessableEntityError",
     "UpsertContact",
+    "UpsertDict",
     "__version__",
+    "contact_from_row",
 ]

@@ -30,7 +30,7 @@ from collections.abc import (
     Iterator,
     Sized,
 )
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from . import _protocol
 from ._config import RetryPolicy
@@ -44,10 +44,11 @@ from ._exceptions import (
     PermissionDeniedError,
     QomonError,
 )
-from ._models import Contact
+from ._models import ConfirmedContact, Contact, confirmed
 from ._protocol import fold
 from ._query import Condition, Query
 from ._retry import is_ambiguous
+from ._validation import duplicate_message
 
 __all__ = ["BulkBackend", "BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
 
@@ -84,17 +85,23 @@ class CreateStatus(str, enum.Enum):
         return self.value
 
 
+#: The type of the input items of a run (a ``ContactDict``, a ``ContactWrite``...).
+ItemT = TypeVar("ItemT")
+
+
 @dataclasses.dataclass(frozen=True)
-class CreateResult:
-    """The one outcome of one input item."""
+class CreateResult(Generic[ItemT]):
+    """The one outcome of one input item; generic in the item's type
+    (``CreateResult[ContactDict]`` for a run over contact dicts)."""
 
     index: int
     """Position of the item in the input (0-based)."""
     status: CreateStatus
-    item: Any
+    item: ItemT
     """The input item, as given."""
-    contact: Contact | None = None
-    """The confirmed contact, when ``status`` is ``"created"``."""
+    contact: ConfirmedContact | None = None
+    """The confirmed contact (its ``id`` an ``int``), when ``status`` is ``"created"``; for an
+    upsert, only when it was read back (``verify=True``)."""
     error: QomonError | None = None
     """Why it is not ``"created"``."""
     attempts: int = 0
@@ -142,7 +149,7 @@ class BulkProgress:
             return None
         return max(self.total - self.done, 0) / self.rate
 
-    def count(self, result: CreateResult) -> None:
+    def count(self, result: CreateResult[Any]) -> None:
         self.done += 1
         setattr(self, result.status.value, getattr(self, result.status.value) + 1)
         if result.reconciled:
@@ -159,7 +166,7 @@ _VERIFIED_FIELDS = (
 )  # fmt: skip
 
 
-class BulkRun(AsyncIterator[CreateResult]):
+class BulkRun(AsyncIterator[CreateResult[ItemT]]):
     """A running bulk job: iterate it for results; ``progress`` for counters.
 
     Use it with ``async for``; close it early with ``break`` (then ``await run.aclose()``), or
@@ -170,7 +177,7 @@ class BulkRun(AsyncIterator[CreateResult]):
     def __init__(
         self,
         backend: BulkBackend,
-        items: Iterable[Any] | AsyncIterable[Any],
+        items: Iterable[ItemT] | AsyncIterable[ItemT],
         *,
         mode: _Mode,
         concurrency: int,
@@ -186,6 +193,7 @@ class BulkRun(AsyncIterator[CreateResult]):
         verify: bool = False,
         verify_timeout: float = 30.0,
         verify_interval: float = 2.0,
+        strict: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -203,13 +211,14 @@ class BulkRun(AsyncIterator[CreateResult]):
         self._verify = verify
         self._verify_timeout = verify_timeout
         self._verify_interval = verify_interval
+        self._strict = strict
         if total is None and isinstance(items, Sized):
             total = len(items)
         self.progress = BulkProgress(total=total)
         #: The fatal error (401/403) that stopped the run, if any.
         self.fatal: QomonError | None = None
         #: Outcomes that happened after the run was closed (never yielded).
-        self.unclaimed: list[CreateResult] = []
+        self.unclaimed: list[CreateResult[ItemT]] = []
         self._sync_items: Iterator[Any] | None = None
         self._async_items: AsyncIterator[Any] | None = None
         if isinstance(items, AsyncIterable):
@@ -220,17 +229,17 @@ class BulkRun(AsyncIterator[CreateResult]):
 
     # -- the iterator protocol ------------------------------------------------------------------
 
-    def __aiter__(self) -> BulkRun:
+    def __aiter__(self) -> BulkRun[ItemT]:
         return self
 
-    async def __anext__(self) -> CreateResult:
+    async def __anext__(self) -> CreateResult[ItemT]:
         return await self._gen.__anext__()
 
     async def aclose(self) -> None:
         """Stop the run: nothing new is sent; requests in flight finish into ``unclaimed``."""
         await self._gen.aclose()
 
-    async def __aenter__(self) -> BulkRun:
+    async def __aenter__(self) -> BulkRun[ItemT]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -238,7 +247,7 @@ class BulkRun(AsyncIterator[CreateResult]):
 
     # -- the run ---------------------------------------------------------------------------------
 
-    async def _run(self) -> AsyncGenerator[CreateResult, None]:
+    async def _run(self) -> AsyncGenerator[CreateResult[ItemT], None]:
         self._closing = False
         self._closed_error = QomonError("the bulk run was closed before this item was sent")
         self._next_index = 0
@@ -257,7 +266,7 @@ class BulkRun(AsyncIterator[CreateResult]):
         self._pulling: set[asyncio.Task[None]] = set()
         self._live = self._concurrency
         self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
-        buffer: dict[int, CreateResult] = {}
+        buffer: dict[int, CreateResult[ItemT]] = {}
         finished = False
         try:
             while True:
@@ -293,7 +302,7 @@ class BulkRun(AsyncIterator[CreateResult]):
             self._yielded += 1
             self._window.notify_all()
 
-    async def _shutdown(self, *, cancel: bool, buffer: dict[int, CreateResult]) -> None:
+    async def _shutdown(self, *, cancel: bool, buffer: dict[int, CreateResult[ItemT]]) -> None:
         """Stop pulling input, let (or make) the workers end, keep every outcome."""
         if self._closing:
             return
@@ -374,7 +383,7 @@ class BulkRun(AsyncIterator[CreateResult]):
             if self._live == 0:
                 self._queue.put_nowait(_END)
 
-    async def _emit(self, result: CreateResult) -> None:
+    async def _emit(self, result: CreateResult[ItemT]) -> None:
         if self._closing:
             self.unclaimed.append(result)
             return
@@ -395,10 +404,10 @@ class BulkRun(AsyncIterator[CreateResult]):
 
     # -- one item --------------------------------------------------------------------------------
 
-    async def _process(self, index: int, item: Any) -> CreateResult:
+    async def _process(self, index: int, item: Any) -> CreateResult[ItemT]:
         started = time.monotonic()
 
-        def result(status: CreateStatus, **kwargs: Any) -> CreateResult:
+        def result(status: CreateStatus, **kwargs: Any) -> CreateResult[ItemT]:
             return CreateResult(
                 index=index, status=status, item=item, elapsed=time.monotonic() - started, **kwargs
             )
@@ -408,9 +417,9 @@ class BulkRun(AsyncIterator[CreateResult]):
             return result(CreateStatus.SKIPPED, error=reason)
         try:
             if self._mode == "create":
-                data = _protocol.contact_to_dict(item)
+                data = _protocol.contact_to_dict(item, strict=self._strict)
             else:
-                data = _protocol.upsert_to_dict(item)
+                data = _protocol.upsert_to_dict(item, strict=self._strict)
         except ContactValidationError as exc:
             return result(CreateStatus.FAILED, error=exc)
         except TypeError as exc:
@@ -423,7 +432,7 @@ class BulkRun(AsyncIterator[CreateResult]):
                     return result(
                         CreateStatus.SKIPPED,
                         error=DuplicateInputError(
-                            f"item {index} has the same mail and names as item {first}: not sent",
+                            duplicate_message("item", index, first),
                             first_index=first,
                         ),
                     )
@@ -446,13 +455,16 @@ class BulkRun(AsyncIterator[CreateResult]):
                     self._claimed.add(outcome.contact.id)
                 return result(
                     CreateStatus.CREATED,
-                    contact=outcome.contact,
+                    contact=confirmed(outcome.contact),
                     attempts=outcome.attempts,
                     reconciled=outcome.reconciled,
                 )
             contact, reconciled = await self._upsert(index, data, attempts)
             return result(
-                CreateStatus.CREATED, contact=contact, attempts=len(attempts), reconciled=reconciled
+                CreateStatus.CREATED,
+                contact=confirmed(contact) if contact is not None else None,
+                attempts=len(attempts),
+                reconciled=reconciled,
             )
         except Aborted as exc:
             error = exc.reason if isinstance(exc.reason, QomonError) else QomonError(str(exc))

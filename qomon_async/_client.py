@@ -14,9 +14,8 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Iterable,
-    Mapping,
 )
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import aiohttp
 
@@ -37,7 +36,7 @@ from ._config import (
 from ._create import CreateProtocol
 from ._exceptions import Aborted, APIConnectionError, NotFoundError
 from ._local_limiter import LocalLimiter, RateLimiter
-from ._models import ActionSummary, Contact, Form, FormType
+from ._models import ActionSummary, ConfirmedContact, Contact, Form, FormType, confirmed
 from ._protocol import ContactInput, UpsertInput
 from ._query import Query
 from ._ratelimit import (
@@ -49,6 +48,10 @@ from ._ratelimit import (
 )
 from ._retry import retrying
 from ._stats import ClientStats
+from ._types import ContactDict, UpsertDict
+
+_C = TypeVar("_C", bound=ContactInput)
+_U = TypeVar("_U", bound=UpsertInput)
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -98,6 +101,10 @@ class QomonClient:
         reconcile_delay: seconds to wait after an ambiguous create before each of the two
             searches for it, so that a create Qomon is still processing, or that its search
             index has not caught up with, is found rather than sent again.
+        strict: refuse a contact key this library does not know (``ContactValidationError``
+            naming the closest known field; nothing is sent). ``False`` sends unknown keys as
+            given, for fields Qomon adds later (a warning is logged once per key); every write
+            also takes ``strict=`` for one call.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -117,6 +124,7 @@ class QomonClient:
         rate_limit: RateLimit | bool = True,
         reconcile_margin: float = 120.0,
         reconcile_delay: float = 1.0,
+        strict: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
@@ -132,6 +140,7 @@ class QomonClient:
         self.max_connections = max_connections
         self.user_agent = user_agent
         self.retry = retry or RetryPolicy()
+        self.strict = strict
         if rate_limit is True:
             rate_limit = RateLimit()
         self.rate_limit: RateLimit | None = rate_limit or None
@@ -322,7 +331,8 @@ class QomonClient:
         reconcile: bool = True,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-    ) -> Contact:
+        strict: bool | None = None,
+    ) -> ConfirmedContact:
         """Create one contact (``POST /contacts``, 5 tokens) and return it with its new id.
 
         Returns only once Qomon has confirmed the contact with its id. The create is sent again
@@ -334,17 +344,21 @@ class QomonClient:
         Raises:
             OutcomeUnknownError: the create may have been stored and the lookup could not tell
                 (no ``mail`` to search by, or the search failed); or ``reconcile=False``.
-            ContactValidationError: the contact is malformed; nothing was sent.
+            ContactValidationError: the contact is malformed, or has a key this library does
+                not know (see ``strict``); nothing was sent.
             APIStatusError: Qomon refused it (``UnprocessableEntityError`` names the fields).
         """
         outcome = await self._creates.create(
-            _protocol.contact_to_dict(contact), reconcile=reconcile, retry=retry, timeout=timeout
+            _protocol.contact_to_dict(contact, strict=self._strict(strict)),
+            reconcile=reconcile,
+            retry=retry,
+            timeout=timeout,
         )
-        return outcome.contact
+        return confirmed(outcome.contact)
 
     async def get_contact(
         self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
-    ) -> Contact:
+    ) -> ConfirmedContact:
         """Read one contact (``GET /contacts/{id}``). Raises ``NotFoundError`` if missing."""
         response = await self._request(
             "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
@@ -358,14 +372,15 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-    ) -> Contact:
+        strict: bool | None = None,
+    ) -> ConfirmedContact:
         """Write a contact whole (``PATCH /contacts/{id}``, 5 tokens).
 
         .. warning:: Qomon's PATCH is a **full replace**: every field left out is cleared,
            advanced-field answers included (§7.4). To change a few fields, use
            :meth:`update_contact`, which reads, merges and writes back.
         """
-        data = _protocol.contact_to_dict(contact)
+        data = _protocol.contact_to_dict(contact, strict=self._strict(strict))
         response = await self._request(
             "PATCH",
             f"/contacts/{int(contact_id)}",
@@ -379,11 +394,12 @@ class QomonClient:
     async def update_contact(
         self,
         contact_id: int,
-        changes: Mapping[str, Any],
+        changes: ContactDict,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-    ) -> Contact:
+        strict: bool | None = None,
+    ) -> ConfirmedContact:
         """Change some fields of a contact and keep the others (read, merge, PATCH, re-read).
 
         ``changes`` uses Qomon's field names; ``address`` is merged key by key, lists are
@@ -394,7 +410,9 @@ class QomonClient:
             "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
         )
         current = _protocol.decode_contact_dict(response.status, response.body)
-        merged = _protocol.merge_for_update(current, _protocol.contact_to_dict(dict(changes)))
+        merged = _protocol.merge_for_update(
+            current, _protocol.contact_to_dict(changes, strict=self._strict(strict))
+        )
         await self._request(
             "PATCH",
             f"/contacts/{int(contact_id)}",
@@ -420,6 +438,7 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        strict: bool | None = None,
     ) -> None:
         """Queue a create-or-update (``POST /contacts/upsert``, 1 token; Qomon answers 202).
 
@@ -427,7 +446,7 @@ class QomonClient:
         names, birthdate and address (§7.6). It returns no id, and drops silently a record
         naming an unknown form or value: read back to be sure (see ``upsert_contacts``).
         """
-        data = _protocol.upsert_to_dict(contact)
+        data = _protocol.upsert_to_dict(contact, strict=self._strict(strict))
         await self._request(
             "POST",
             "/contacts/upsert",
@@ -437,6 +456,9 @@ class QomonClient:
             timeout=timeout,
         )
 
+    def _strict(self, strict: bool | None) -> bool:
+        return self.strict if strict is None else strict
+
     def _bulk_backend(self) -> BulkBackend:
         return BulkBackend(
             creates=self._creates,
@@ -445,9 +467,12 @@ class QomonClient:
             search=self.search_contacts,
         )
 
+    # Typed callers: a list of dict literals is checked as ContactDicts (a misspelled key is a
+    # type error); any other item type (ContactWrite, Contact...) is kept in the results' type.
+    @overload
     def create_contacts(
         self,
-        contacts: Iterable[ContactInput] | AsyncIterable[ContactInput],
+        contacts: Iterable[ContactDict] | AsyncIterable[ContactDict],
         *,
         concurrency: int = 8,
         ordered: bool = False,
@@ -459,7 +484,43 @@ class QomonClient:
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
         in_doubt: InDoubt | None = None,
-    ) -> BulkRun:
+        strict: bool | None = None,
+    ) -> BulkRun[ContactDict]: ...
+
+    @overload
+    def create_contacts(
+        self,
+        contacts: Iterable[_C] | AsyncIterable[_C],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        reconcile: bool = True,
+        dedupe: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        in_doubt: InDoubt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[_C]: ...
+
+    def create_contacts(
+        self,
+        contacts: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        reconcile: bool = True,
+        dedupe: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        in_doubt: InDoubt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[Any]:
         """Create many contacts, ``concurrency`` at a time; one :class:`CreateResult` per item.
 
         Each item is one ``POST /contacts`` awaited to its confirmed id, with the guarantees of
@@ -480,6 +541,8 @@ class QomonClient:
                 awaitable) before each round of sending an item: a journal writes it first.
             in_doubt: ``(index, item) -> datetime | None``: a time since which an earlier run
                 may have created this item; it is looked up before anything is sent.
+            strict: refuse unknown contact keys (``None``: the client's ``strict``); such an
+                item ends ``"failed"`` with a :class:`ContactValidationError`, unsent.
 
         A 401 or 403 stops the run: no new request is sent, the rest ends ``"skipped"``.
         """
@@ -497,11 +560,13 @@ class QomonClient:
             on_progress=on_progress,
             on_attempt=on_attempt,
             in_doubt=in_doubt,
+            strict=self._strict(strict),
         )
 
+    @overload
     def upsert_contacts(
         self,
-        contacts: Iterable[UpsertInput] | AsyncIterable[UpsertInput],
+        contacts: Iterable[UpsertDict] | AsyncIterable[UpsertDict],
         *,
         concurrency: int = 8,
         ordered: bool = False,
@@ -514,7 +579,45 @@ class QomonClient:
         total: int | None = None,
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
-    ) -> BulkRun:
+        strict: bool | None = None,
+    ) -> BulkRun[UpsertDict]: ...
+
+    @overload
+    def upsert_contacts(
+        self,
+        contacts: Iterable[_U] | AsyncIterable[_U],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        dedupe: bool = True,
+        verify: bool = False,
+        verify_timeout: float = 30.0,
+        verify_interval: float = 2.0,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[_U]: ...
+
+    def upsert_contacts(
+        self,
+        contacts: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+        dedupe: bool = True,
+        verify: bool = False,
+        verify_timeout: float = 30.0,
+        verify_interval: float = 2.0,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+        on_progress: OnProgress | None = None,
+        on_attempt: OnAttempt | None = None,
+        strict: bool | None = None,
+    ) -> BulkRun[Any]:
         """The twin of :meth:`create_contacts` on ``POST /contacts/upsert`` (1 token, no id back).
 
         ``"created"`` means Qomon accepted the upsert (202). With ``verify=True`` each item is
@@ -540,6 +643,7 @@ class QomonClient:
             verify=verify,
             verify_timeout=verify_timeout,
             verify_interval=verify_interval,
+            strict=self._strict(strict),
         )
 
     async def search_contacts(

@@ -21,13 +21,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from msgspec import UNSET, Struct, UnsetType, field
+from msgspec import UNSET, Struct, UnsetType, field, structs
 
 __all__ = [
     "Action",
     "ActionSummary",
     "Address",
     "AddressWrite",
+    "ConfirmedContact",
     "Contact",
     "ContactWrite",
     "Form",
@@ -290,6 +291,34 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
         if isinstance(self._notes, Note):
             return [self._notes]
         return list(self._notes)
+
+
+# -- confirmed contacts (issue 13): a contact Qomon confirmed has an id ------------------------
+
+
+class ConfirmedContact(Contact, kw_only=True, omit_defaults=True):
+    """A contact Qomon confirmed: the same fields as :class:`Contact`, and ``id`` is an ``int``.
+
+    Returned by ``create_contact``, ``get_contact``, ``replace_contact``, ``update_contact`` and
+    carried by a ``"created"`` :class:`CreateResult`. Search results stay :class:`Contact`
+    (tolerant: Qomon's answers vary). A ``ConfirmedContact`` is a ``Contact`` everywhere.
+    """
+
+    id: int
+
+
+def confirmed(contact: Contact) -> ConfirmedContact:
+    """``contact`` as a :class:`ConfirmedContact` (the same object if it is one already).
+
+    Raises:
+        ValueError: The contact has no id.
+    """
+    if isinstance(contact, ConfirmedContact):
+        return contact
+    if contact.id is None:
+        raise ValueError("a confirmed contact has an id")
+    values = {f.name: getattr(contact, f.name) for f in structs.fields(contact)}
+    return ConfirmedContact(**values)
 
 
 class RefValue(Struct, kw_only=True, omit_defaults=True):

@@ -19,24 +19,30 @@ from ._config import MAX_PER_PAGE
 from ._exceptions import (
     STATUS_ERRORS,
     APIStatusError,
-    ContactValidationError,
     RateLimitError,
     ResponseDecodeError,
     ServerError,
 )
 from ._models import (
     ActionSummary,
+    ConfirmedContact,
     Contact,
     ContactWrite,
     Form,
     Problem,
     UpsertContact,
+    confirmed,
     dec_hook,
 )
 from ._query import Query
+from ._types import ContactDict, UpsertDict
+from ._validation import validate_contact
 
-ContactInput = Mapping[str, Any] | ContactWrite | Contact
-UpsertInput = Mapping[str, Any] | UpsertContact
+#: What a contact write takes: a :class:`ContactDict` (a dict in Qomon's field names), a
+#: :class:`ContactWrite`, or a read :class:`Contact` (its read-only keys are dropped).
+ContactInput = ContactDict | ContactWrite | Contact
+#: What an upsert takes: an :class:`UpsertDict` or an :class:`UpsertContact`.
+UpsertInput = UpsertDict | UpsertContact
 
 T = TypeVar("T")
 logger = logging.getLogger("qomon_async")
@@ -184,7 +190,7 @@ def _decode(
     ) from error
 
 
-def decode_contact(status: int, body: bytes) -> Contact:
+def decode_contact(status: int, body: bytes) -> ConfirmedContact:
     """The contact of a ``POST /contacts``, ``GET``/``PATCH /contacts/{id}`` answer.
 
     Accepts ``data.contact``, a bare contact in ``data``, ``contact`` at the top, or a bare
@@ -207,7 +213,7 @@ def decode_contact(status: int, body: bytes) -> Contact:
         raise ResponseDecodeError(
             f"Qomon answered {status} without a contact id", status_code=status, text=_text(body)
         )
-    return contact
+    return confirmed(contact)
 
 
 def decode_contact_dict(status: int, body: bytes) -> dict[str, Any]:
@@ -363,69 +369,32 @@ READ_ONLY_KEYS = frozenset(
 )
 READ_ONLY_ADDRESS_KEYS = frozenset({"id", "latitude", "longitude", "location", "score"})
 
-_MAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _normalise_dates(data: dict[str, Any]) -> None:
-    """Dates as Qomon writes them: RFC 3339, a date alone meaning midnight UTC."""
-    value = data.get("birthdate")
-    if isinstance(value, dt.datetime):
-        return
-    if isinstance(value, dt.date):
-        data["birthdate"] = f"{value.isoformat()}T00:00:00Z"
-    elif isinstance(value, str) and _DATE_ONLY.match(value):
-        data["birthdate"] = f"{value}T00:00:00Z"
-
-
-def _strip_mail(data: dict[str, Any]) -> None:
-    """The mail as it will be searched for (reconciliation matches it exactly)."""
-    mail = data.get("mail")
-    if isinstance(mail, str):
-        data["mail"] = mail.strip()
-
 
 def fold(value: object) -> str:
     """A value compared loosely: text, stripped, case-folded ("" for None)."""
     return str(value).strip().casefold() if value is not None else ""
 
 
-def _check(data: dict[str, Any], model: type[msgspec.Struct]) -> None:
-    """Type-check the known fields of a contact dict; name the field that is wrong."""
-    if not data:
-        raise ContactValidationError("a contact needs at least one field", location="")
-    if set(data) == {"data"}:
-        raise ContactValidationError(
-            "pass the contact itself, not a request body wrapped in 'data'", location="data"
-        )
-    try:
-        msgspec.convert(data, model, str_keys=True)
-    except msgspec.ValidationError as exc:
-        # msgspec says "... - at `$.address.postalcode`": keep the path, drop the "$."
-        text = str(exc)
-        location = ""
-        if " - at `$." in text:
-            text, _, where = text.partition(" - at `$.")
-            location = where.rstrip("`")
-        raise ContactValidationError(
-            f"invalid contact field {location or '(root)'}: {text}", location=location
-        ) from None
-    mail = data.get("mail")
-    if mail is not None and not (isinstance(mail, str) and _MAIL.match(mail.strip())):
-        raise ContactValidationError(f"invalid mail {mail!r}", location="mail", value=mail)
+# Dates stay date objects until the validation writes them (a naive datetime is UTC there).
+_DATES = (dt.datetime, dt.date)
 
 
-def contact_to_dict(contact: ContactInput) -> dict[str, Any]:
+def contact_to_dict(contact: ContactInput, *, strict: bool = True) -> dict[str, Any]:
     """A contact in Qomon's field names, checked, ready to send (``ContactValidationError``).
 
-    Dicts keep every key (unknown ones included: Qomon's fields outrun this library); a read
+    The rules are :func:`qomon_async._validation.validate_contact`'s: with ``strict`` (the
+    default) an unknown key is refused; with ``strict=False`` it is sent as given. A read
     :class:`Contact` loses its read-only keys.
     """
     data: dict[str, Any]
     if isinstance(contact, ContactWrite):
-        data = msgspec.to_builtins(contact)
+        data = msgspec.to_builtins(contact, builtin_types=_DATES)
     elif isinstance(contact, Contact):
-        data = {k: v for k, v in msgspec.to_builtins(contact).items() if v is not None}
+        data = {
+            k: v
+            for k, v in msgspec.to_builtins(contact, builtin_types=_DATES).items()
+            if v is not None
+        }
         for key in READ_ONLY_KEYS:
             data.pop(key, None)
         address = data.get("address")
@@ -439,25 +408,20 @@ def contact_to_dict(contact: ContactInput) -> dict[str, Any]:
         data = dict(contact)
     else:
         raise TypeError(f"a contact is a dict, a ContactWrite or a Contact, not {type(contact)!r}")
-    _normalise_dates(data)
-    _strip_mail(data)
-    _check(data, ContactWrite)
-    return data
+    return validate_contact(data, kind="create", strict=strict)
 
 
-def upsert_to_dict(contact: UpsertInput) -> dict[str, Any]:
-    """The ``data`` of an upsert body in Qomon's field names, checked."""
+def upsert_to_dict(contact: UpsertInput, *, strict: bool = True) -> dict[str, Any]:
+    """The ``data`` of an upsert body in Qomon's field names, checked (see
+    :func:`contact_to_dict` for ``strict``)."""
     data: dict[str, Any]
     if isinstance(contact, UpsertContact):
-        data = msgspec.to_builtins(contact)
+        data = msgspec.to_builtins(contact, builtin_types=_DATES)
     elif isinstance(contact, Mapping):
         data = dict(contact)
     else:
         raise TypeError(f"an upsert is a dict or an UpsertContact, not {type(contact)!r}")
-    _normalise_dates(data)
-    _strip_mail(data)
-    _check(data, UpsertContact)
-    return data
+    return validate_contact(data, kind="upsert", strict=strict)
 
 
 def contact_body(contact: Mapping[str, Any]) -> bytes:

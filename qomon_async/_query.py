@@ -1,6 +1,6 @@
 """The search query tree of ``POST /search`` and ``POST /kpi``, built for the caller.
 
-Qomon wants exactly two levels (``qomon-api.md`` §8.2): a root ``$all``/``$at_least_one`` whose
+Qomon wants exactly two levels: a root ``$all``/``$at_least_one`` whose
 items are groups, each group an ``$all``/``$at_least_one`` of ``$condition`` objects. A condition
 directly under the root gets a 422. These types make the wrong shape unrepresentable::
 
@@ -14,9 +14,39 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NewType
 
-__all__ = ["Condition", "Group", "Query"]
+__all__ = ["Condition", "CustomOperator", "Group", "Operator", "Query"]
+
+Operator = Literal[
+    "eql",
+    "not_eql",
+    "eql:strictdata",
+    "not_eql:strictdata",
+    "contains",
+    "not_contains",
+    "start_with",
+    "not_start_with",
+    "any_of",
+    "none_of",
+    "all_of",
+    "ext",
+    "not_ext",
+    "range",
+    "lte",
+    "gte",
+    "period",
+    "today",
+]
+"""The operators Qomon's search documents. A misspelled one (``"equals"``) is a type error.
+
+``eql`` is a case-insensitive token or prefix match; ``eql:strictdata`` is exact (use it for
+``mail``); ``ext``/``not_ext`` test presence; ``range`` takes ``from_``/``to``; ``any_of``,
+``none_of``, ``all_of`` are for lists (``tags.name``); ``period`` and ``today`` for dates."""
+
+CustomOperator = NewType("CustomOperator", str)
+"""The escape hatch for an operator Qomon adds after this release: ``Condition("attr",
+CustomOperator("near"), ...)`` is sent as given. (Attributes are plain strings: any is allowed.)"""
 
 _KEYS = {"all": "$all", "any": "$at_least_one"}
 
@@ -32,13 +62,14 @@ def _iso(value: dt.datetime | str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Condition:
     """One ``$condition``: ``attr`` (e.g. ``mail``, ``address.city``, ``CreatedAt``, ``form``),
-    ``ope`` (``eql``, ``eql:strictdata``, ``not_eql``, ``ext``, ``contains``, ``start_with``,
-    ``gte``, ``lte``, ``range``, ``any_of``, ...), and the operands it needs. Dates may be
-    datetimes or Qomon date-math strings such as ``now-1d/d``. Any ``attr`` is allowed: Qomon adds
-    attributes faster than a client can list them (§8.4)."""
+    ``ope`` (an :data:`Operator`: ``eql``, ``eql:strictdata``, ``not_eql``, ``ext``,
+    ``contains``, ``start_with``, ``gte``, ``lte``, ``range``, ``any_of``, ...; an operator this
+    release does not list is written ``CustomOperator("...")``), and the operands it needs. Dates
+    may be datetimes or Qomon date-math strings such as ``now-1d/d``. Any ``attr`` is allowed:
+    Qomon adds attributes faster than a client can list them."""
 
     attr: str
-    ope: str
+    ope: Operator | CustomOperator
     value: str | dt.datetime | None = None
     from_: dt.datetime | str | None = None
     to: dt.datetime | str | None = None
@@ -105,7 +136,7 @@ class Query:
 
     @classmethod
     def everything(cls) -> Query:
-        """Every contact of the space (an empty root, Qomon's "list all" idiom, §8.1)."""
+        """Every contact of the space (an empty root, Qomon's "list all" idiom)."""
         return cls("all", ())
 
     def to_wire(self) -> dict[str, Any]:

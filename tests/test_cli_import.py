@@ -4,13 +4,17 @@ scaled, so that no test waits through Qomon seconds)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import http.server
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +23,10 @@ from typing import Any
 
 import pytest
 
-from qomon_async.testing import FakeQomon, Latency, SlowAnswer, Unauthorized
+from qomon_async import ContactValidationError, QomonClient, RowMapper
+from qomon_async._importer import write_demo_csv, write_demo_mapping
+from qomon_async._validation import duplicate_key
+from qomon_async.testing import FakeQomon, Latency, RequestInfo, SlowAnswer, Unauthorized
 
 SCRIPT = str(Path(sys.executable).with_name("qomon-async"))
 # Distinctive, so that a leak anywhere (stdout, stderr, report) is found by a plain search.
@@ -469,6 +476,181 @@ def test_jsonl_bad_line_and_repeated_person(fake: FakeQomon, tmp_path: Path) -> 
     assert mails(fake) == Counter(["ana@example.org", "bea@example.org"])
     by_row = {r["row"]: r for r in read_report(report)}
     assert by_row[2]["status"] == "failed" and "not valid JSON" in by_row[2]["error"]
-    assert by_row[3]["status"] == "failed" and "same mail and names as row 1" in by_row[3]["error"]
+    assert by_row[3]["status"] == "skipped" and "same mail and names as row 1" in by_row[3]["error"]
     assert by_row[3]["line"] == 4
     assert {by_row[1]["status"], by_row[4]["status"]} == {"created"}
+
+
+# -- a server id beyond 64 bits (the journal keeps it whole) ----------------------------------
+
+
+class _BigIdHandler(http.server.BaseHTTPRequestHandler):
+    """A server whose contact ids do not fit SQLite's 64-bit INTEGER."""
+
+    next_id = 2**63 + 5
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path.rstrip("/").endswith("/contacts"):
+            contact = dict(body["data"]["contact"], id=type(self).next_id)
+            type(self).next_id += 1
+            self._answer(201, {"status": "success", "data": {"contact": contact}})
+        else:
+            self._answer(404, {"title": "not found"})
+
+    def _answer(self, status: int, payload: object) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_id_beyond_64_bits_never_crashes_the_journal(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BigIdHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        source = write_csv(tmp_path / "in.csv", HEADER, people(2))
+        journal = tmp_path / "journal.db"
+        base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        done = cli(
+            "import",
+            source,
+            "--base-url",
+            base_url,
+            "--journal",
+            journal,
+            "--progress",
+            "none",
+            cwd=tmp_path,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    assert done.returncode in (0, 1), done.stderr + done.stdout
+    if done.returncode == 0:
+        # Accepted by the decoder: the journal keeps every digit.
+        with sqlite3.connect(journal) as db:
+            stored = {bytes(v).decode() for (v,) in db.execute("SELECT contact_id FROM rows")}
+        assert stored == {str(2**63 + 5), str(2**63 + 6)}
+
+
+# -- duplicates in the input (skipped, counted apart, not a failure) ----------------------------
+
+
+def test_in_file_duplicates_are_skipped_and_exit_0(fake: FakeQomon, tmp_path: Path) -> None:
+    rows = people(4)
+    rows.insert(2, list(rows[0]))  # row 3 repeats row 1
+    rows.append([rows[1][0].upper(), rows[1][1], " " + rows[1][2].upper(), "Lyon", ""])  # row 6
+    source = write_csv(tmp_path / "dups.csv", HEADER, rows)
+    report = tmp_path / "report.csv"
+    done = cli("import", source, "--base-url", fake.base_url, "--report", report, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert len(fake.contacts) == 4
+    by_row = {int(r["row"]): r for r in read_report(report)}
+    assert [by_row[n]["status"] for n in range(1, 7)] == [
+        "created", "created", "skipped", "created", "created", "skipped",
+    ]  # fmt: skip
+    assert "row 3 has the same mail and names as row 1: not sent" in by_row[3]["error"]
+    assert "row 6 has the same mail and names as row 2" in by_row[6]["error"]
+    assert re.search(r"skipped +2 \(2 duplicates\)", done.stdout), done.stdout
+    assert "2 rows repeat an earlier row (same mail and names): skipped, not sent." in done.stdout
+    assert "rows not created" not in done.stdout
+
+
+def test_dedupe_key_mail_stores_one_contact_per_mail(fake: FakeQomon, tmp_path: Path) -> None:
+    header = ["firstname", "surname", "mail"]
+    rows = [
+        ["Jeanne", "Martin", "famille.martin@example.org"],
+        ["Paul", "Martin", "famille.martin@example.org"],  # same mail, another name
+        ["Ana", "Lopez", "ana@example.org"],
+    ]
+    source = write_csv(tmp_path / "family.csv", header, rows)
+    report = tmp_path / "r.jsonl"
+    both = cli("import", source, "--base-url", fake.base_url, cwd=tmp_path)
+    assert both.returncode == 0, both.stderr + both.stdout
+    assert mails(fake)["famille.martin@example.org"] == 2  # the default: mail and names
+
+    with FakeQomon(api_key=KEY, time_scale=1000) as other:
+        done = cli(
+            "import", source, "--base-url", other.base_url, "--dedupe-key", "mail",
+            "--report", report, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert mails(other) == Counter(["famille.martin@example.org", "ana@example.org"])
+    by_row = {r["row"]: r for r in read_report(report)}
+    assert by_row[2]["status"] == "skipped"
+    assert "row 2 has the same mail as row 1" in by_row[2]["error"]
+
+
+def test_a_failed_row_still_makes_exit_1_next_to_duplicates(
+    fake: FakeQomon, tmp_path: Path
+) -> None:
+    rows = people(3)
+    rows.append(list(rows[0]))
+    rows[1][2] = "pas-un-email@"
+    source = write_csv(tmp_path / "mixed.csv", HEADER, rows)
+    done = cli("import", source, "--base-url", fake.base_url, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert "1 rows not created" in done.stdout
+    assert "1 rows repeat an earlier row" in done.stdout
+
+
+# -- contact_from_row: the very rules of the command line ---------------------------------------
+
+
+def test_contact_from_row_gives_the_bodies_the_cli_sends(tmp_path: Path) -> None:
+    source = write_demo_csv(tmp_path / "demo.csv", 300)
+    mapping = write_demo_mapping(tmp_path / "mapping.toml")
+    with FakeQomon(api_key=KEY, time_scale=1000) as fake:
+        sent: list[Any] = []
+
+        def log(info: RequestInfo) -> bool:
+            sent.append(info.body["data"]["contact"])
+            return False
+
+        fake.inject(Latency(0.0), route="POST /contacts", when=log)
+        done = cli(
+            "import",
+            source,
+            "--base-url",
+            fake.base_url,
+            "--mapping",
+            mapping,
+            "--concurrency",
+            "1",
+            "--progress",
+            "none",
+            cwd=tmp_path,
+        )
+        assert done.returncode == 1, done.stderr + done.stdout  # the demo's deliberate bad rows
+
+        async def build() -> list[Any]:
+            async with QomonClient(KEY, base_url=fake.base_url) as client:
+                mapper = await RowMapper.load(mapping, client=client)
+            built: list[Any] = []
+            seen: set[int | None] = set()
+            with open(source, encoding="utf-8-sig", newline="") as f:
+                for number, row in enumerate(csv.DictReader(f, delimiter=";"), start=1):
+                    try:
+                        contact = mapper(row, number=number)
+                    except ContactValidationError:
+                        continue
+                    key = duplicate_key(contact)
+                    if key is not None and key in seen:
+                        continue
+                    seen.add(key)
+                    built.append(contact)
+            return built
+
+        expected = asyncio.run(build())
+    assert len(sent) == len(expected) > 250
+    assert sent == [json.loads(json.dumps(c)) for c in expected]

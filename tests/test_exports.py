@@ -9,14 +9,14 @@ import qomon_async.testing
 
 PUBLIC = {
     "APIConnectionError", "APIStatusError", "APITimeoutError", "Action", "ActionSummary",
-    "Address", "AddressWrite", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun",
-    "ClientStats", "Condition", "Contact", "ContactValidationError", "ContactWrite",
-    "CreateResult", "CreateStatus", "DEFAULT_BASE_URL", "DuplicateInputError", "Form",
+    "Address", "AddressDict", "AddressWrite", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun",
+    "ClientStats", "Condition", "ConfirmedContact", "Contact", "ContactDict",
+    "ContactValidationError", "ContactWrite", "CreateResult", "CreateStatus", "CustomOperator", "DEFAULT_BASE_URL", "DuplicateInputError", "Form",
     "FormData", "FormDataWrite", "FormType", "FormValue", "Group", "Note", "NoteWrite",
-    "NotFoundError", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
+    "NotFoundError", "Operator", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
     "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RateLimitTimeout", "RefValue",
-    "ResponseDecodeError", "RetryPolicy", "ServerError", "Tag", "TagWrite", "US_BASE_URL",
-    "UnprocessableEntityError", "UpsertContact", "__version__",
+    "ResponseDecodeError", "RetryPolicy", "RowMapper", "ServerError", "Tag", "TagWrite", "US_BASE_URL",
+    "UnprocessableEntityError", "UpsertContact", "UpsertDict", "__version__", "contact_from_row",
 }  # fmt: skip
 
 

@@ -92,7 +92,7 @@ ADVANCED_TOML = {
 }
 
 
-def row(number: int = 1, **values: object) -> SourceRow:
+def row(number: int = 1, /, **values: object) -> SourceRow:
     return SourceRow(number, number + 1, dict(values))
 
 
@@ -168,7 +168,7 @@ def test_aliases_and_json_types() -> None:
     built = builder().build(
         row(
             birth_city="Nice",
-            **{"address.postal_code": 6000, "address.house_number": 12},
+            **{"address.postal_code": "06000", "address.house_number": 12},
             black_list=True,
             age_category=2,
             tags=[{"name": "a"}, "b"],
@@ -177,10 +177,19 @@ def test_aliases_and_json_types() -> None:
     assert built.contact == {
         "age_category": 2,
         "birthcity": "Nice",
-        "address": {"housenumber": "12", "postalcode": "6000"},
+        "address": {"housenumber": "12", "postalcode": "06000"},
         "tags": [{"name": "a"}, {"name": "b"}],
         "black_list": True,
     }
+
+
+def test_a_postal_code_given_as_a_number_is_refused() -> None:
+    # A JSON number has lost its leading zero (06000 -> 6000): the same rule as the client's.
+    built = builder().build(row(**{"address.postalcode": 6000, "phone": 612345678}))
+    assert built.contact is None
+    columns = {e.column: e.message for e in built.errors}
+    assert "write it as text, not as a number" in columns["address.postalcode"]
+    assert "write it as text, not as a number" in columns["phone"]
 
 
 def test_every_problem_of_a_row_is_collected() -> None:
@@ -309,7 +318,7 @@ def test_mapping_file_renames_ignores_and_sets_constants(tmp_path: Path) -> None
     assert second.contact is not None
     assert second.contact["address"] == {"country": "Belgique"}
     assert second.contact["tags"] == [{"name": "import-2026"}]
-    assert second.contact["tags"] is not built.contact["tags"]  # type: ignore[index]
+    assert second.contact["tags"] is not built.contact["tags"]
 
 
 def test_ignore_unknown() -> None:
@@ -493,3 +502,11 @@ def test_validate_rows_streams_every_error() -> None:
 def test_default_mapping_object() -> None:
     assert ImportMapping().form_types == ()
     assert ContactBuilder().build(row(mail="a@example.org")).ok
+
+
+def test_an_unknown_column_names_the_closest_field() -> None:
+    errors = builder().check_columns(["firstname", "surnme", "zzz"])
+    by_column = {e.column: e.message for e in errors}
+    assert set(by_column) == {"surnme", "zzz"}
+    assert "did you mean `surname`?" in by_column["surnme"]
+    assert "did you mean" not in by_column["zzz"]

@@ -265,3 +265,20 @@ def test_kill_9_leaves_a_consistent_journal(tmp_path: Path, source: Path, delay:
                     # Resolve the doubt as the command line would after reconciliation.
                     journal.record_outcome(record.row, "created", contact_id=record.row * 10)
             start = max(records) + 1
+
+
+@pytest.mark.parametrize("contact_id", [2**63 + 5, 2**64 + 1, -(2**63) - 1, 10**30, 2**63 - 1])
+def test_an_id_beyond_64_bits_is_kept_whole(tmp_path: Path, source: Path, contact_id: int) -> None:
+    # SQLite's INTEGER holds 64 bits: a server id above 2**63 must not crash the journal
+    # (OverflowError) nor come back rounded (a text in an INTEGER column turns into a REAL).
+    path = tmp_path / "big.db"
+    with Journal.open(path, fingerprint_input(source, "create"), durable=False) as journal:
+        journal.begin_attempt(1)
+        journal.record_outcome(1, "created", contact_id=contact_id, attempts=1)
+        journal.record_outcome(2, "created", contact_id=7, attempts=1)
+    with Journal.open(path, fingerprint_input(source, "create"), durable=False) as journal:
+        first = journal.decide(1)
+        assert first.action is ResumeAction.DONE
+        assert first.record is not None and first.record.contact_id == contact_id
+        second = journal.decide(2).record
+        assert second is not None and second.contact_id == 7

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
+from .._validation import suggest
 from ._convert import ConversionError, convert_field
 from ._errors import MappingError, RowError
 from ._fields import ADVANCED_KEYS, CONTACT_FIELDS, UPSERT_ONLY_FIELDS, Route, canonical_field
@@ -140,8 +141,10 @@ class ContactBuilder:
         if field is None:
             if mapping.ignore_unknown:
                 return None
+            close = suggest(column, CONTACT_FIELDS)
+            hint = f" (did you mean `{close}`?)" if close else ""
             raise LookupError(
-                "unknown column: not a contact field (firstname, mail, address.city, ...);"
+                f"unknown column{hint}: not a contact field (firstname, mail, address.city, ...);"
                 " map it or ignore it in the mapping file"
             )
         if field in UPSERT_ONLY_FIELDS and self.route != "upsert":

@@ -3,8 +3,9 @@
 ``_cli.py`` registers them with :func:`add_import_command` and :func:`add_demo_command`;
 each handler returns the exit code (:class:`~qomon_async._importer.ExitCode`)::
 
-    0  every row created (a dry run: every row valid; the demo: it went as expected)
-    1  the run went through, some rows failed, are unknown or were not sent
+    0  every row created or a duplicate of an earlier row (a dry run: every row valid; the
+       demo: it went as expected)
+    1  the run went through, some rows failed, are unknown or were not sent (duplicates aside)
     2  usage or input error (arguments, input file, mapping, journal, key, URL)
     3  fatal: Qomon refused the API key (401/403); the rest of the rows were skipped
     130 / 143  stopped by SIGINT / SIGTERM (the journal makes the next run finish the job)
@@ -40,9 +41,12 @@ The API key and URL come from QOMON_API_KEY and QOMON_BASE_URL (or --api-key/--b
 prefer the environment: a command line is visible to other users). The key is never printed
 nor written to the report.
 
-Exit codes: 0 all rows created (dry run: all valid); 1 some rows failed, unknown or not sent;
-2 usage or input error (nothing sent after it was found); 3 Qomon refused the key (the rest
-skipped); 130/143 interrupted (run again with the same --journal to finish).
+A row with the same mail and names as an earlier row (--dedupe-key mail: the same mail) is a
+duplicate: skipped, never sent, counted apart in the summary and the report.
+
+Exit codes: 0 all rows created or duplicates (dry run: all valid); 1 some rows failed, unknown
+or not sent; 2 usage or input error (nothing sent after it was found); 3 Qomon refused the key
+(the rest skipped); 130/143 interrupted (run again with the same --journal to finish).
 
 Examples:
   qomon-async import contacts.csv --dry-run
@@ -155,6 +159,13 @@ def add_import_command(subparsers: _Subparsers[argparse.ArgumentParser]) -> None
         action="store_true",
         help="upsert route: read each contact back until it shows what was sent",
     )
+    sub.add_argument(
+        "--dedupe-key",
+        choices=("mail+names", "mail"),
+        default="mail+names",
+        help="create route: a row with the same mail and names (default), or the same mail"
+        " alone, as an earlier row is skipped as a duplicate, not sent",
+    )
     sub.add_argument("--format", choices=("csv", "jsonl"), help="default: from the extension")
     sub.add_argument(
         "--delimiter", type=_delimiter, help="CSV delimiter (default: detected among , ; tab |)"
@@ -235,6 +246,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         delimiter=args.delimiter,
         progress=args.progress,
         verify=args.verify,
+        dedupe_key=args.dedupe_key,
     )
     key = args.api_key or os.environ.get("QOMON_API_KEY") or ""
     try:

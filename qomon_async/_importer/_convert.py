@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator, Mapping
 
+from .. import _validation as _rules
 from ._fields import FieldKind
 
 __all__ = [
@@ -29,26 +30,14 @@ __all__ = [
 ]
 
 
-class ConversionError(ValueError):
-    """A cell's value cannot be converted; ``str(error)`` says why, for the user."""
+ConversionError = _rules.FieldError
+"""A cell's value cannot be converted; ``str(error)`` says why, for the user (the validation
+module's error: the client raises the same texts)."""
 
 
 _TRUE = frozenset({"1", "true", "yes", "y", "oui", "o", "vrai", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "non", "faux", "f"})
 
-_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-# French exports: 05/03/1980 is 5 March. One-digit day or month is tolerated (Excel writes it).
-_FRENCH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
-_DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
-    r"\s*(Z|z|[+-]\d{2}:?\d{2})?"
-)
-# Deliberately simple: catches what a typo or a shifted column produces (no @, two @, no
-# domain, spaces), without rejecting the odd-but-valid addresses a full RFC 5322 check allows.
-_EMAIL = re.compile(
-    r"[^@\s\"(),:;<>\[\]\\]{1,64}@"
-    r"(?=.{4,253}$)(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}",
-)
 _INT = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)")
 
@@ -121,67 +110,25 @@ def parse_number(text: str) -> str:
 
 
 def parse_email(text: str) -> str:
-    """Check the shape of an email address (``name@domain.tld``) and return it unchanged."""
-    if not _EMAIL.fullmatch(text):
-        raise ConversionError("not an email address")
-    return text
+    """Check an email address by the one mail rule (:func:`qomon_async._validation.check_mail`)
+    and return it stripped."""
+    return _rules.check_mail(text)
 
 
 def parse_gender(text: str) -> str:
     """``F``, ``M`` or ``O`` (any case), returned upper case."""
-    upper = text.upper()
-    if upper not in ("F", "M", "O"):
-        raise ConversionError("gender must be F, M or O")
-    return upper
+    return _rules.check_gender(text)
 
 
 def parse_date(text: str) -> dt.datetime:
-    """Parse a date or a date-time into an aware UTC datetime.
-
-    Accepted: ``YYYY-MM-DD``; ``DD/MM/YYYY`` (French order, one-digit day or month allowed);
-    RFC 3339 date-times (``1980-05-12T08:30:00Z``, ``...+02:00``, 0 to 9 fractional digits,
-    ``T`` or a space). A date alone is midnight UTC of that day. A date-time without a time
-    zone is refused, unless its time is midnight (spreadsheets write dates that way), because
-    guessing the zone would shift the day.
-    """
-    text = text.strip()
-    try:
-        if m := _ISO_DATE.fullmatch(text):
-            return dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=dt.timezone.utc)
-        if m := _FRENCH_DATE.fullmatch(text):
-            return dt.datetime(int(m[3]), int(m[2]), int(m[1]), tzinfo=dt.timezone.utc)
-        if m := _DATETIME.fullmatch(text):
-            return _parse_datetime_match(m)
-    except ValueError as exc:  # a day or month out of range: 31/02/1980, 2020-13-01
-        raise ConversionError(f"not a valid date ({exc})") from None
-    raise ConversionError("expected a date as YYYY-MM-DD, DD/MM/YYYY or RFC 3339")
-
-
-def _parse_datetime_match(m: re.Match[str]) -> dt.datetime:
-    fraction = (m[7] or "")[:6].ljust(6, "0")
-    naive = dt.datetime(
-        int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0), int(fraction)
-    )
-    zone = m[8]
-    if zone is None:
-        if naive.time() != dt.time(0):
-            raise ConversionError("a date-time needs a time zone (Z or +01:00)")
-        return naive.replace(tzinfo=dt.timezone.utc)
-    if zone in ("Z", "z"):
-        return naive.replace(tzinfo=dt.timezone.utc)
-    sign = 1 if zone[0] == "+" else -1
-    digits = zone[1:].replace(":", "")
-    offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return naive.replace(tzinfo=dt.timezone(sign * offset)).astimezone(dt.timezone.utc)
+    """Parse a date or a date-time into an aware UTC datetime (the rule of
+    :func:`qomon_async._validation.parse_date`, shared with the client)."""
+    return _rules.parse_date(text)
 
 
 def format_rfc3339(value: dt.datetime) -> str:
     """RFC 3339 in UTC with a ``Z``: ``1980-05-12T00:00:00Z``; microseconds only when set."""
-    value = value.astimezone(dt.timezone.utc)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    return _rules.format_rfc3339(value)
 
 
 def format_form_date(value: dt.datetime) -> str:
@@ -257,6 +204,9 @@ def convert_field(kind: FieldKind, value: object, value_map: ValueMap | None = N
         names = split_values(parts)
         return [{"name": name} for name in names] or None
     value = _mapped(value, value_map)
+    if kind is FieldKind.CODE:
+        # Phones and postal codes are text: a JSON number has lost its leading zero.
+        return _rules.check_text(value) or None
     if kind is FieldKind.BOOL:
         return None if _is_empty(value) else parse_bool(value)
     if kind is FieldKind.INT:

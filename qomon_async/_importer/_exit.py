@@ -18,7 +18,7 @@ class ExitCode(enum.IntEnum):
     """The process exit status (an ``int``: ``sys.exit(ExitCode.OK)`` works)."""
 
     OK = 0
-    """Every row was created (or, for ``--dry-run``, is valid)."""
+    """Every row was created or repeats an earlier row (or, for ``--dry-run``, is valid)."""
     ROW_FAILURES = 1
     """The run went through, but some rows failed, are unknown, or were not sent."""
     USAGE = 2
@@ -39,7 +39,7 @@ def exit_code_for(*, failed: int, unknown: int, skipped: int = 0, fatal: bool = 
     fatal error, else ``ROW_FAILURES`` if any row is failed, unknown or skipped, else ``OK``.
 
     Rows skipped because an earlier run already created them (resume) are not "skipped" here:
-    count them as created.
+    count them as created; nor are duplicates of an earlier row of the input.
     """
     if fatal:
         return ExitCode.FATAL

@@ -29,6 +29,8 @@ class FieldKind(enum.Enum):
     """How a cell is converted for a field."""
 
     TEXT = "text"
+    CODE = "code"
+    """Text that looks like a number (phones, postal codes): never a JSON number."""
     EMAIL = "email"
     GENDER = "gender"
     DATE = "date"
@@ -53,15 +55,15 @@ CONTACT_FIELDS: dict[str, FieldKind] = {
     "birthcountry": FieldKind.TEXT,
     "nationality": FieldKind.TEXT,
     "mail": FieldKind.EMAIL,
-    "phone": FieldKind.TEXT,
-    "mobile": FieldKind.TEXT,
+    "phone": FieldKind.CODE,
+    "mobile": FieldKind.CODE,
     # Every address part is a string on write, postal codes included: "01000" keeps its zero
     # (qomon-api.md 7.1.2 and the postal-code row of section 15).
     "address.housenumber": FieldKind.TEXT,
     "address.street": FieldKind.TEXT,
     "address.addition": FieldKind.TEXT,
-    "address.postalcode": FieldKind.TEXT,
-    "address.citycode": FieldKind.TEXT,
+    "address.postalcode": FieldKind.CODE,
+    "address.citycode": FieldKind.CODE,
     "address.city": FieldKind.TEXT,
     "address.county": FieldKind.TEXT,
     "address.state": FieldKind.TEXT,

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import signal
 import sqlite3
@@ -36,7 +35,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 from .._bulk import BulkRun, CreateResult, CreateStatus
 from .._client import QomonClient
@@ -48,6 +47,7 @@ from .._exceptions import (
     QomonError,
 )
 from .._protocol import contact_to_dict, upsert_to_dict
+from .._validation import DedupeKey, duplicate_key, duplicate_message
 from ._builder import BuiltRow, ContactBuilder
 from ._errors import ImporterError, JournalError, RowError, format_row_error
 from ._exit import ExitCode, exit_code_for
@@ -110,6 +110,9 @@ class ImportOptions:
         verify: Upsert route: read every contact back until it shows what was sent.
         durable: Sync the journal to disk at every change (power-cut safe); kill-safe either way.
         count_rows: Count the rows first, for the percentage and the ETA.
+        dedupe_key: Create route: what makes two rows one person, ``"mail+names"`` (the
+            default) or ``"mail"``; a later row with the same is ``skipped`` (a duplicate),
+            never sent, and does not make the exit code 1 by itself.
     """
 
     path: Path
@@ -128,6 +131,7 @@ class ImportOptions:
     verify: bool = False
     durable: bool = True
     count_rows: bool = True
+    dedupe_key: DedupeKey = "mail+names"
 
 
 @dataclasses.dataclass
@@ -219,16 +223,6 @@ def _is_permanent(error: BaseException | None) -> bool:
         code = error.status_code
         return 400 <= code < 500 and code not in _TRANSIENT_STATUS
     return False
-
-
-def _identity(contact: dict[str, object]) -> int | None:
-    """A compact key of (mail, firstname, surname): two rows with the same are one person."""
-    mail = contact.get("mail")
-    if not isinstance(mail, str) or not mail.strip():
-        return None
-    parts = [mail] + [str(contact.get(k) or "") for k in ("firstname", "surname")]
-    text = "\x1f".join(p.strip().casefold() for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -354,7 +348,7 @@ def _dry_run(options: ImportOptions, builder: ContactBuilder, console: _Console)
                 errors = [e for e in built.errors if e.column not in unknown_columns]
                 if built.contact is not None:
                     try:
-                        check(built.contact)
+                        check(cast("Any", built.contact))
                     except ContactValidationError as exc:
                         column = exc.location or None
                         errors.append(RowError(row.number, column, str(exc), line=row.line))
@@ -424,6 +418,7 @@ class _Run:
         self.report: ReportWriter | None = None
         self.total: int | None = None
         self.done = self.created = self.failed = self.unknown = self.skipped = 0
+        self.duplicates = 0  # of the skipped: rows that repeat an earlier row (never sent)
         self.resumed = self.reconciled = 0
         self.sent_done = 0
         self.failures: list[tuple[int, str, str]] = []
@@ -433,7 +428,7 @@ class _Run:
         self.stopping: int | None = None  # the signal that asked to stop
         self.started = time.monotonic()
         self.meter = RateMeter(window=15.0)
-        self.bulk: BulkRun | None = None
+        self.bulk: BulkRun[Any] | None = None
         self.rows: Iterator[SourceRow] | None = None
 
     # -- counters --------------------------------------------------------------------------
@@ -446,6 +441,7 @@ class _Run:
             created=self.created,
             failed=self.failed,
             skipped=self.skipped,
+            duplicates=self.duplicates,
             unknown=self.unknown,
             in_flight=self.bulk.progress.in_flight if self.bulk is not None else 0,
             rate=self.meter.rate,
@@ -464,9 +460,11 @@ class _Run:
         attempts: int = 0,
         reconciled: bool = False,
         resumed: bool = False,
+        duplicate: bool = False,
     ) -> None:
         """Count a finished row and write its report line."""
         self.done += 1
+        self.duplicates += duplicate
         if status == "created":
             self.created += 1
         elif status == "failed":
@@ -524,7 +522,7 @@ class _Run:
 
     # -- the feeder --------------------------------------------------------------------------
 
-    async def feed(self) -> AsyncIterator[dict[str, object]]:
+    async def feed(self) -> AsyncIterator[Any]:
         """The contacts to send, one per row to send, read as the pool asks for them."""
         assert self.rows is not None
         settled = 0
@@ -578,9 +576,10 @@ class _Run:
         if self.dedupe and not in_doubt:
             first = self.remember(built.contact, row.number)
             if first is not None:
-                error = f"same mail and names as row {first}: not sent (nobody is created twice)"
-                self.record(row.number, "failed", error=error, permanent=True)
-                self.settle(row.number, row.line, "failed", error=error)
+                error = duplicate_message("row", row.number, first, self.options.dedupe_key)
+                # "skipped" in the journal too: never sent, and a resumed run decides again.
+                self.record(row.number, "skipped", error=error)
+                self.settle(row.number, row.line, "skipped", error=error, duplicate=True)
                 return None
         index = self.next_index
         self.next_index += 1
@@ -595,7 +594,7 @@ class _Run:
 
     def remember(self, contact: dict[str, object], row: int) -> int | None:
         """Register the row's person; returns the earlier row with the same, if any."""
-        key = _identity(contact)
+        key = duplicate_key(contact, self.options.dedupe_key)
         if key is None:
             return None
         first = self.seen.setdefault(key, row)
@@ -617,7 +616,7 @@ class _Run:
     def in_doubt(self, index: int, item: object) -> dt.datetime | None:
         return self.pending[index].since
 
-    def on_result(self, result: CreateResult) -> None:
+    def on_result(self, result: CreateResult[Any]) -> None:
         pending = self.pending.pop(result.index)
         self.sent_done += 1
         status = result.status
@@ -756,6 +755,7 @@ class _Run:
             self.bulk = self.client.create_contacts(
                 self.feed(),
                 concurrency=options.concurrency,
+                # The run de-duplicates itself (it remembers rows created by earlier runs).
                 dedupe=False,
                 on_attempt=self.on_attempt,
                 in_doubt=self.in_doubt,
@@ -829,16 +829,21 @@ class _Run:
                     else " Use --journal next time to resume where a run stopped."
                 )
             )
-        elif self.failed or self.unknown or self.skipped:
+        elif self.failed or self.unknown or self.skipped > self.duplicates:
             hint = "see the report" if self.report is not None else "use --report to list them"
+            not_created = self.failed + self.unknown + self.skipped - self.duplicates
+            self.console.out(f"{not_created:,} rows not created: {hint}.")
+        if self.duplicates:
+            same = "mail and names" if self.options.dedupe_key == "mail+names" else "mail"
             self.console.out(
-                f"{self.failed + self.unknown + self.skipped:,} rows not created: {hint}."
+                f"{self.duplicates:,} rows repeat an earlier row (same {same}): skipped, not sent."
             )
         code = int(
             exit_code_for(
                 failed=self.failed,
                 unknown=self.unknown,
-                skipped=self.skipped,
+                # Duplicates are not failures: the person they name is in the file once.
+                skipped=self.skipped - self.duplicates,
                 fatal=fatal is not None,
             )
         )

@@ -14,7 +14,9 @@ as it was after the last change: never half a row. Schema (version 1)::
          attempt_started_at TEXT,     -- UTC start of the latest attempt (RFC 3339)
          in_doubt_since     TEXT,     -- UTC start of the earliest attempt whose outcome is
                                       -- not known; NULL once the outcome is certain
-         contact_id         INTEGER,  -- for created rows (upserts return none)
+         contact_id         INTEGER,  -- for created rows (upserts return none); an id
+                                      -- outside SQLite's 64-bit range is kept whole as a
+                                      -- BLOB of its decimal digits
          error              TEXT,     -- for failed / unknown / skipped rows
          permanent          INTEGER,  -- 1: a failure that resending cannot fix (4xx, bad row)
          reconciled         INTEGER,  -- 1: outcome established by a lookup, not a response
@@ -204,12 +206,31 @@ _COLUMNS = (
 )
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def _store_id(contact_id: int | None) -> int | bytes | None:
+    """A contact id as SQLite keeps it losslessly: an int when it fits 64 bits, else the BLOB
+    of its digits (an INTEGER column would turn a longer text into a lossy REAL)."""
+    if contact_id is None or contact_id in _INT64:
+        return contact_id
+    return str(int(contact_id)).encode("ascii")
+
+
+def _load_id(value: object) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, bytes):
+        return int(value.decode("ascii"))
+    raise AssertionError(f"unexpected contact_id in the journal: {value!r}")
+
+
 def _record(values: tuple[object, ...]) -> JournalRecord:
     row, state, runs, attempts, started, doubt, contact_id, error, permanent, rec, updated = values
     assert isinstance(row, int) and isinstance(runs, int) and isinstance(attempts, int)
     assert started is None or isinstance(started, str)
     assert doubt is None or isinstance(doubt, str)
-    assert contact_id is None or isinstance(contact_id, int)
+    loaded_id = _load_id(contact_id)
     assert error is None or isinstance(error, str)
     assert isinstance(updated, str)
     updated_at = _parse(updated)
@@ -221,7 +242,7 @@ def _record(values: tuple[object, ...]) -> JournalRecord:
         attempts=attempts,
         attempt_started_at=_parse(started),
         in_doubt_since=_parse(doubt),
-        contact_id=contact_id,
+        contact_id=loaded_id,
         error=error,
         permanent=bool(permanent),
         reconciled=bool(rec),
@@ -425,7 +446,7 @@ class Journal:
                     attempts,
                     # An unknown outcome with no recorded attempt: in doubt from now on.
                     None if stored is not RowState.UNKNOWN else now,
-                    contact_id,
+                    _store_id(contact_id),
                     None if stored is RowState.CREATED else error,
                     int(permanent and stored is RowState.FAILED),
                     int(reconciled),

@@ -36,6 +36,7 @@ class ProgressSnapshot:
         done: Rows finished (any outcome).
         total: Rows in the input, when known (``None``: unknown, no percentage or ETA).
         created, failed, skipped, unknown: Rows per outcome.
+        duplicates: Of the skipped, rows that repeat an earlier row (never sent).
         in_flight: Rows sent and not yet finished.
         rate: Rows finished per second, recently (``None`` until measurable).
         eta: Seconds left, estimated (``None`` when unknown).
@@ -49,6 +50,7 @@ class ProgressSnapshot:
     skipped: int = 0
     unknown: int = 0
     in_flight: int = 0
+    duplicates: int = 0
     rate: float | None = None
     eta: float | None = None
     elapsed: float = 0.0
@@ -271,7 +273,7 @@ def format_summary(
         ("created", f"{s.created:,}"),
         ("failed", f"{s.failed:,}"),
         ("unknown", f"{s.unknown:,}"),
-        ("skipped", f"{s.skipped:,}"),
+        ("skipped", f"{s.skipped:,}" + (f" ({s.duplicates:,} duplicates)" if s.duplicates else "")),
         ("elapsed", format_duration(s.elapsed)),
         ("rate", _rate(rate)),
     ]

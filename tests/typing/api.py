@@ -10,7 +10,9 @@ import datetime as dt
 from qomon_async import (
     BulkRun,
     Condition,
+    ConfirmedContact,
     Contact,
+    ContactDict,
     ContactWrite,
     CreateResult,
     CreateStatus,
@@ -24,9 +26,8 @@ from qomon_async import (
 
 async def typed_usage() -> None:
     async with QomonClient("key", base_url="https://incoming.qomon.app", timeout=10.0) as client:
-        contact: Contact = await client.create_contact({"firstname": "Jeanne"})
-        contact_id: int | None = contact.id
-        assert contact_id is not None
+        contact: ConfirmedContact = await client.create_contact({"firstname": "Jeanne"})
+        contact_id: int = contact.id
         again: Contact = await client.create_contact(ContactWrite(mail="j@example.org"))
         got: Contact = await client.get_contact(contact_id, retry=RetryPolicy.disabled())
         await client.update_contact(contact_id, {"mobile": "0600000000"})
@@ -39,9 +40,11 @@ async def typed_usage() -> None:
             del name
         total: int = await client.count_contacts(query)
         forms: list[Form] = await client.list_forms("consent")
-        run: BulkRun = client.create_contacts([{"firstname": "A"}], concurrency=4, ordered=True)
+        run: BulkRun[ContactDict] = client.create_contacts(
+            [{"firstname": "A"}], concurrency=4, ordered=True
+        )
         async for result in run:
-            r: CreateResult = result
+            r: CreateResult[ContactDict] = result
             status: CreateStatus = r.status
             assert status == "created" or r.error is not None
         del got, total, forms
