@@ -1,4 +1,4 @@
-"""The single entry point for the project's jobs: ``nox -s tests lint typecheck docs bench demo``."""
+"""The single entry point for the project's jobs: ``nox -s tests lint typecheck docs bench``."""
 
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ def test_python_block_runs(
     tmp_path = _workdir(block, page_dirs, tmp_path_factory)
     code = _substitute(block.code, request)
     proc = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", code],
+        [sys.executable, "-W", "error::ResourceWarning", "-c", code], check=False,
         cwd=tmp_path, env=docs_env, capture_output=True, text=True, timeout=SNIPPET_TIMEOUT,
     )  # fmt: skip
     assert proc.returncode == 0, f"{block.id} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -213,12 +213,14 @@ def test_console_block_runs(
             actual = _first_lines(argv, env, tmp_path, len(expected.strip().splitlines()))
         else:
             proc = subprocess.run(
-                argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                argv, cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
                 timeout=SNIPPET_TIMEOUT,
             )  # fmt: skip
             actual = proc.stdout
             _check_stderr(block, proc.stderr)
-        assert matches(expected, actual), f"{block.id}: `{command}` printed:\n{actual}\nexpected:\n{expected}"
+        assert matches(expected, actual), (
+            f"{block.id}: `{command}` printed:\n{actual}\nexpected:\n{expected}"
+        )
 
 
 def _first_lines(argv: list[str], env: dict[str, str], cwd: Path, count: int) -> str:
@@ -264,7 +266,9 @@ def test_reference_covers_the_public_names() -> None:
     import qomon_async
     import qomon_async.testing
 
-    reference = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs/reference").glob("*.md"))
+    reference = "\n".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "docs/reference").glob("*.md")
+    )
     missing = [
         f"{module.__name__}.{name}"
         for module in (qomon_async, qomon_async.testing)
