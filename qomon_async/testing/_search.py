@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -452,9 +452,12 @@ def _sort_key(contact: StoredContact, attr: str) -> Any:
     return value.casefold() if isinstance(value, str) and value else None
 
 
-def run_search(store: ContactStore, query: SearchQuery) -> list[StoredContact]:
-    """Every matching contact, in the requested order (ids ascending when no sort is asked)."""
-    found = sorted((c for c in store.contacts.values() if query.predicate(c)), key=lambda c: c.id)
+def run_search(contacts: Mapping[int, StoredContact], query: SearchQuery) -> list[StoredContact]:
+    """Every matching contact, in the requested order (ids ascending when no sort is asked).
+
+    ``contacts`` is what the search index shows (the store itself when it does not lag).
+    """
+    found = sorted((c for c in contacts.values() if query.predicate(c)), key=lambda c: c.id)
     if query.sort_attr is None:
         return found
     attr = query.sort_attr
