@@ -1,5 +1,6 @@
 """The hostile answers a hardening test needs from the emulator: redirects, raw 2xx bodies,
-arbitrary ``Retry-After`` and rate-limit headers, and contact ids beyond 2**63."""
+arbitrary ``Retry-After`` and rate-limit headers, contact ids beyond 2**63, huge and endless
+bodies."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from qomon_async.testing import (
     RateLimited,
     RawAnswer,
     Redirect,
+    StreamedBody,
 )
 
 KEY = "test-key"
@@ -170,3 +172,40 @@ async def test_contact_ids_beyond_a_signed_64_bit_integer(first_id: int) -> None
                 assert (await response.json())["data"]["contact"]["id"] == first_id
     assert list(fake.contacts) == [first_id]
     assert fake.requests[1].contact_id == first_id
+
+
+# -- huge and endless bodies -------------------------------------------------------------------
+
+
+async def test_a_streamed_body_of_a_given_size(
+    fake: FakeQomon, http: aiohttp.ClientSession
+) -> None:
+    fake.inject(StreamedBody(b"[" * 65536, repeat=100), route="POST /contacts")
+    async with http.post("/contacts", json=BODY) as response:
+        assert response.status == 200
+        assert "Content-Length" not in response.headers
+        size = 0
+        async for chunk in response.content.iter_any():
+            assert set(chunk) == {ord("[")}
+            size += len(chunk)
+    assert size == 100 * 65536
+    assert len(fake.contacts) == 1
+
+
+async def test_an_endless_body_ends_when_the_client_leaves(
+    fake: FakeQomon, http: aiohttp.ClientSession
+) -> None:
+    fake.inject(StreamedBody(after_processing=False), route="POST /contacts")
+    async with http.post("/contacts", json=BODY) as response:
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > 5_000_000:
+                break
+        response.close()
+    assert size > 5_000_000
+    assert fake.contacts == {}
+    # The emulator is still serving, and logged the request.
+    async with http.get("/actions") as response:
+        assert response.status == 200
+    assert [r.status for r in fake.requests] == [200, 200]

@@ -52,6 +52,7 @@ from ._faults import (
     Redirect,
     RequestInfo,
     SlowAnswer,
+    StreamedBody,
     TruncatedBody,
     Unauthorized,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "RequestInfo",
     "RequestRecord",
     "SlowAnswer",
+    "StreamedBody",
     "TruncatedBody",
     "Unauthorized",
     "UpsertRecord",

@@ -33,6 +33,7 @@ from ._faults import (
     Redirect,
     RequestInfo,
     SlowAnswer,
+    StreamedBody,
     TruncatedBody,
     Unauthorized,
 )
@@ -775,6 +776,8 @@ class FakeQomon:
             return self._send_raw(ex, fault)
         if isinstance(fault, Redirect):
             return self._send_redirect(ex, fault, None)
+        if isinstance(fault, StreamedBody):
+            return await self._send_stream(request, ex, fault)
         assert isinstance(fault, ErrorBeforeProcessing), fault
         problem = Problem(fault.status, "injected failure before processing")
         return self._send(ex, self._problem(problem, ex.path))
@@ -799,6 +802,22 @@ class FakeQomon:
             redirect.headers["Location"] = fault.location
         return self._send(ex, redirect)
 
+    async def _send_stream(
+        self, request: web.Request, ex: Exchange, fault: StreamedBody
+    ) -> web.StreamResponse:
+        self._log(ex, fault.status)
+        response = web.StreamResponse(status=fault.status, headers=self._headers(ex))
+        response.content_type = fault.content_type
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        sent = 0
+        with contextlib.suppress(ConnectionError):  # the client went away: the point of it
+            while fault.repeat is None or sent < fault.repeat:
+                await response.write(fault.chunk)
+                sent += 1
+            await response.write_eof()
+        return response
+
     async def _fault_after(
         self, request: web.Request, ex: Exchange, fault: Fault, answer: Answer
     ) -> web.StreamResponse:
@@ -816,6 +835,8 @@ class FakeQomon:
             return self._send_raw(ex, fault)
         if isinstance(fault, Redirect):
             return self._send_redirect(ex, fault, answer)
+        if isinstance(fault, StreamedBody):
+            return await self._send_stream(request, ex, fault)
         assert isinstance(fault, TruncatedBody), fault
         self._log(ex, answer.status)
         data = _encode(answer.body) if answer.body is not None else b"{}"

@@ -11,7 +11,8 @@ Where each fault strikes, relative to the request's processing:
   :class:`DropBeforeProcessing`, :class:`NonJsonBody` and :class:`Redirect` (by default);
 - after processing, the write done: :class:`DropAfterProcessing` (the case that makes
   duplicates: the contact is stored and no answer arrives), :class:`ErrorAfterProcessing`,
-  :class:`SlowAnswer`, :class:`TruncatedBody`, :class:`RawAnswer` (by default),
+  :class:`SlowAnswer`, :class:`TruncatedBody`, :class:`RawAnswer` and
+  :class:`StreamedBody` (by default),
   ``NonJsonBody(after_processing=True)``, ``Redirect(after_processing=True)``;
 - on whatever answer is sent: :class:`ExtraHeaders` (like :class:`Latency`, it adds up with
   the other faults that strike the same request).
@@ -183,6 +184,20 @@ class RawAnswer(Fault):
             f"RawAnswer({shown!r}, status={self.status}, headers={dict(self.headers)!r}, "
             f"after_processing={self.after_processing})"
         )
+
+
+@dataclass(frozen=True)
+class StreamedBody(Fault):
+    """Stream ``chunk`` ``repeat`` times (chunked encoding, no length), or forever with
+    ``repeat=None`` until the client goes away: a huge or endless body that the emulator never
+    holds in memory. By default after processing (the contact is stored first).
+    """
+
+    chunk: bytes = b" " * 65536
+    repeat: int | None = None
+    status: int = 200
+    content_type: str = "application/json"
+    after_processing: bool = True
 
 
 @dataclass(frozen=True, init=False)
