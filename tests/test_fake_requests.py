@@ -241,3 +241,12 @@ def test_the_threaded_emulator_raises_predicate_errors_too() -> None:
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
+
+
+async def test_a_body_nested_too_deep_is_a_400_not_an_emulator_failure(
+    fake: FakeQomon, http: aiohttp.ClientSession
+) -> None:
+    assert await status_of(http, "POST", "/contacts", data=b"[" * 200_000) == 400
+    assert fake.errors == []
+    [record] = fake.requests
+    assert record.status == 400 and record.body is None and len(record.raw_body) == 200_000

@@ -1,4 +1,4 @@
-"""``FakeQomon``: the aiohttp.web application, its routes, and how it is served."""
+"""``FakeQomon``: serving, the request pipeline (auth, bucket, faults, request log), controls."""
 
 from __future__ import annotations
 
@@ -631,7 +631,7 @@ class FakeQomon:
         if ex.raw_body.strip():
             try:
                 ex.body = msgspec.json.decode(ex.raw_body)
-            except msgspec.DecodeError as error:
+            except (msgspec.DecodeError, RecursionError) as error:  # too deep: malformed too
                 body_error = f"malformed JSON: {error}"
         route, params, allowed = self._api.match(ex.method, ex.path)
         if route is not None:

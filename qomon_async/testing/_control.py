@@ -89,7 +89,7 @@ def _clock(fake: FakeQomon) -> dict[str, Any]:
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = msgspec.json.decode(await request.read())
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, RecursionError) as error:
         raise web.HTTPBadRequest(text=f"malformed JSON: {error}") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="expected a JSON object")
