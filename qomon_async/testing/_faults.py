@@ -136,11 +136,13 @@ class Redirect(Fault):
     Before processing (the default) nothing is stored and the body is empty. With
     ``after_processing=True`` the request is processed first (a create stores its contact);
     with ``with_body=True`` as well, the 3xx carries the body the request would have had
-    (e.g. the created contact). ``location=None`` sends no ``Location`` header.
+    (e.g. the created contact). ``location=None`` sends no ``Location`` header. The default
+    location is on 127.0.0.1 port 9, where nothing listens: a client that follows it gets a
+    refused connection, and a test never reaches beyond the machine.
     """
 
     status: int = 302
-    location: str | None = "https://elsewhere.example.org/contacts"
+    location: str | None = "http://127.0.0.1:9/elsewhere/contacts"
     after_processing: bool = False
     with_body: bool = False
 
