@@ -29,6 +29,8 @@ _JSON = "application/json"
 
 @dataclass
 class Exchange:
+    """One request on its way through the emulator; logged as a ``RequestRecord`` at the end."""
+
     number: int
     method: str
     path: str
@@ -50,6 +52,8 @@ class Exchange:
 
 @dataclass
 class Answer:
+    """What a handler answers: a status, a JSON document (None: empty body), headers."""
+
     status: int
     body: Any = None  # JSON document, or None for an empty body
     content_type: str = _JSON
@@ -58,6 +62,8 @@ class Answer:
 
 @dataclass(frozen=True)
 class Route:
+    """One of Qomon's routes: method, path template, token cost, handler."""
+
     method: str
     template: str
     pattern: re.Pattern[str]
