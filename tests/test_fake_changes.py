@@ -285,7 +285,7 @@ async def test_advance_moves_the_clock_refills_the_bucket_and_applies_due_upsert
         utc = fake.utcnow()
         assert fake.advance(5) >= start + 5
         assert fake.utcnow() - utc >= timedelta(seconds=5)
-        assert fake.tokens == pytest.approx(50, abs=1)
+        assert 50 <= (fake.tokens or 0) < 60  # 5 s at 10 tokens/s, and the real time since
         fake.advance(100)
         assert fake.tokens == 100
         with pytest.raises(ValueError, match="forward"):

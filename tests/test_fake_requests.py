@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -35,7 +35,8 @@ def contact_body(firstname: str = "Jeanne", mail: str = "j@example.org") -> dict
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeQomon]:
-    async with FakeQomon(api_key=KEY, time_scale=100) as fake:
+    # A bucket that refills slowly (0.1 token per real second), so that a drain holds.
+    async with FakeQomon(api_key=KEY, time_scale=100, rate=0.001) as fake:
         yield fake
 
 
@@ -110,12 +111,23 @@ async def test_records_show_the_request_body(fake: FakeQomon, http: aiohttp.Clie
     assert created.to_json()["body"] == created.body
 
 
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for ``condition`` (an event on the server's side), bounded by ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never met"
+        await asyncio.sleep(0.005)
+
+
 async def test_a_request_cut_off_by_the_client_is_logged(
     fake: FakeQomon, http: aiohttp.ClientSession
 ) -> None:
-    fake.inject(SlowAnswer(600), route="POST /contacts")
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(status_of(http, "POST", "/contacts", json=contact_body()), 0.2)
+    fake.inject(SlowAnswer(60_000), route="POST /contacts")
+    task = asyncio.create_task(status_of(http, "POST", "/contacts", json=contact_body()))
+    await until(lambda: len(fake.requests) == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     # The contact was stored, and the request logged with the status it was going to get.
     assert len(fake.contacts) == 1
     [record] = fake.requests
