@@ -49,11 +49,12 @@ def run_program(
     """Run ``code`` as ``__main__`` in this interpreter; fail on any ResourceWarning or an
     unclosed aiohttp session; return the printed lines."""
     capsys.readouterr()
+    gc.collect()  # what earlier tests left behind is not this program's
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.ERROR):
         warnings.simplefilter("always", ResourceWarning)
         exec(compile(code, "<guide>", "exec"), {"__name__": "__main__"})
         gc.collect()
-    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert not [r for r in caplog.records if "Unclosed" in r.getMessage()]
     return capsys.readouterr().out.splitlines()
 
