@@ -37,7 +37,8 @@ def _add_fake_server(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="serve the local Qomon emulator until interrupted",
         description=(
             "Serve the Qomon emulator (qomon_async.testing.FakeQomon). Prints "
-            "QOMON_BASE_URL=... and QOMON_API_KEY=... on stdout once listening."
+            "QOMON_BASE_URL=... and QOMON_API_KEY=... on stdout once listening. "
+            "What it saw is served as JSON under /__fake__/ (stats, requests, contacts, clock)."
         ),
     )
     sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -47,6 +48,12 @@ def _add_fake_server(commands: argparse._SubParsersAction[argparse.ArgumentParse
     sub.add_argument("--rate", type=float, default=10.0, help="tokens per second (default 10)")
     sub.add_argument(
         "--time-scale", type=float, default=1.0, help="Qomon seconds per real second (default 1)"
+    )
+    sub.add_argument(
+        "--search-lag",
+        type=float,
+        default=0.0,
+        help="Qomon seconds before a write shows in /search and /kpi (default 0)",
     )
     sub.add_argument("--no-rate-limit", action="store_true", help="serve without a bucket")
     sub.add_argument("--seed", type=int, default=None, help="seed of random faults")
@@ -65,6 +72,7 @@ def _cmd_fake_server(args: argparse.Namespace) -> int:
         rate=args.rate,
         rate_limit=not args.no_rate_limit,
         time_scale=args.time_scale,
+        search_lag=args.search_lag,
         seed=args.seed,
     )
 

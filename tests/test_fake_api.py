@@ -181,7 +181,7 @@ async def test_create_answers_the_stored_contact_in_the_read_shape(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", contact["CreatedAt"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", contact["lastchange"])
     assert contact["CreatedAt"] >= before.strftime("%Y-%m-%dT%H:%M:%S")
-    # Write variants of section 15 are stored under the 1.1.0 names.
+    # The documented write variants are stored under the 1.1.0 names.
     assert contact["birthcity"] == "Lyon"
     assert contact["actions_ids"] == [152]
     assert contact["birthdate"] == "1955-07-06T00:00:00Z"
@@ -219,7 +219,7 @@ async def test_get_patch_delete_round_trip(fake: FakeQomon, http: aiohttp.Client
         assert_conforms(body, "/contacts/{contactId}", "get")
         assert body["data"]["contact"] == created
 
-    # PATCH is a full replace: what the body leaves out is cleared (section 7.4).
+    # PATCH is a full replace: what the body leaves out is cleared.
     replacement = {"firstname": "Jeanne", "surname": "Durand", "mail": "jd@example.org"}
     async with http.patch(url, json={"data": {"contact": replacement}}) as response:
         body = await response.json()

@@ -115,6 +115,16 @@ def test_plugin_is_available_to_an_installed_users_tests(tmp_path: Path) -> None
                     headers={"Authorization": "Bearer " + fake_qomon.api_key},
                 )
                 assert urllib.request.urlopen(request).status == 200
+
+            def test_a_predicate_that_raises(fake_qomon):
+                from qomon_async.testing import DropBeforeProcessing
+
+                fake_qomon.inject(DropBeforeProcessing(), when=lambda r: r.body["data"])
+                request = urllib.request.Request(
+                    fake_qomon.base_url + "/actions",
+                    headers={"Authorization": "Bearer " + fake_qomon.api_key},
+                )
+                assert urllib.request.urlopen(request).status == 200
             """
         )
     )
@@ -126,8 +136,10 @@ def test_plugin_is_available_to_an_installed_users_tests(tmp_path: Path) -> None
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout
+    # The second test's own assertions pass; its predicate's TypeError fails it at teardown.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 passed, 1 error" in result.stdout, result.stdout
+    assert "FaultPredicateError" in result.stdout and "GET /actions" in result.stdout
 
 
 # -- the command line --------------------------------------------------------------------

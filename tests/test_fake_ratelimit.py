@@ -1,4 +1,4 @@
-"""The emulator's token bucket: Qomon's shape, costs and headers (qomon-api.md section 4)."""
+"""The emulator's token bucket: Qomon's shape, costs and headers."""
 
 from __future__ import annotations
 

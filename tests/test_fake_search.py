@@ -1,5 +1,5 @@
 """``POST /search`` and ``/kpi`` on the emulator: the query tree, the operators that matter for
-integrations, dates and date-math, paging without a total, sorting (qomon-api.md section 8)."""
+integrations, dates and date-math, paging without a total, sorting."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ async def firstnames(
 @pytest.mark.parametrize(
     ("condition", "expected"),
     [
-        # eql is a case-insensitive token or prefix match (section 8.1 [OBS]).
+        # eql is a case-insensitive token or prefix match (observed on Qomon).
         ({"attr": "address.city", "ope": "eql", "value": "test"}, ["Jeanne", "Marie Jeanne"]),
         ({"attr": "firstname", "ope": "eql", "value": "jeanne"}, ["Jeanne", "Marie Jeanne"]),
         ({"attr": "firstname", "ope": "not_eql", "value": "jeanne"}, ["Paul"]),

@@ -1,5 +1,5 @@
 """``POST /contacts/upsert`` on the emulator: 202, the delay, the four matching rules, the
-partial update and the silent drops of qomon-api.md section 7.6."""
+partial update and the silent drops observed on Qomon."""
 
 from __future__ import annotations
 

@@ -1,24 +1,24 @@
-"""``FakeQomon``: the aiohttp.web application, its routes, and how it is served."""
+"""``FakeQomon``: serving, the request pipeline (auth, bucket, faults, request log), controls."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from ._bucket import BucketAnswer, TokenBucket
 from ._clock import QomonClock
+from ._control import CLIENT_HEADER, CONTROL_PREFIX, handle_control
 from ._faults import (
     DropAfterProcessing,
     DropBeforeProcessing,
@@ -29,94 +29,29 @@ from ._faults import (
     FaultRule,
     NonJsonBody,
     RateLimited,
+    RawAnswer,
+    Redirect,
     RequestInfo,
     SlowAnswer,
+    StreamedBody,
     TruncatedBody,
     Unauthorized,
 )
-from ._problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, unprocessable
-from ._search import page_of, parse_search, run_search
-from ._seed import FORM_TYPES, GROUP_ID, build_actions, public_form
-from ._store import ContactStore, UnknownIdPolicy, UpsertOutcome, contact_write_from_dict
-from ._validate import ContactWrite, bad_json, parse_contact, parse_upsert, require_object
+from ._index import SearchIndex
+from ._problems import PROBLEM_CONTENT_TYPE, Problem
+from ._records import RequestRecord, UpsertRecord
+from ._routes import Answer, Exchange, QomonRoutes, Route
+from ._seed import GROUP_ID, public_form
+from ._store import (
+    ContactStore,
+    UnknownIdPolicy,
+    contact_write_from_dict,
+)
+from ._validate import bad_json
 
 _JSON = "application/json"
 _encode = msgspec.json.encode
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request the emulator received, as logged in ``FakeQomon.requests``."""
-
-    number: int
-    """1-based arrival order."""
-    method: str
-    path: str
-    route: str
-    """The route template (``"PATCH /contacts/{id}"``), or ``"? <path>"`` for an unknown one."""
-    status: int | None
-    """The status answered, or None when no answer was sent (connection dropped)."""
-    time: float
-    """Arrival, in Qomon seconds since the emulator started."""
-    real_time: float
-    """Arrival, in real seconds since the emulator started."""
-    cost: int
-    """Tokens charged to the bucket (0 when rejected or not authenticated)."""
-    remaining: int | None
-    """The ``X-Ratelimit-Remaining`` sent, if any."""
-    contact_id: int | None
-    """The contact created or addressed, if any."""
-    faults: tuple[Fault, ...] = ()
-    """The injected faults that struck this request."""
-
-
-@dataclass(frozen=True)
-class UpsertRecord:
-    """One accepted ``POST /contacts/upsert`` and what became of it (``FakeQomon.upserts``)."""
-
-    number: int
-    """The request number that carried it."""
-    data: dict[str, Any]
-    """The ``data`` object as sent."""
-    received_at: float
-    """Qomon seconds since start when it was accepted."""
-    outcome: Literal["pending", "created", "updated", "dropped"] = "pending"
-    contact_id: int | None = None
-    reason: str | None = None
-    """Why it was dropped (Qomon logs nothing; the emulator tells)."""
-    applied_at: float | None = None
-
-
-@dataclass
-class _Exchange:
-    number: int
-    method: str
-    path: str
-    route: str
-    time: float
-    real_time: float
-    faults: tuple[Fault, ...]
-    headers: dict[str, str] = field(default_factory=dict)
-    cost: int = 0
-    remaining: int | None = None
-    contact_id: int | None = None
-
-
-@dataclass
-class _Answer:
-    status: int
-    body: Any = None  # JSON document, or None for an empty body
-    content_type: str = _JSON
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Route:
-    method: str
-    template: str
-    pattern: re.Pattern[str]
-    cost: int
-    handler: Callable[[_Exchange, Any, dict[str, str]], _Answer]
+_logger = logging.getLogger("qomon_async.testing")
 
 
 def _number(value: float) -> str:
@@ -126,7 +61,7 @@ def _number(value: float) -> str:
 
 
 def _rate(value: float) -> str:
-    # Section 4's format keeps one decimal: `burst:100;rate:10.0`.
+    # Qomon's format keeps one decimal: `burst:100;rate:10.0`.
     return f"{value:.1f}" if abs(value * 10 - round(value * 10)) < 1e-9 else _number(value)
 
 
@@ -143,6 +78,12 @@ class FakeQomon:
         with FakeQomon() as fake:
             ...
 
+    Every request it receives is in :attr:`requests`, whatever became of it. A fault
+    predicate that raises, or a failure of the emulator itself, is logged (logger
+    ``qomon_async.testing``), kept in :attr:`errors` and, with ``raise_errors=True``, raised
+    when the ``with``/``async with`` block ends (unless that block is already raising), so
+    that the test fails and says why.
+
     Args:
         api_key: the key accepted as ``Authorization: Bearer <key>``.
         host, port: where to listen; port 0 picks a free port.
@@ -150,17 +91,28 @@ class FakeQomon:
             either, or ``rate_limit=False``, turns rate limiting off.
         rate_limit: False to serve without any bucket (benchmarks).
         time_scale: Qomon seconds per real second. Every duration configured here (bucket
-            refill, ``upsert_delay``, fault latencies) is in Qomon seconds; with
-            ``time_scale=100`` the 2 s upsert delay takes 20 ms. The rate-limit headers tell
-            the scaled truth as a client measuring real time sees it.
+            refill, ``upsert_delay``, ``search_lag``, fault latencies) is in Qomon seconds;
+            with ``time_scale=100`` the 2 s upsert delay takes 20 ms. The rate-limit headers
+            tell the scaled truth as a client measuring real time sees it.
         upsert_delay: Qomon seconds between the 202 of an upsert and its effect (about 2 s).
+        search_lag: Qomon seconds before a write shows in ``/search`` and ``/kpi``, as with
+            Qomon's search index: a contact created, updated or deleted is missing from (or
+            stale in) search results until then, while ``GET /contacts/{id}`` shows it at
+            once. Contacts seeded with :meth:`add_contact` are searchable at once. Default 0.
         latency: Qomon seconds added before every answer.
         seed: seeds the random generator of probabilistic faults.
         group_id: the space id written on contacts.
+        first_contact_id: the id of the first contact created (then +1 each); e.g.
+            ``2**63 + 1`` to test ids beyond a signed 64-bit integer.
         upsert_unknown_id: ``"drop"`` (observed on Qomon: an upsert naming an unknown id is
             dropped) or ``"match"`` (documented: fall through to the other matching rules).
         start_time: the UTC time the emulated clock starts at (default: now).
         shutdown_timeout: real seconds given to in-flight requests when closing.
+        raise_errors: raise the first of :attr:`errors` when the block ends (default True).
+
+    Raises:
+        FaultPredicateError: at the end of the block, when a ``when=`` predicate raised.
+        RuntimeError: at the end of the block, when the emulator failed on a request.
     """
 
     def __init__(
@@ -174,12 +126,15 @@ class FakeQomon:
         rate_limit: bool = True,
         time_scale: float = 1.0,
         upsert_delay: float = 2.0,
+        search_lag: float = 0.0,
         latency: float = 0.0,
         seed: int | None = None,
         group_id: int = GROUP_ID,
+        first_contact_id: int = 83854767,
         upsert_unknown_id: UnknownIdPolicy = "drop",
         start_time: datetime | None = None,
         shutdown_timeout: float = 0.25,
+        raise_errors: bool = True,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -191,26 +146,29 @@ class FakeQomon:
         self._capacity = capacity or 0
         self._rate = rate or 0.0
         self._bucket: TokenBucket | None = None
-        self.upsert_delay = upsert_delay
         self.latency = latency
         self.shutdown_timeout = shutdown_timeout
         self._lock = threading.RLock()
         self._store = ContactStore(
-            self.clock, group_id=group_id, upsert_unknown_id=upsert_unknown_id
+            self.clock,
+            group_id=group_id,
+            first_contact_id=first_contact_id,
+            upsert_unknown_id=upsert_unknown_id,
         )
-        self._actions = build_actions()
+        self._index = SearchIndex(search_lag)
+        self._api = QomonRoutes(
+            self.clock, self._store, self._index, self._lock, upsert_delay=upsert_delay
+        )
+        self.raise_errors = raise_errors
+        self._errors: list[Exception] = []
         self._faults = FaultPlan(seed)
         self._requests: list[RequestRecord] = []
-        self._upserts: list[UpsertRecord] = []
-        self._upsert_index: dict[int, int] = {}
-        self._pending: dict[int, tuple[ContactWrite, asyncio.TimerHandle | None]] = {}
         self._count = 0
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._thread_error: BaseException | None = None
-        self._routes = self._build_routes()
         self._reset_bucket()
 
     def __repr__(self) -> str:
@@ -240,10 +198,36 @@ class FakeQomon:
         return self.clock.time_scale
 
     @property
+    def upsert_delay(self) -> float:
+        """Qomon seconds between the 202 of an upsert and its effect (settable)."""
+        return self._api.upsert_delay
+
+    @upsert_delay.setter
+    def upsert_delay(self, seconds: float) -> None:
+        self._api.upsert_delay = seconds
+
+    @property
+    def search_lag(self) -> float:
+        """Qomon seconds before a write shows in ``/search`` and ``/kpi``."""
+        return self._index.lag
+
+    @property
     def requests(self) -> list[RequestRecord]:
-        """Every request received, in arrival order (a snapshot)."""
+        """Every request received, in arrival order (a snapshot).
+
+        A request shows here once its answer is decided (sent, dropped or cut off), whatever
+        it was: answered, rejected (400, 401, 404, 422, 429), struck by a fault, or cut off by
+        the client. ``record.body`` is the decoded JSON body.
+        """
         with self._lock:
-            return list(self._requests)
+            return sorted(self._requests, key=lambda record: record.number)
+
+    @property
+    def errors(self) -> list[Exception]:
+        """Bugs met while serving: fault predicates that raised (:class:`FaultPredicateError`)
+        and failures of the emulator itself (``RuntimeError``), in order (a snapshot)."""
+        with self._lock:
+            return list(self._errors)
 
     @property
     def contacts(self) -> dict[int, dict[str, Any]]:
@@ -255,12 +239,22 @@ class FakeQomon:
     def upserts(self) -> list[UpsertRecord]:
         """Every accepted upsert and its outcome (``pending`` until applied)."""
         with self._lock:
-            return list(self._upserts)
+            return list(self._api.upserts)
 
     @property
     def forms(self) -> list[dict[str, Any]]:
         """The seeded forms, as ``GET /forms/{id}`` shows them."""
         return [public_form(form) for form in self._store.forms]
+
+    @property
+    def capacity(self) -> int | None:
+        """The bucket's size in tokens (None when rate limiting is off)."""
+        return self._capacity if self.rate_limited else None
+
+    @property
+    def rate(self) -> float | None:
+        """The bucket's refill, tokens per Qomon second (None when rate limiting is off)."""
+        return self._rate if self.rate_limited else None
 
     @property
     def tokens(self) -> float | None:
@@ -272,6 +266,19 @@ class FakeQomon:
         """Qomon seconds since the emulator started."""
         return self.clock.now()
 
+    def advance(self, seconds: float) -> float:
+        """Move the emulated clock ``seconds`` (Qomon seconds) forward at once.
+
+        The bucket refills for that time, writes older than ``search_lag`` become searchable,
+        and the upserts due by then are applied. Latencies already being waited are not
+        shortened. Returns the new :meth:`now`.
+        """
+        with self._lock:
+            self.clock.advance(seconds)
+            now = self.clock.now()
+            self._api.apply_due_upserts(now)
+            return now
+
     def utcnow(self) -> datetime:
         """The emulated UTC time (what ``CreatedAt`` of a contact created now would say)."""
         return self.clock.utcnow()
@@ -282,6 +289,8 @@ class FakeQomon:
         self, contact: Mapping[str, Any], *, created_at: datetime | None = None
     ) -> dict[str, Any]:
         """Store a contact directly (no request, no bucket), from Qomon's write model.
+
+        The contact is searchable at once, whatever ``search_lag`` is.
 
         Args:
             contact: the fields as in ``POST /contacts`` ``data.contact``.
@@ -300,6 +309,7 @@ class FakeQomon:
                 stored = self._store.create(write, "contact", created_at=created_at)
             except Problem as problem:
                 raise ValueError("; ".join(e.message for e in problem.errors)) from None
+            self._index.seed(stored)
             return self._store.render(stored)
 
     def accept_key(self, api_key: str) -> None:
@@ -344,11 +354,22 @@ class FakeQomon:
     ) -> FaultRule:
         """Make ``fault`` strike the requests the filter selects.
 
+        Filter by route first, then by body: the predicate then only sees the requests of
+        that route (a predicate that raises is reported, see :attr:`errors`)::
+
+            fake.inject(
+                DropAfterProcessing(),
+                route="POST /contacts",
+                when=lambda r: (r.contact or {}).get("mail") == "jeanne@example.org",
+                nth=1,
+            )
+
         Args:
             fault: what happens (see :mod:`qomon_async.testing` for the kinds).
             route: ``"METHOD /path"`` with ``{x}`` for a segment, e.g. ``"POST /contacts"``
                 or ``"PATCH /contacts/{id}"``; default every request.
-            when: a predicate on :class:`RequestInfo` (method, path, route, decoded body).
+            when: a predicate on :class:`RequestInfo` (method, path, route, decoded body,
+                ``.contact`` for ``body["data"]["contact"]`` or None).
             nth: strike the nth matching request (1-based), or each of several numbers.
             from_nth: strike every matching request from the nth on.
             times: strike at most this many times.
@@ -397,9 +418,9 @@ class FakeQomon:
     def apply_pending_upserts(self) -> int:
         """Apply every accepted upsert now instead of after its delay; return how many."""
         with self._lock:
-            numbers = sorted(self._pending)
+            numbers = sorted(self._api.pending)
             for number in numbers:
-                self._apply_upsert(number)
+                self._api.apply_upsert(number)
             return len(numbers)
 
     async def wait_for_upserts(self, timeout: float = 10.0) -> None:
@@ -410,9 +431,9 @@ class FakeQomon:
         """
         deadline = time.monotonic() + timeout
         step = min(0.05, max(0.001, self.clock.to_real(self.upsert_delay) / 4))
-        while self._pending:
+        while self._api.pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self._pending)} upserts still pending")
+                raise TimeoutError(f"{len(self._api.pending)} upserts still pending")
             await asyncio.sleep(step)
 
     # -- serving --------------------------------------------------------------------------
@@ -424,6 +445,7 @@ class FakeQomon:
         self._loop = asyncio.get_running_loop()
         self._closing = asyncio.Event()
         self.clock.start(self._loop)
+        self._api.loop = self._loop
         self._reset_bucket()
         # One catch-all route: routing, auth, bucket and faults are decided in `_handle`.
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -447,11 +469,15 @@ class FakeQomon:
         if self._closing is not None:
             self._closing.set()
         with self._lock:
-            for _, handle in self._pending.values():
-                if handle is not None:
-                    handle.cancel()
+            self._api.cancel_upserts()
         if runner is not None:
             await runner.cleanup()
+
+    def _raise_errors(self, exc: BaseException | None) -> None:
+        # A block already failing keeps its own exception: ours were logged as they came.
+        errors = self.errors
+        if errors and exc is None and self.raise_errors:
+            raise errors[0]
 
     async def __aenter__(self) -> FakeQomon:
         await self.start()
@@ -464,6 +490,7 @@ class FakeQomon:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+        self._raise_errors(exc)
 
     def start_in_thread(self) -> None:
         """Start serving on a background thread that runs its own event loop."""
@@ -511,6 +538,7 @@ class FakeQomon:
         tb: TracebackType | None,
     ) -> None:
         self.stop_thread()
+        self._raise_errors(exc)
 
     # -- the request pipeline -------------------------------------------------------------
 
@@ -518,38 +546,6 @@ class FakeQomon:
         self._bucket = (
             TokenBucket(self._capacity, self._rate, self.clock.now()) if self.rate_limited else None
         )
-
-    def _build_routes(self) -> list[_Route]:
-        def route(method: str, template: str, cost: int, handler: Any) -> _Route:
-            regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
-            return _Route(method, template, re.compile(f"^{regex}$"), cost, handler)
-
-        # Section 4: the synchronous contact writes cost 5 tokens, everything else 1.
-        return [
-            route("POST", "/contacts/upsert", 1, self._upsert),
-            route("POST", "/contacts", 5, self._create),
-            route("GET", "/contacts/{id}", 1, self._get),
-            route("PATCH", "/contacts/{id}", 5, self._patch),
-            route("DELETE", "/contacts/{id}", 1, self._delete),
-            route("POST", "/search", 1, self._search),
-            route("POST", "/kpi", 1, self._kpi),
-            route("GET", "/v1/forms/type/{type}", 1, self._forms_by_type),
-            route("GET", "/forms/{form}", 1, self._forms_legacy),
-            route("GET", "/actions", 1, self._list_actions),
-        ]
-
-    def _match_route(
-        self, method: str, path: str
-    ) -> tuple[_Route | None, dict[str, str], list[str]]:
-        allowed: list[str] = []
-        for candidate in self._routes:
-            found = candidate.pattern.match(path)
-            if found is None:
-                continue
-            if candidate.method == method:
-                return candidate, found.groupdict(), allowed
-            allowed.append(candidate.method)
-        return None, {}, allowed
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -563,7 +559,9 @@ class FakeQomon:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._closing.wait(), self.clock.to_real(qomon_seconds))
 
-    def _ratelimit_headers(self, answer: BucketAnswer) -> dict[str, str]:
+    def _ratelimit_headers(
+        self, answer: BucketAnswer, retry_after: float | str | None = None
+    ) -> dict[str, str]:
         assert self._bucket is not None
         headers = {
             "X-Ratelimit-Limit": (
@@ -574,53 +572,101 @@ class FakeQomon:
             "X-Ratelimit-Cost": str(answer.cost),
             "X-Ratelimit-Reset": _number(self.clock.to_real(answer.until_full)),
         }
-        if answer.retry_after is not None:
-            headers["Retry-After"] = _number(self.clock.to_real(answer.retry_after))
+        if retry_after is None:
+            retry_after = answer.retry_after
+        if retry_after is not None:
+            headers["Retry-After"] = self._retry_after(retry_after)
         return headers
 
+    def _retry_after(self, value: float | str) -> str:
+        # A string is sent as given (an HTTP date, a huge value); a number is Qomon seconds.
+        return value if isinstance(value, str) else _number(self.clock.to_real(value))
+
+    def _report(self, error: Exception, cause: BaseException | None = None) -> None:
+        _logger.error("%s", error, exc_info=cause)
+        with self._lock:
+            self._errors.append(error)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await handle_control(self, request)
         with self._lock:
             self._count += 1
             number = self._count
-        arrived, arrived_real = self.clock.now(), self.clock.real_elapsed()
-        method = request.method.upper()
         path = request.path.rstrip("/") or "/"
-        raw = await request.read()
-        body: Any = None
+        ex = Exchange(
+            number,
+            request.method.upper(),
+            path,
+            self.clock.now(),
+            self.clock.real_elapsed(),
+            request.headers.get(CLIENT_HEADER),
+            route=f"? {path}",
+        )
+        try:
+            return await self._serve(request, ex)
+        except Exception as error:
+            if ex.logged:
+                raise  # the answer was decided (e.g. the client left while it was written)
+            # A failure of the emulator itself: answer 500 and make sure the test hears of it.
+            message = f"FakeQomon failed on request #{number} {ex.method} {path}: {error!r}"
+            self._report(RuntimeError(message), error)
+            ex.error = message
+            return self._send(ex, self._problem(Problem(500, message), path))
+        finally:
+            if not ex.logged:
+                # Cut off before an answer was decided (the client went away): still logged.
+                self._log(ex, None)
+
+    async def _serve(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
+        try:
+            ex.raw_body = await request.read()
+        except web.HTTPException as error:  # 413: beyond client_max_size
+            return self._send(ex, self._problem(Problem(error.status, error.reason), ex.path))
+        except Exception as error:  # the client went away while sending its body
+            ex.error = f"request body not received: {error!r}"
+            self._log(ex, None)
+            return self._drop(request)
         body_error: str | None = None
-        if raw.strip():
+        if ex.raw_body.strip():
             try:
-                body = msgspec.json.decode(raw)
-            except msgspec.DecodeError as error:
+                ex.body = msgspec.json.decode(ex.raw_body)
+            except (msgspec.DecodeError, RecursionError) as error:  # too deep: malformed too
                 body_error = f"malformed JSON: {error}"
-        route, params, allowed = self._match_route(method, path)
-        template = f"{method} {route.template}" if route else f"? {path}"
-        info = RequestInfo(number, method, path, template, body, request.headers)
-        latency, fault, struck = self._faults.decide(info)
-        await self._sleep(latency + self.latency)
-        ex = _Exchange(number, method, path, template, arrived, arrived_real, struck)
+        route, params, allowed = self._api.match(ex.method, ex.path)
+        if route is not None:
+            ex.route = f"{ex.method} {route.template}"
+        info = RequestInfo(ex.number, ex.method, ex.path, ex.route, ex.body, request.headers)
+        decision = self._faults.decide(info)
+        for predicate_error in decision.errors:
+            self._report(predicate_error)
+        if decision.errors:
+            ex.error = "; ".join(str(e) for e in decision.errors)
+        ex.faults, ex.extra_headers = decision.struck, decision.headers
+        await self._sleep(decision.latency + self.latency)
         if "id" in params and params["id"].isdigit():
             ex.contact_id = int(params["id"])
 
+        fault = decision.fault
         if fault is not None and not fault.after_processing:
             return await self._fault_before(request, ex, fault)
         if not self._authorized(request):
-            # Section 2: Bearer key; an unauthenticated request does not touch the bucket.
-            answer = self._problem(Problem(401, "missing or invalid bearer token"), path)
+            # Qomon wants a Bearer key; an unauthenticated request does not touch the bucket.
+            answer = self._problem(Problem(401, "missing or invalid bearer token"), ex.path)
             answer.headers["WWW-Authenticate"] = 'Bearer realm="qomon"'
             return self._send(ex, answer)
         with self._lock:
             if self._bucket is not None:
                 cost = route.cost if route else 1
-                decision = self._bucket.take(cost, self.clock.now())
-                ex.headers = self._ratelimit_headers(decision)
+                decided = self._bucket.take(cost, self.clock.now())
+                ex.headers = self._ratelimit_headers(decided)
                 ex.remaining = int(ex.headers["X-Ratelimit-Remaining"])
-                if not decision.allowed:
+                if not decided.allowed:
                     problem = Problem(429, "rate limit exceeded: see Retry-After")
-                    return self._send(ex, self._problem(problem, path))
+                    return self._send(ex, self._problem(problem, ex.path))
                 ex.cost = cost
             answer = self._process(
-                ex, route, params, allowed=allowed, body=body, body_error=body_error
+                ex, route, params, allowed=allowed, body=ex.body, body_error=body_error
             )
         if fault is not None:
             return await self._fault_after(request, ex, fault, answer)
@@ -628,14 +674,14 @@ class FakeQomon:
 
     def _process(
         self,
-        ex: _Exchange,
-        route: _Route | None,
+        ex: Exchange,
+        route: Route | None,
         params: dict[str, str],
         *,
         allowed: list[str],
         body: Any,
         body_error: str | None,
-    ) -> _Answer:
+    ) -> Answer:
         try:
             if route is None:
                 if allowed:
@@ -650,10 +696,11 @@ class FakeQomon:
         except Problem as problem:
             return self._problem(problem, ex.path)
 
-    def _problem(self, problem: Problem, path: str) -> _Answer:
-        return _Answer(problem.status, problem.body(path), PROBLEM_CONTENT_TYPE)
+    def _problem(self, problem: Problem, path: str) -> Answer:
+        return Answer(problem.status, problem.body(path), PROBLEM_CONTENT_TYPE)
 
-    def _log(self, ex: _Exchange, status: int | None) -> None:
+    def _log(self, ex: Exchange, status: int | None) -> None:
+        ex.logged = True
         record = RequestRecord(
             ex.number,
             ex.method,
@@ -666,19 +713,32 @@ class FakeQomon:
             ex.remaining,
             ex.contact_id,
             ex.faults,
+            body=ex.body,
+            raw_body=ex.raw_body,
+            client=ex.client,
+            error=ex.error,
         )
         with self._lock:
             self._requests.append(record)
 
-    def _response(self, ex: _Exchange, answer: _Answer) -> web.Response:
-        headers = {**ex.headers, **answer.headers}
+    @staticmethod
+    def _headers(ex: Exchange, *more: Mapping[str, str]) -> dict[str, str]:
+        # Rate-limit headers, then the answer's own, then those of ExtraHeaders faults.
+        headers = dict(ex.headers)
+        for extra in more:
+            headers.update(extra)
+        headers.update(ex.extra_headers)
+        return headers
+
+    def _response(self, ex: Exchange, answer: Answer) -> web.Response:
+        headers = self._headers(ex, answer.headers)
         if answer.body is None:
             return web.Response(status=answer.status, headers=headers)
         response = web.Response(status=answer.status, body=_encode(answer.body), headers=headers)
         response.content_type = answer.content_type
         return response
 
-    def _send(self, ex: _Exchange, answer: _Answer) -> web.Response:
+    def _send(self, ex: Exchange, answer: Answer) -> web.Response:
         self._log(ex, answer.status)
         return self._response(ex, answer)
 
@@ -691,7 +751,7 @@ class FakeQomon:
         return web.Response()
 
     async def _fault_before(
-        self, request: web.Request, ex: _Exchange, fault: Fault
+        self, request: web.Request, ex: Exchange, fault: Fault
     ) -> web.StreamResponse:
         if isinstance(fault, DropBeforeProcessing):
             self._log(ex, None)
@@ -699,33 +759,67 @@ class FakeQomon:
         if isinstance(fault, RateLimited):
             with self._lock:
                 if self._bucket is not None:
-                    level = self._bucket.level(self.clock.now())
-                    until_full = self._bucket.until_full(self.clock.now())
+                    now = self.clock.now()
+                    level, until_full = self._bucket.level(now), self._bucket.until_full(now)
                     ex.headers = self._ratelimit_headers(
-                        BucketAnswer(False, 0, level, until_full, fault.retry_after)
+                        BucketAnswer(False, 0, level, until_full, None), fault.retry_after
                     )
                     ex.remaining = int(ex.headers["X-Ratelimit-Remaining"])
                 else:
-                    ex.headers = {"Retry-After": _number(self.clock.to_real(fault.retry_after))}
+                    ex.headers = {"Retry-After": self._retry_after(fault.retry_after)}
             problem = Problem(429, "rate limit exceeded: see Retry-After")
             return self._send(ex, self._problem(problem, ex.path))
         if isinstance(fault, Unauthorized):
             problem = Problem(fault.status, "missing or invalid bearer token")
             return self._send(ex, self._problem(problem, ex.path))
-        if isinstance(fault, NonJsonBody):
+        if isinstance(fault, (NonJsonBody, RawAnswer)):
             return self._send_raw(ex, fault)
+        if isinstance(fault, Redirect):
+            return self._send_redirect(ex, fault, None)
+        if isinstance(fault, StreamedBody):
+            return await self._send_stream(request, ex, fault)
         assert isinstance(fault, ErrorBeforeProcessing), fault
         problem = Problem(fault.status, "injected failure before processing")
         return self._send(ex, self._problem(problem, ex.path))
 
-    def _send_raw(self, ex: _Exchange, fault: NonJsonBody) -> web.Response:
+    def _send_raw(self, ex: Exchange, fault: NonJsonBody | RawAnswer) -> web.Response:
         self._log(ex, fault.status)
-        response = web.Response(status=fault.status, text=fault.body, headers=ex.headers)
+        if isinstance(fault, NonJsonBody):
+            body, own_headers = fault.body.encode(), {}
+        else:
+            body, own_headers = fault.body, dict(fault.headers)
+        headers = self._headers(ex, own_headers)
+        response = web.Response(status=fault.status, body=body, headers=headers)
+        if not any(name.lower() == "content-type" for name in headers):
+            response.content_type = fault.content_type
+        return response
+
+    def _send_redirect(self, ex: Exchange, fault: Redirect, answer: Answer | None) -> web.Response:
+        redirect = Answer(fault.status)
+        if answer is not None and fault.with_body:
+            redirect = Answer(fault.status, answer.body, answer.content_type)
+        if fault.location is not None:
+            redirect.headers["Location"] = fault.location
+        return self._send(ex, redirect)
+
+    async def _send_stream(
+        self, request: web.Request, ex: Exchange, fault: StreamedBody
+    ) -> web.StreamResponse:
+        self._log(ex, fault.status)
+        response = web.StreamResponse(status=fault.status, headers=self._headers(ex))
         response.content_type = fault.content_type
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        sent = 0
+        with contextlib.suppress(ConnectionError):  # the client went away: the point of it
+            while fault.repeat is None or sent < fault.repeat:
+                await response.write(fault.chunk)
+                sent += 1
+            await response.write_eof()
         return response
 
     async def _fault_after(
-        self, request: web.Request, ex: _Exchange, fault: Fault, answer: _Answer
+        self, request: web.Request, ex: Exchange, fault: Fault, answer: Answer
     ) -> web.StreamResponse:
         if isinstance(fault, DropAfterProcessing):
             self._log(ex, None)
@@ -737,12 +831,16 @@ class FakeQomon:
             self._log(ex, answer.status)
             await self._sleep(fault.seconds)
             return self._response(ex, answer)
-        if isinstance(fault, NonJsonBody):
+        if isinstance(fault, (NonJsonBody, RawAnswer)):
             return self._send_raw(ex, fault)
+        if isinstance(fault, Redirect):
+            return self._send_redirect(ex, fault, answer)
+        if isinstance(fault, StreamedBody):
+            return await self._send_stream(request, ex, fault)
         assert isinstance(fault, TruncatedBody), fault
         self._log(ex, answer.status)
         data = _encode(answer.body) if answer.body is not None else b"{}"
-        response = web.StreamResponse(status=answer.status, headers=ex.headers)
+        response = web.StreamResponse(status=answer.status, headers=self._headers(ex))
         response.content_type = answer.content_type
         response.content_length = len(data)
         await response.prepare(request)
@@ -750,125 +848,3 @@ class FakeQomon:
         if request.transport is not None:
             request.transport.close()
         return response
-
-    # -- contacts (section 7) -------------------------------------------------------------
-
-    @staticmethod
-    def _contact_id(params: dict[str, str]) -> int:
-        if not params["id"].isdigit():
-            raise unprocessable([FieldError("path.contactId", "expected integer", params["id"])])
-        return int(params["id"])
-
-    @staticmethod
-    def _contact_body(body: Any) -> dict[str, Any]:
-        if body is None:
-            raise Problem(400, "a JSON body is required", [FieldError("body", "required")])
-        data = require_object(body, "body", "data")
-        return require_object(data, "body.data", "contact")
-
-    def _envelope(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {"status": "success", "data": data}
-
-    def _create(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        write = parse_contact(self._contact_body(body), "body.data.contact")
-        stored = self._store.create(write, "body.data.contact")
-        ex.contact_id = stored.id
-        return _Answer(200, self._envelope({"contact": self._store.render(stored)}))
-
-    def _get(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        stored = self._store.get(self._contact_id(params))
-        return _Answer(200, self._envelope({"contact": self._store.render(stored)}))
-
-    def _patch(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        contact_id = self._contact_id(params)
-        self._store.get(contact_id)
-        write = parse_contact(self._contact_body(body), "body.data.contact")
-        stored = self._store.replace(contact_id, write, "body.data.contact")
-        return _Answer(200, self._envelope({"contact": self._store.render(stored)}))
-
-    def _delete(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        self._store.delete(self._contact_id(params))
-        return _Answer(204)
-
-    def _upsert(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        if body is None:
-            raise Problem(400, "a JSON body is required", [FieldError("body", "required")])
-        write = parse_upsert(body)
-        self._upsert_index[ex.number] = len(self._upserts)
-        self._upserts.append(UpsertRecord(ex.number, dict(body["data"]), self.clock.now()))
-        handle = None
-        if self._loop is not None:
-            # Section 7.6 [OBS]: 202 at once, the change visible about 2 s later.
-            delay = self.clock.to_real(self.upsert_delay)
-            handle = self._loop.call_later(delay, self._apply_upsert, ex.number)
-        self._pending[ex.number] = (write, handle)
-        return _Answer(202)
-
-    def _apply_upsert(self, number: int) -> None:
-        with self._lock:
-            pending = self._pending.pop(number, None)
-            if pending is None:
-                return
-            write, handle = pending
-            if handle is not None:
-                handle.cancel()
-            outcome: UpsertOutcome = self._store.apply_upsert(write)
-            index = self._upsert_index[number]
-            self._upserts[index] = replace(
-                self._upserts[index],
-                outcome=outcome.outcome,
-                contact_id=outcome.contact_id,
-                reason=outcome.reason,
-                applied_at=self.clock.now(),
-            )
-
-    # -- search (section 8) ---------------------------------------------------------------
-
-    def _search_body(self, body: Any, *, per_page_required: bool) -> Any:
-        if body is None:
-            raise Problem(400, "a JSON body is required", [FieldError("body", "required")])
-        return parse_search(
-            body, self._store, self.clock.utcnow(), per_page_required=per_page_required
-        )
-
-    def _search(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        query = self._search_body(body, per_page_required=True)
-        contacts = []
-        for stored in page_of(run_search(self._store, query), query):
-            item = self._store.render(stored)
-            if query.include_interactions:
-                item["interactions"] = []
-            contacts.append(item)
-        return _Answer(200, self._envelope({"contacts": contacts}))
-
-    def _kpi(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        query = self._search_body(body, per_page_required=False)
-        return _Answer(200, self._envelope({"total": len(run_search(self._store, query))}))
-
-    # -- forms and actions (sections 9 and 10) --------------------------------------------
-
-    def _forms_of_type(self, form_type: str, location: str) -> _Answer:
-        if form_type not in FORM_TYPES:
-            message = f"expected one of {', '.join(FORM_TYPES)}"
-            raise unprocessable([FieldError(location, message, form_type)])
-        forms = [public_form(f) for f in self._store.forms if f["_category"] == form_type]
-        return _Answer(200, self._envelope({"forms": forms}))
-
-    def _forms_by_type(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        return self._forms_of_type(params["type"], "path.type")
-
-    def _forms_legacy(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        # One template for two routes: a number is a form id, anything else a type (section 9).
-        key = params["form"]
-        if key.isdigit():
-            form = self._store.forms_by_id.get(int(key))
-            if form is None:
-                raise Problem(404, f"form {key} not found")
-            return _Answer(200, self._envelope({"form": public_form(form)}))
-        answer = self._forms_of_type(key, "path.type")
-        answer.headers["Deprecation"] = "true"
-        answer.headers["Link"] = f'</v1/forms/type/{key}>; rel="successor-version"'
-        return answer
-
-    def _list_actions(self, ex: _Exchange, body: Any, params: dict[str, str]) -> _Answer:
-        return _Answer(200, self._envelope({"ActionsAggreg": self._actions}))

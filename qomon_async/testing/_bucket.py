@@ -1,4 +1,4 @@
-"""Qomon's per-space token bucket (qomon-api.md section 4), as a pure object over a clock value."""
+"""Qomon's per-space token bucket (100 tokens, 10 per second), as a pure object over a clock."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class TokenBucket:
 
     Time is passed in (Qomon seconds), so the bucket itself never reads a clock: the caller
     decides what "now" is. A request that cannot be paid is rejected and costs nothing
-    (section 4: the 429 comes with ``Retry-After``, nothing is taken).
+    (Qomon's 429 comes with ``Retry-After``, and nothing is taken).
     """
 
     def __init__(self, capacity: float, rate: float, now: float = 0.0) -> None:
@@ -60,7 +60,7 @@ class TokenBucket:
         if self._tokens + 1e-9 >= cost:
             self._tokens = max(0.0, self._tokens - cost)
             return BucketAnswer(True, cost, self._tokens, self.until_full(now), None)
-        # Section 4: Retry-After is in whole seconds, enough to afford this very request.
+        # Qomon's Retry-After is in whole seconds, enough to afford this very request.
         wait = math.ceil((cost - self._tokens) / self.rate - 1e-9)
         return BucketAnswer(False, cost, self._tokens, self.until_full(now), float(max(1, wait)))
 

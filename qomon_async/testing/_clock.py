@@ -27,11 +27,13 @@ class QomonClock:
         self._anchor_utc = start_utc or datetime.now(UTC)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = time.monotonic()
+        self._offset = 0.0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Anchor the clock at the current time of ``loop`` (the server's loop)."""
         self._loop = loop
         self._t0 = loop.time()
+        self._offset = 0.0
         self._anchor_utc = self._start_utc or datetime.now(UTC)
 
     def _real_now(self) -> float:
@@ -44,8 +46,14 @@ class QomonClock:
         return self._real_now() - self._t0
 
     def now(self) -> float:
-        """Qomon seconds since the clock started."""
-        return self.real_elapsed() * self.time_scale
+        """Qomon seconds since the clock started (jumps included, see :meth:`advance`)."""
+        return self.real_elapsed() * self.time_scale + self._offset
+
+    def advance(self, qomon_seconds: float) -> None:
+        """Jump forward by ``qomon_seconds``: the emulated time moves on at once."""
+        if qomon_seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._offset += qomon_seconds
 
     def utcnow(self) -> datetime:
         """The emulated UTC wall clock (aware datetime)."""

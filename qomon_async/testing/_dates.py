@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 UTC = timezone.utc
 
 # RFC 3339 with 0-9 fractional digits, `Z`, an offset or no zone (taken as UTC), or a bare
-# date; qomon-api.md section 15 lists all of these as seen in the wild.
+# date: all of these are seen in Qomon's answers and docs.
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
     r"(Z|z|[+-]\d{2}:?\d{2})?$"
 )
-# Elasticsearch-style date-math, evaluated server-side in UTC (section 8.3): `now`, `now-1h`,
+# Elasticsearch-style date-math, evaluated server-side in UTC: `now`, `now-1h`,
 # `now-1d/d`, `now+1y`, chained operations.
 _MATH_OP = re.compile(r"([+-])(\d+)([yMwdhHms])|/([yMwdhHms])")
 

@@ -1,4 +1,4 @@
-"""Errors as Qomon's newer server writes them: RFC 7807 problem+json (qomon-api.md section 3.2)."""
+"""Errors as Qomon's newer server writes them: RFC 7807 problem+json with ``errors[]``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""``POST /search`` and ``/kpi``: the two-level query tree, the operators, sorting (section 8)."""
+"""``POST /search`` and ``/kpi``: the two-level query tree, the operators, sorting, paging."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,12 +122,12 @@ def _values(contact: StoredContact, attr: str) -> tuple[str, list[Any]]:
     if attr in _TEXT_FIELDS:
         value = contact.fields.get(attr)
         return "text", [] if not value else [value]
-    # Section 8.4 [INF]: any attribute is accepted; one the emulator does not keep is empty.
+    # Any attribute is accepted (Qomon's list is open); one the emulator does not keep is empty.
     return "text", []
 
 
 def _loose_match(field: str, wanted: str) -> bool:
-    # Section 8.1 [OBS]: `eql` is a case-insensitive token or prefix match: "Test" matches
+    # Observed on Qomon: `eql` is a case-insensitive token or prefix match: "Test" matches
     # "Testville" and "Jean" matches "Marie Jeanne".
     wanted = wanted.strip().casefold()
     if not wanted:
@@ -159,7 +159,7 @@ class _Compiler:
         for index, node in enumerate(items):
             where = f"{location}.{key}[{index}]"
             if isinstance(node, dict) and "$condition" in node:
-                # Section 8.1 [OBS]: a condition directly under the root is a 422.
+                # Observed on Qomon: a condition directly under the root is a 422.
                 raise unprocessable(
                     [
                         FieldError(
@@ -268,7 +268,7 @@ class _Compiler:
                 [FieldError(f"{location}.ope", "period is not emulated by FakeQomon", ope)]
             )
         if ope == "today":
-            # `birthday today`: born on this month and day (section 8.4).
+            # `birthday today`: born on this month and day.
             today = self.now.date()
 
             def born_today(c: StoredContact) -> bool:
@@ -358,10 +358,10 @@ class _Compiler:
         free = form is not None and form["type"] in FREE_FORM_TYPES
 
         def answers(c: StoredContact) -> list[dict[str, Any]]:
-            # Section 15 [OBS]: custom answers may sit in either list; scan both.
+            # Observed on Qomon: custom answers may sit in either list; scan both.
             return [a for a in c.formdatas + c.customfields if a["form_id"] == form_id]
 
-        if ope == "ext":  # [OBS] `ext` ignores form_ref_ids: "has any answer"
+        if ope == "ext":  # observed: `ext` ignores form_ref_ids: "has any answer"
             return lambda c: bool(answers(c))
         if ope == "not_ext":
             return lambda c: not answers(c)
@@ -431,7 +431,7 @@ def parse_search(
     sort_asc = search.get("sort_asc", False)
     if not isinstance(sort_asc, bool):
         errors.append(FieldError(f"{where}.sort_asc", "expected boolean", sort_asc))
-    # Section 8.1: the schema puts include_interactions beside advanced_search, the examples
+    # Qomon's schema puts include_interactions beside advanced_search, its examples
     # inside it; both are read.
     interactions = search.get("include_interactions", data.get("include_interactions", False))
     if "query" not in search:
@@ -452,9 +452,12 @@ def _sort_key(contact: StoredContact, attr: str) -> Any:
     return value.casefold() if isinstance(value, str) and value else None
 
 
-def run_search(store: ContactStore, query: SearchQuery) -> list[StoredContact]:
-    """Every matching contact, in the requested order (ids ascending when no sort is asked)."""
-    found = sorted((c for c in store.contacts.values() if query.predicate(c)), key=lambda c: c.id)
+def run_search(contacts: Mapping[int, StoredContact], query: SearchQuery) -> list[StoredContact]:
+    """Every matching contact, in the requested order (ids ascending when no sort is asked).
+
+    ``contacts`` is what the search index shows (the store itself when it does not lag).
+    """
+    found = sorted((c for c in contacts.values() if query.predicate(c)), key=lambda c: c.id)
     if query.sort_attr is None:
         return found
     attr = query.sort_attr

@@ -1,4 +1,4 @@
-"""The seeded space: forms of every type with their refvalues, and actions (sections 9 and 10).
+"""The seeded space: forms of every type with their refvalues, and actions.
 
 Ids, labels and values follow the examples of qomon-openapi.yaml, so that the documented
 requests work as written: the consent form 11240, level of support 11238, presence status
@@ -15,7 +15,7 @@ GROUP_ID = 631
 
 FORM_TYPES = ("consent", "level_of_support", "presence_status", "custom_fields", "survey", "tasks")
 
-# Form "types" of `/forms` (section 9) that take one free answer rather than a choice among
+# Form "types" of `/forms` that take one free answer rather than a choice among
 # refvalues.
 FREE_FORM_TYPES = frozenset({"text", "date", "numeric", "range", "signature", "photos", "other"})
 
@@ -299,7 +299,7 @@ def public_form(form: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_actions() -> list[dict[str, Any]]:
-    """``GET /actions`` items (section 10): ``{"Action": {...}, "NbVisites", ...}``."""
+    """``GET /actions`` items: ``{"Action": {...}, "NbVisites", ...}``."""
 
     def action(  # noqa: PLR0917
         action_id: int, name: str, type_data: str, status: str, start: str, end: str, goal: int

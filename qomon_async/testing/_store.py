@@ -49,7 +49,7 @@ class UpsertOutcome:
 
 
 class _Dropped(Exception):
-    """An upsert record Qomon silently discards (section 7.6)."""
+    """An upsert record Qomon silently discards (202 answered, nothing written)."""
 
 
 def _norm(text: Any) -> str:
@@ -124,7 +124,7 @@ class ContactStore:
         if data is None:
             data = "" if form["type"] in FREE_FORM_TYPES else str(ref.get("value", ""))
         stamp = format_milli(now)
-        # FormDataResp (section 7.1.3); a fresh id on every write (PATCH recreates them).
+        # Qomon's FormData read shape; a fresh id on every write (PATCH recreates them).
         return {
             "id": self._new_answer_id(),
             "created_at": stamp,
@@ -159,7 +159,7 @@ class ContactStore:
         for text, pinned in notes:
             self._next_note_id += 1
             stamp = format_milli(now)
-            # Both spellings of the text (section 7.1.4), so either reader finds it.
+            # Both spellings of the text (Qomon's docs use both), so either reader finds it.
             result.append(
                 {
                     "id": self._next_note_id,
@@ -190,7 +190,7 @@ class ContactStore:
     def create(
         self, write: ContactWrite, location: str, *, created_at: datetime | None = None
     ) -> StoredContact:
-        """Store a new contact (``POST /contacts``, section 7.2)."""
+        """Store a new contact (``POST /contacts``)."""
         self.check_answers(write, location)
         now = self.clock.utcnow()
         stamp = created_at or now
@@ -207,7 +207,7 @@ class ContactStore:
         return contact
 
     def replace(self, contact_id: int, write: ContactWrite, location: str) -> StoredContact:
-        """PATCH: a full replace; whatever the body leaves out is cleared (section 7.4)."""
+        """PATCH: a full replace; whatever the body leaves out is cleared."""
         contact = self.get(contact_id)
         self.check_answers(write, location)
         now = self.clock.utcnow()
@@ -216,14 +216,14 @@ class ContactStore:
         return contact
 
     def delete(self, contact_id: int) -> None:
-        """``DELETE /contacts/{id}`` (section 7.5)."""
+        """``DELETE /contacts/{id}``."""
         self.get(contact_id)
         del self.contacts[contact_id]
 
     # -- the read shape -------------------------------------------------------------------
 
     def render(self, contact: StoredContact) -> dict[str, Any]:
-        """The contact in the read shape of section 7.1.1 (1.1.0 field names)."""
+        """The contact in Qomon's read shape (the field names of API version 1.1.0)."""
         out: dict[str, Any] = {
             "id": contact.id,
             "group_id": self.group_id,
@@ -262,7 +262,7 @@ class ContactStore:
         )
         return address
 
-    # -- upsert (section 7.6) -------------------------------------------------------------
+    # -- upsert ---------------------------------------------------------------------------
 
     def _resolve(self, item: LightItem) -> tuple[dict[str, Any], dict[str, Any], str]:
         category = LIGHT_KEYS[item.key]
@@ -281,7 +281,7 @@ class ContactStore:
             if not self._free_value_ok(form, item.value):
                 raise _Dropped(f"{item.key}: {item.value!r} is not a valid {form['type']}")
             return form, refs[0], item.value
-        # Section 7.6 [OBS]: a refvalue's label is accepted in place of its value.
+        # Observed on Qomon: a refvalue's label is accepted in place of its value.
         for ref in refs:
             if item.value in (ref.get("value"), ref.get("label")):
                 return form, ref, str(ref.get("value", item.value))
@@ -310,7 +310,7 @@ class ContactStore:
                 if write.match_id in (contact.id, contact.fields.get("nationbuilderid")):
                     return contact
             if self.upsert_unknown_id == "drop":
-                # [OBS, Trellis 2026-10]: an unknown id is dropped, not turned into a create.
+                # Observed on Qomon (2026-10): an unknown id is dropped, not turned into a create.
                 raise _Dropped(f"no contact with id {write.match_id}")
         firstname, surname = _norm(fields.get("firstname")), _norm(fields.get("surname"))
         # 2. By email, then firstname and surname when given.
@@ -354,7 +354,7 @@ class ContactStore:
     def apply_upsert(self, write: ContactWrite) -> UpsertOutcome:
         """Apply one accepted upsert now: match, then update partially or create."""
         try:
-            # The whole record is dropped if any advanced field does not resolve (section 7.6).
+            # The whole record is dropped if any advanced field does not resolve.
             resolved = [self._resolve(item) for item in write.light]
             contact = self._match(write)
         except _Dropped as dropped:
@@ -364,7 +364,7 @@ class ContactStore:
         if contact is None:
             contact = StoredContact(self._new_contact_id(), now, now, now)
             self.contacts[contact.id] = contact
-        # Partial update [OBS]: only what the record carries changes.
+        # Partial update (observed): only what the record carries changes.
         contact.fields.update(write.fields)
         if write.address:
             contact.address = {**(contact.address or {}), **write.address}
@@ -390,7 +390,7 @@ class ContactStore:
                 answers[:] = [a for a in answers if a["form_id"] != form["id"]]
             answers.append(self._answer(contact.id, form["id"], ref["id"], value, now))
         contact.updated_at = now
-        # [OBS] `lastchange` does not move for a presence-only write.
+        # Observed: `lastchange` does not move for a presence-only write (`UpdatedAt` does).
         presence_only = (
             not created
             and write.light

@@ -1,11 +1,11 @@
 """Checking request bodies the way Qomon's schema does, and normalising the write variants.
 
-Type errors are 422 problem+json naming the location (``body.data.contact.firstname``), as the
-newer server reports them (qomon-api.md section 3.2). Every documented write variant of section
-15 is accepted: ``birthcity``/``birth_city``, ``customfields``/``custom_fields``,
+Type errors are 422 problem+json naming the location (``body.data.contact.firstname``), as
+Qomon's newer server reports them. Every write variant found in Qomon's documentation is
+accepted: ``birthcity``/``birth_city``, ``customfields``/``custom_fields``,
 ``actions_ids``/``action_ids``, notes with ``content`` or ``data``, ``house_number`` and
 ``postal_code``, address parts given as numbers. Unknown keys are ignored, as a Go decoder does
-(section 7.6: ``presence_status`` is accepted and dropped).
+(an upsert's ``presence_status`` is accepted and dropped, as observed on Qomon).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ STRING_FIELDS = (
 )
 INT_FIELDS = ("age_category", "user_id", "user_contact_id", "nationbuilderid")
 BOOL_FIELDS = ("black_list", "phone_invalid", "mobile_invalid")
-# Section 15: [DOC-NEW] create/patch and the v1 draft spell the birth fields with underscores.
+# Qomon's newer docs (create/patch) and the v1 draft spell the birth fields with underscores.
 FIELD_ALIASES = {
     "birth_dept": "birthdept",
     "birth_city": "birthcity",
@@ -58,7 +58,7 @@ ADDRESS_PARTS = (
 )
 ADDRESS_ALIASES = {"house_number": "housenumber", "postal_code": "postalcode"}
 
-# Upsert's friendly advanced-field keys (section 7.7) and the `/forms` type each one targets.
+# Upsert's friendly advanced-field keys and the `/forms` type each one targets.
 LIGHT_KEYS = {
     "consents": "consent",
     "status": "level_of_support",
@@ -73,7 +73,7 @@ _MAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 @dataclass(frozen=True)
 class AnswerWrite:
-    """One ``formdatas``/``custom_fields`` entry of a synchronous write (section 7.1.3)."""
+    """One ``formdatas``/``custom_fields`` entry of a synchronous write."""
 
     form_id: int
     form_ref_id: int
@@ -176,7 +176,7 @@ def _answers(value: Any, location: str, errors: list[FieldError]) -> list[Answer
 
 
 def _notes(value: Any, location: str, errors: list[FieldError]) -> list[tuple[str, bool]]:
-    # Section 7.1.4: a list or a single object; the text under `content` or `data`.
+    # Notes: a list or a single object; the text under `content` or `data` (both documented).
     items = [value] if isinstance(value, dict) else value
     if not isinstance(items, list):
         errors.append(_expected("array", location, value))
@@ -210,7 +210,7 @@ def _address(value: Any, location: str, errors: list[FieldError]) -> dict[str, s
         name = ADDRESS_ALIASES.get(key, key)
         if name not in ADDRESS_PARTS or part is None:
             continue  # read-only parts (id, latitude, score...) sent back are ignored
-        # Section 15: the spec's own examples send numbers (75000); stored as strings.
+        # Qomon's own examples send numbers (75000); stored as strings.
         text = str(part) if _is_int(part) or isinstance(part, float) else part
         if not isinstance(text, str):
             errors.append(_expected("string", f"{location}.{key}", part))
@@ -221,7 +221,7 @@ def _address(value: Any, location: str, errors: list[FieldError]) -> dict[str, s
 
 
 def _light(key: str, value: Any, location: str, errors: list[FieldError]) -> list[LightItem]:
-    # Section 7.7: always an array of {id | label, value}, value a string.
+    # Always an array of {id | label, value}, value a string.
     if not isinstance(value, list):
         errors.append(_expected("array", location, value))
         return []
@@ -334,7 +334,7 @@ def _tags(value: Any, location: str, errors: list[FieldError]) -> list[str]:
 
 
 def parse_upsert(body: Any) -> ContactWrite:
-    """Validate ``{"kind": "contact", "data": {...}}`` (section 7.6)."""
+    """Validate ``{"kind": "contact", "data": {...}}`` (``POST /contacts/upsert``)."""
     data = require_object(body, "body", "data")
     kind = body.get("kind")
     if kind != "contact":

@@ -17,6 +17,9 @@ any async test runner, or none. Options, from the weakest to the strongest:
 
 ``fake_qomon_env`` does the same and also sets ``QOMON_API_KEY`` and ``QOMON_BASE_URL``, for
 code that reads its configuration from the environment.
+
+A fault predicate that raised during the test (``FakeQomon.errors``) fails the test at
+teardown with that error (``raise_errors=False`` in the options keeps it quiet).
 """
 
 from __future__ import annotations
