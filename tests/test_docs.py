@@ -7,8 +7,12 @@ Conventions (also in docs/development.md):
   (``qomon-async fake-server``) started for the docs tests. It must exit 0 and print nothing on
   stderr that looks like a warning, an unclosed session or a traceback (``-W error`` turns
   ResourceWarnings into errors). When the next block is a ```` ```text ```` block introduced by
-  a line ending in "prints:" (any case), the program's stdout must match it; ``...`` in the
-  expected text matches anything on its line or any run of lines.
+  a line ending in "prints:" or "prints something like:" (any case), or that follows it
+  directly, the program's stdout must match it; ``...`` in the expected text matches anything
+  on its line or any run of lines, and ISO timestamps match any timestamp. A
+  ``print(...)  # value`` line documents its output too: ``value`` (up to a colon) must appear
+  in the printed lines, in order. A block defining ``test_`` functions is a pytest module: it
+  runs under pytest, with the emulator's pytest plugin.
 * A ```` ```console ```` block is a shell session: each ``$ command`` line runs (only
   ``qomon-async`` and ``python`` commands, optionally after ``VAR=value`` assignments), and the
   lines after it until the next ``$`` are its expected output, matched as above.
@@ -36,6 +40,9 @@ from pathlib import Path
 
 import pytest
 
+import qomon_async
+import qomon_async.testing
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(
@@ -43,7 +50,9 @@ FENCE = re.compile(
     re.S | re.M,
 )
 TITLE = re.compile(r'title="(?P<name>[^"/]+)"')
-PRINTS = re.compile(r"prints:\s*$", re.I)
+PRINTS = re.compile(r"prints( something like)?:\s*$", re.I)
+STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d\d:\d\d)")
+DOCUMENTED_PRINT = re.compile(r"\s*print\(.*\)\s+# (.+)$")
 SNIPPET_TIMEOUT = 120
 SHARED_NOTES = ("design.md", "qomon-api.md", "DEVELOPERS.md", "../shared", "§")
 
@@ -78,7 +87,7 @@ def _blocks(page: Path) -> Iterator[Block]:
         expected = None
         if i + 1 < len(found) and found[i + 1]["lang"].lower() == "text":
             between = text[match.end() : found[i + 1].start()].strip()
-            if PRINTS.search(between) and "```" not in between:
+            if (not between or PRINTS.search(between)) and "```" not in between:
                 expected = _dedent(found[i + 1]["code"], len(found[i + 1]["indent"]))
         line = text.count("\n", 0, match.start()) + 1
         kind = "console" if lang == "console" else "python"
@@ -94,6 +103,7 @@ BLOCKS = [block for page in PAGES for block in _blocks(page)]
 
 def matches(expected: str, actual: str) -> bool:
     """Whether ``actual`` fits ``expected``, where ``...`` stands for anything."""
+    expected, actual = STAMP.sub("<time>", expected), STAMP.sub("<time>", actual)
     pattern = ".*".join(re.escape(part.strip()) for part in expected.strip().split("..."))
     pattern = re.sub(r"(\\ )+", r"\\s+", pattern)  # runs of spaces: any whitespace
     pattern = re.sub(r"(\\\n)+", r"\\s+", pattern)
@@ -162,12 +172,30 @@ def test_python_block_runs(
 ) -> None:
     tmp_path = _workdir(block, page_dirs, tmp_path_factory)
     code = _substitute(block.code, request)
+    if re.search(r"^def test_", code, re.M):  # a pytest module, as a reader would save it
+        module = tmp_path / f"test_snippet_{block.line}.py"
+        module.write_text(code, encoding="utf-8")
+        argv = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error::ResourceWarning"]
+        argv.append(module.name)
+    else:
+        argv = ["-W", "error::ResourceWarning", "-c", code]
     proc = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", code], check=False,
+        [sys.executable, *argv], check=False,
         cwd=tmp_path, env=docs_env, capture_output=True, text=True, timeout=SNIPPET_TIMEOUT,
     )  # fmt: skip
     assert proc.returncode == 0, f"{block.id} failed:\n{proc.stdout}\n{proc.stderr}"
     _check_stderr(block, proc.stderr)
+    printed = proc.stdout.splitlines()
+    position = 0
+    for line in code.splitlines():
+        documented = DOCUMENTED_PRINT.match(line)
+        if documented is None:
+            continue
+        value = documented.group(1).split(":")[0].strip()
+        while position < len(printed) and value not in printed[position]:
+            position += 1
+        assert position < len(printed), f"{block.id}: {value!r} not printed in {printed}"
+        position += 1
     if block.expected is not None:
         assert matches(block.expected, proc.stdout), (
             f"{block.id} printed:\n{proc.stdout}\nexpected:\n{block.expected}"
@@ -263,9 +291,6 @@ def test_no_reference_to_unshipped_notes() -> None:
 
 def test_reference_covers_the_public_names() -> None:
     """Every public name of the package and of its emulator has an API reference entry."""
-    import qomon_async
-    import qomon_async.testing
-
     reference = "\n".join(
         p.read_text(encoding="utf-8") for p in (ROOT / "docs/reference").glob("*.md")
     )
