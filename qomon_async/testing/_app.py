@@ -86,9 +86,12 @@ class FakeQomon:
 
     Args:
         api_key: the key accepted as ``Authorization: Bearer <key>``.
-        host, port: where to listen; port 0 picks a free port.
-        capacity, rate: the token bucket (100 tokens, 10 per Qomon second); ``None`` for
-            either, or ``rate_limit=False``, turns rate limiting off.
+        host: the address to listen on.
+        port: the port to listen on; 0 picks a free port.
+        capacity: the token bucket's size (100 tokens); ``None``, or ``rate_limit=False``,
+            turns rate limiting off.
+        rate: the bucket's refill (10 tokens per Qomon second); ``None`` turns rate
+            limiting off.
         rate_limit: False to serve without any bucket (benchmarks).
         time_scale: Qomon seconds per real second. Every duration configured here (bucket
             refill, ``upsert_delay``, ``search_lag``, fault latencies) is in Qomon seconds;
