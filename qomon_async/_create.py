@@ -117,15 +117,19 @@ class MemoryInDoubtStore:
     Args:
         max_records: records kept at most; beyond it the oldest is forgotten (with a warning
             log line: a create of that contact will then be sent without a lookup first).
+        clock: the monotonic clock the time to live is counted on (seconds).
 
     ``record_nowait`` records without awaiting: the create protocol calls it from a task
     being cancelled, where an ``await`` may not complete.
     """
 
-    def __init__(self, *, max_records: int = 100_000) -> None:
+    def __init__(
+        self, *, max_records: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
         self.max_records = max_records
+        self._clock = clock
         # key -> (earliest start, expiry on the monotonic clock); insertion order ~ expiry order.
         self._records: dict[str, tuple[dt.datetime, float]] = {}
 
@@ -139,7 +143,7 @@ class MemoryInDoubtStore:
         previous = self._records.pop(key, None)
         if previous is not None and previous[0] < started_at:
             started_at = previous[0]
-        self._records[key] = (started_at, time.monotonic() + ttl)
+        self._records[key] = (started_at, self._clock() + ttl)
         while len(self._records) > self.max_records:
             oldest = next(iter(self._records))
             del self._records[oldest]
@@ -154,7 +158,7 @@ class MemoryInDoubtStore:
         entry = self._records.get(key)
         if entry is None:
             return None
-        if entry[1] <= time.monotonic():
+        if entry[1] <= self._clock():
             del self._records[key]
             return None
         return entry[0]
@@ -163,7 +167,7 @@ class MemoryInDoubtStore:
         self._records.pop(key, None)
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         while self._records:
             key = next(iter(self._records))
             if self._records[key][1] > now:

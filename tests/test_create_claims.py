@@ -48,6 +48,7 @@ async def test_a_row_never_claims_the_contact_of_another_row(
     assert [r.status for r in results] == [CreateStatus.CREATED, CreateStatus.CREATED]
     first, second = (r.contact for r in results)
     assert first is not None and second is not None
+    assert first.id is not None and second.id is not None
     assert first.id != second.id
     assert len(fake.contacts) == 2
     assert fake.contacts[second.id].get("firstname") in (None, "")
