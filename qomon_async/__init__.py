@@ -16,7 +16,6 @@ from ._bulk import BulkProgress, BulkRun, CreateResult, CreateStatus
 from ._client import ClientStats, QomonClient
 from ._config import DEFAULT_BASE_URL, US_BASE_URL, RateLimit, RetryPolicy, __version__
 from ._create import InDoubtStore, MemoryInDoubtStore
-from ._create import InDoubtStore, MemoryInDoubtStore
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
