@@ -85,14 +85,15 @@ class SeenTable:
         self._segments = [_Segment(_MIN_SLOTS) for _ in range(64)]
         self._count = 0
         self._db: sqlite3.Connection | None = None
+        self._spilled = False
 
     def __len__(self) -> int:
         return self._count
 
     @property
     def spilled(self) -> bool:
-        """Whether the table is on disk."""
-        return self._db is not None
+        """Whether the table moved to disk."""
+        return self._spilled
 
     @property
     def nbytes(self) -> int:
@@ -153,6 +154,7 @@ class SeenTable:
         )
         db.execute("COMMIT")
         self._db = db
+        self._spilled = True
         self._segments = []
 
     def _first_on_disk(self, digest: int, index: int) -> int | None:
