@@ -137,6 +137,9 @@ class MemoryInDoubtStore:
         self._expire()
         return len(self._records)
 
+    def __bool__(self) -> bool:
+        return bool(self._records)
+
     def record_nowait(self, key: str, started_at: dt.datetime, ttl: float) -> None:
         """:meth:`record`, synchronously."""
         self._expire()
@@ -361,8 +364,11 @@ class CreateProtocol:
         contact ids that reconciliation may not claim (a :class:`Claims`).
         """
         attempts = attempts_out if attempts_out is not None else []
-        key = identity_key(data) if self.in_doubt is not None else None
+        store = self.in_doubt
+        key: str | None = None
         recorded = False
+        if store is not None and not (isinstance(store, MemoryInDoubtStore) and not store):
+            key = identity_key(data)
         if key is not None:
             recorded_at = await self._lookup_record(key)
             if recorded_at is not None:
@@ -390,12 +396,16 @@ class CreateProtocol:
                 exclude=exclude,
             )
         except asyncio.CancelledError:
-            if key is not None and attempts and first_started is not None:
-                self._record(key, first_started)
+            if store is not None and attempts and first_started is not None:
+                key = key or identity_key(data)
+                if key is not None:
+                    self._record(key, first_started)
             raise
         except OutcomeUnknownError:
-            if key is not None and (attempts or recorded):
-                self._record(key, first_started or in_doubt_since or _now())
+            if store is not None and (attempts or recorded):
+                key = key or identity_key(data)
+                if key is not None:
+                    self._record(key, first_started or in_doubt_since or _now())
             raise
         if recorded and key is not None:
             assert self.in_doubt is not None
