@@ -489,7 +489,7 @@ class QomonClient:
             ordered: yield results in input order (a bounded look-ahead window).
             reconcile: look up ambiguous creates by mail instead of reporting them unknown.
             dedupe: an item with the same identity as an earlier one is ``"skipped"`` with a
-                :class:`DuplicateInputError` (memory: 16 to 32 bytes per distinct item).
+                :class:`DuplicateInputError` (memory: 14 to 28 bytes per distinct item).
             dedupe_key: the identity: ``"mail+names"`` (mail, first name and surname, as
                 Qomon matches people) or ``"mail"`` (the mail alone identifies a person).
             dedupe_spill: distinct items kept in memory for de-duplication at most; beyond,

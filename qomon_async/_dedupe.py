@@ -3,8 +3,8 @@
 A bulk run skips an item whose identity (its mail, and with ``dedupe_key="mail+names"`` its
 first name and surname, case-folded) was already seen in the run. The identities are kept as
 8-byte digests (BLAKE2b) with the 4-byte index of their first occurrence, in 64 open-addressing
-tables of two ``array`` columns each: 12 bytes a slot, each table at most 3/4 full and at least
-3/8 after it grew, so 16 to 32 bytes per distinct item (Python ints in a dict would cost 100 to
+tables of two ``array`` columns each: 12 bytes a slot, each table at most 85% full and at least
+42% after it grew, so 14 to 28 bytes per distinct item (Python ints in a dict would cost 100 to
 150). The tables grow one at a time, so a growth briefly adds 1/64 of the whole, not a copy of
 it. Beyond ``spill`` distinct items the table moves to a temporary SQLite file.
 
@@ -122,7 +122,7 @@ class SeenTable:
         self._count += 1
         if self._spill is not None and self._count > self._spill:
             self._to_disk()
-        elif 4 * segment.count > 3 * (mask + 1):
+        elif 20 * segment.count > 17 * (mask + 1):
             segment.grow()
         return None
 
