@@ -46,9 +46,8 @@ from ._exceptions import (
     QomonError,
 )
 from ._models import Contact
-from ._protocol import fold
-from ._query import Condition, Query
 from ._retry import is_ambiguous
+from ._upsert_verify import read_back
 
 __all__ = ["BulkBackend", "BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
 
@@ -151,12 +150,6 @@ class BulkProgress:
 
 
 _Mode = Literal["create", "upsert"]
-
-# Scalar fields compared when reading back an upsert.
-_VERIFIED_FIELDS = (
-    "firstname", "surname", "married_name", "gender", "mail", "phone", "mobile", "nationality",
-    "birthcity", "birthcountry", "birthdept", "age_category", "black_list",
-)  # fmt: skip
 
 
 class BulkRun(AsyncIterator[CreateResult]):
@@ -559,6 +552,19 @@ class BulkRun(AsyncIterator[CreateResult]):
         if floor is not None:
             self._claims.drop_before(floor)
 
+    async def _verify_upsert(
+        self, data: dict[str, Any], since: dt.datetime, *, cause: BaseException | None
+    ) -> Contact:
+        return await read_back(
+            self._backend.get_contact,
+            self._backend.search,
+            data,
+            since,
+            cause=cause,
+            timeout=self._verify_timeout,
+            interval=self._verify_interval,
+        )
+
     def _set_fatal(self, exc: AuthenticationError | PermissionDeniedError) -> None:
         if self.fatal is None:
             self.fatal = exc
@@ -596,71 +602,11 @@ class BulkRun(AsyncIterator[CreateResult]):
                     cause=exc,
                     attempt_started_at=started,
                 ) from exc
-            return await self._read_back(data, started, cause=exc), True
+            return await self._verify_upsert(data, started, cause=exc), True
         if not self._verify:
             return None, False
-        return await self._read_back(data, started, cause=None), False
-
-    async def _read_back(
-        self, data: dict[str, Any], since: dt.datetime, *, cause: BaseException | None
-    ) -> Contact:
-        """Poll until the upserted contact shows the values sent; OutcomeUnknownError on timeout.
-
-        Qomon applies an upsert about 2 s after its 202, and drops silently a record that names
-        an unknown form or value (§7.6): only a read shows it was applied.
-        """
-        deadline = time.monotonic() + self._verify_timeout
-        contact_id = data.get("id")
-        mail = data.get("mail")
-        if contact_id is None and not mail:
-            raise OutcomeUnknownError(
-                "the upsert has neither id nor mail to read it back by",
-                cause=cause,
-                attempt_started_at=since,
-                reconciliation="nothing to look it up by",
-            )
-        while True:
-            try:
-                if contact_id is not None:
-                    candidates = [await self._backend.get_contact(int(contact_id))]
-                else:
-                    query = Query.where(Condition("mail", "eql:strictdata", str(mail).strip()))
-                    candidates = [c async for c in self._backend.search(query)]
-            except QomonError as exc:
-                if getattr(exc, "status_code", None) != 404:
-                    raise OutcomeUnknownError(
-                        f"the upsert was accepted, and reading it back failed: {exc}",
-                        cause=cause or exc,
-                        attempt_started_at=since,
-                        reconciliation=f"read-back failed: {exc}",
-                    ) from exc
-                candidates = []
-            for contact in candidates:
-                if _shows(contact, data):
-                    return contact
-            if time.monotonic() >= deadline:
-                raise OutcomeUnknownError(
-                    f"the upsert was not visible after {self._verify_timeout:g} s (Qomon drops a "
-                    "record naming an unknown form or value without an error)",
-                    cause=cause,
-                    attempt_started_at=since,
-                    reconciliation="read back until the timeout",
-                )
-            await asyncio.sleep(self._verify_interval)
+        return await self._verify_upsert(data, started, cause=None), False
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _shows(contact: Contact, data: dict[str, Any]) -> bool:
-    """Whether a contact read back shows the scalar values an upsert sent."""
-    for key in _VERIFIED_FIELDS:
-        if key in data and data[key] is not None:
-            have = getattr(contact, key)
-            if isinstance(data[key], str):
-                if fold(have) != fold(data[key]):
-                    return False
-            elif have != data[key]:
-                return False
-    return True
