@@ -333,6 +333,19 @@ class CreateProtocol:
             await self.in_doubt.clear(key)
         return outcome
 
+    def _learn_offset(self, created_at: dt.datetime) -> None:
+        """Learn Qomon's clock from a confirmed create: it stored the contact before now, so
+        its clock minus ours is at least ``created_at - now``. The largest such bound is the
+        tightest; a slow answer gives a looser one, which lowers the estimate by at most
+        :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
+        slack that :meth:`qomon_time` subtracts)."""
+        sample = (_aware(created_at) - _now()).total_seconds()
+        previous = self._offset
+        if previous is None or sample >= previous:
+            self._offset = sample
+        else:
+            self._offset = min(previous, sample + self.clock_slack)
+
     async def _lookup_record(self, key: str) -> dt.datetime | None:
         assert self.in_doubt is not None
         pending = self._recording.get(key)
@@ -412,8 +425,7 @@ class CreateProtocol:
                 )
                 contact = _protocol.decode_contact(response.status, response.body)
                 if contact.created_at is not None:
-                    # Qomon stored it before now: its clock minus ours is at least this.
-                    self._offset = (_aware(contact.created_at) - _now()).total_seconds()
+                    self._learn_offset(contact.created_at)
                 return CreateOutcome(contact, len(attempts), reconciled=False)
             except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
                 if not is_ambiguous(exc):
@@ -514,9 +526,12 @@ class CreateProtocol:
                 reconciliation="no mail to search by",
             )
         self.stats.reconciliations += 1
+        earliest = since - dt.timedelta(seconds=self.reconcile_margin)
+        if not_before is not None and not_before < earliest:
+            earliest = not_before  # Qomon's clock is behind ours by more than the margin
         conditions = [
             Condition("mail", "eql:strictdata", mail.strip()),
-            Condition("CreatedAt", "gte", since - dt.timedelta(seconds=self.reconcile_margin)),
+            Condition("CreatedAt", "gte", earliest),
         ]
         try:
             candidates = [c async for c in self._search(Query.where(*conditions))]

@@ -187,3 +187,16 @@ async def test_the_lookups_outlast_a_lagging_search_index(
         assert len(fake.contacts) == contacts
         assert contact.id in fake.contacts
         assert client.stats.reconciled == (1 if contacts == 1 else 0)
+
+
+async def test_qomon_s_clock_is_learned_from_confirmed_creates() -> None:
+    # Qomon's clock an hour behind ours, far beyond the 120 s margin: once a create has been
+    # confirmed, an ambiguous one is still found where Qomon's clock says it was stored.
+    behind = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    async with FakeQomon(api_key=KEY, time_scale=1000, start_time=behind) as fake:
+        async with QomonClient(KEY, base_url=fake.base_url, retry=FAST, reconcile_lag=0) as client:
+            await client.create_contact(JEANNE)
+            fake.inject(ErrorAfterProcessing(status=500), route="POST /contacts", nth=1)
+            second = await client.create_contact({**MARTIN, "firstname": "Paul"})
+        assert len(fake.contacts) == 2 and second.id in fake.contacts
+        assert client.stats.reconciled == 1
