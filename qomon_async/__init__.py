@@ -15,6 +15,7 @@ The emulator for tests lives in :mod:`qomon_async.testing`.
 from ._bulk import BulkProgress, BulkRun, CreateResult, CreateStatus
 from ._client import ClientStats, QomonClient
 from ._config import DEFAULT_BASE_URL, US_BASE_URL, RateLimit, RetryPolicy, __version__
+from ._create import InDoubtStore, MemoryInDoubtStore
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -91,6 +92,8 @@ __all__ = [
     "FormType",
     "FormValue",
     "Group",
+    "InDoubtStore",
+    "MemoryInDoubtStore",
     "NotFoundError",
     "Note",
     "NoteWrite",

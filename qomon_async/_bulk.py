@@ -14,10 +14,10 @@ requests already sent finish and keeps their outcomes in :attr:`BulkRun.unclaime
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import enum
-import hashlib
 import logging
 import time
 from collections.abc import (
@@ -34,7 +34,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from . import _protocol
 from ._config import RetryPolicy
-from ._create import CreateProtocol, Request, Search, maybe_await
+from ._create import Claims, CreateProtocol, Request, Search, maybe_await
+from ._dedupe import SeenTable
 from ._exceptions import (
     Aborted,
     AuthenticationError,
@@ -45,10 +46,9 @@ from ._exceptions import (
     QomonError,
 )
 from ._models import ConfirmedContact, Contact, confirmed
-from ._protocol import fold
-from ._query import Condition, Query
 from ._retry import is_ambiguous
-from ._validation import duplicate_message
+from ._upsert_verify import read_back
+from ._validation import DedupeKey, duplicate_key, duplicate_message
 
 __all__ = ["BulkBackend", "BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
 
@@ -156,14 +156,7 @@ class BulkProgress:
             self.reconciled += 1
 
 
-_END = object()
 _Mode = Literal["create", "upsert"]
-
-# Scalar fields compared when reading back an upsert.
-_VERIFIED_FIELDS = (
-    "firstname", "surname", "married_name", "gender", "mail", "phone", "mobile", "nationality",
-    "birthcity", "birthcountry", "birthdept", "age_category", "black_list",
-)  # fmt: skip
 
 
 class BulkRun(AsyncIterator[CreateResult[ItemT]]):
@@ -184,6 +177,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         ordered: bool,
         reconcile: bool,
         dedupe: bool,
+        dedupe_key: DedupeKey = "mail+names",
+        dedupe_spill: int | None = None,
         retry: RetryPolicy | None,
         timeout: float | None,
         total: int | None,
@@ -202,7 +197,13 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self._concurrency = concurrency
         self._ordered = ordered
         self._reconcile = reconcile
-        self._dedupe = dedupe
+        if dedupe_key not in ("mail+names", "mail"):
+            raise ValueError(f"dedupe_key must be 'mail+names' or 'mail', not {dedupe_key!r}")
+        self._dedupe_key: DedupeKey = dedupe_key
+        self._seen = SeenTable(spill=dedupe_spill) if dedupe else None
+        # The contacts items obtained, kept while another item's reconciliation could meet
+        # them: a contact is never given to two items (twins are wanted with dedupe=False).
+        self._claims = Claims()
         self._retry = retry
         self._timeout = timeout
         self._on_progress = on_progress
@@ -246,45 +247,57 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         await self.aclose()
 
     # -- the run ---------------------------------------------------------------------------------
+    #
+    # Workers append results to a deque and wake the consumer through one future; the consumer
+    # takes them without awaiting while any are ready. A worker waits only when ``2 * concurrency``
+    # results are unconsumed (backpressure), and in ordered mode when its next item would leave
+    # the look-ahead window.
 
     async def _run(self) -> AsyncGenerator[CreateResult[ItemT], None]:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
         self._closing = False
         self._closed_error = QomonError("the bulk run was closed before this item was sent")
         self._next_index = 0
         self._yielded = 0
         self._input_done = False
         self._input_error: BaseException | None = None
-        self._input_lock = asyncio.Lock()
-        self._window = asyncio.Condition()
+        self._input_lock = asyncio.Lock() if self._async_items is not None else None
         self._window_size = max(4 * self._concurrency, 64)
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._room = asyncio.Semaphore(2 * self._concurrency)
-        self._seen: dict[int, int] = {}
-        # Without de-duplication, twins are wanted: reconciliation must not give one twin the
-        # contact another twin created (memory: one id per created item).
-        self._claimed: set[int] = set()
+        self._results: collections.deque[CreateResult[ItemT]] = collections.deque()
+        self._room_size = 2 * self._concurrency
+        self._ready: asyncio.Future[None] | None = None  # the consumer waits for a result
+        self._room: asyncio.Future[None] | None = None  # workers wait for the consumer
+        self._window: asyncio.Future[None] | None = None  # ordered: workers wait to advance
+        self._in_flight: dict[int, dt.datetime | None] = {}
         self._pulling: set[asyncio.Task[None]] = set()
         self._live = self._concurrency
         self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
         buffer: dict[int, CreateResult[ItemT]] = {}
+        results = self._results
         finished = False
         try:
             while True:
                 if self._ordered and self._yielded in buffer:
                     result = buffer.pop(self._yielded)
-                    await self._advance()
+                    self._advance()
                     yield result
                     continue
-                message = await self._queue.get()
-                if message is _END:
-                    break
-                assert isinstance(message, CreateResult)
-                self._room.release()
-                if self._ordered:
-                    buffer[message.index] = message
+                if results:
+                    result = results.popleft()
+                    room = self._room
+                    if room is not None and not room.done():
+                        room.set_result(None)
+                    if self._ordered:
+                        buffer[result.index] = result
+                        continue
+                    self._yielded += 1
+                    yield result
                     continue
-                self._yielded += 1
-                yield message
+                if self._live == 0:
+                    break
+                self._ready = loop.create_future()
+                await self._ready
             finished = True
             # A worker that died of a bug must not pass for a run that ended well.
             await asyncio.gather(*self._workers)
@@ -296,19 +309,25 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         finally:
             if not finished:
                 await self._shutdown(cancel=False, buffer=buffer)
+            if self._seen is not None:
+                self._seen.close()
 
-    async def _advance(self) -> None:
-        async with self._window:
-            self._yielded += 1
-            self._window.notify_all()
+    @staticmethod
+    def _wake(waiter: asyncio.Future[None] | None) -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _advance(self) -> None:
+        self._yielded += 1
+        self._wake(self._window)
 
     async def _shutdown(self, *, cancel: bool, buffer: dict[int, CreateResult[ItemT]]) -> None:
         """Stop pulling input, let (or make) the workers end, keep every outcome."""
         if self._closing:
             return
         self._closing = True
-        async with self._window:
-            self._window.notify_all()
+        self._wake(self._window)
+        self._wake(self._room)
         if cancel:
             for task in self._workers:
                 task.cancel()
@@ -316,14 +335,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             # Workers waiting on the input (a queue fed by a bot may wait forever) hold no item.
             for task in list(self._pulling):
                 task.cancel()
-        while True:
-            message = await self._queue.get()
-            if message is _END:
-                break
-            assert isinstance(message, CreateResult)
-            self._room.release()
-            self.unclaimed.append(message)
         await asyncio.gather(*self._workers, return_exceptions=True)
+        self.unclaimed.extend(self._results)
+        self._results.clear()
         self.unclaimed.extend(buffer.values())
         self.unclaimed.sort(key=lambda r: r.index)
         buffer.clear()
@@ -331,42 +345,63 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
     async def _pull(self) -> tuple[int, Any] | None:
         """The next input item and its index, or None when the input is over or the run closed."""
         if self._ordered:
-            async with self._window:
-                await self._window.wait_for(
-                    lambda: self._closing or self._next_index < self._yielded + self._window_size
-                )
+            while not (self._closing or self._next_index < self._yielded + self._window_size):
+                if self._window is None or self._window.done():
+                    self._window = self._loop.create_future()
+                await self._window
+        if self._input_lock is None:
+            return self._next_item()
         async with self._input_lock:
-            if self._closing or self._input_done:
-                return None
-            try:
-                if self._async_items is not None:
-                    item = await anext(self._async_items)
-                else:
-                    assert self._sync_items is not None
-                    item = next(self._sync_items)
-            except (StopIteration, StopAsyncIteration):
-                self._input_done = True
-                return None
-            except Exception as exc:  # the input itself failed: report it after the rest
-                self._input_done = True
-                self._input_error = exc
-                logger.error("bulk input raised %s: no more items are read", exc)
-                return None
-            index = self._next_index
-            self._next_index += 1
-            return index, item
+            return await self._next_item_async()
+
+    def _next_item(self) -> tuple[int, Any] | None:
+        if self._closing or self._input_done:
+            return None
+        assert self._sync_items is not None
+        try:
+            item = next(self._sync_items)
+        except StopIteration:
+            self._input_done = True
+            return None
+        except Exception as exc:  # the input itself failed: report it after the rest
+            self._input_failed(exc)
+            return None
+        index = self._next_index
+        self._next_index += 1
+        return index, item
+
+    async def _next_item_async(self) -> tuple[int, Any] | None:
+        if self._closing or self._input_done:
+            return None
+        assert self._async_items is not None
+        try:
+            item = await anext(self._async_items)
+        except StopAsyncIteration:
+            self._input_done = True
+            return None
+        except Exception as exc:  # the input itself failed: report it after the rest
+            self._input_failed(exc)
+            return None
+        index = self._next_index
+        self._next_index += 1
+        return index, item
+
+    def _input_failed(self, exc: Exception) -> None:
+        self._input_done = True
+        self._input_error = exc
+        logger.error("bulk input raised %s: no more items are read", exc)
 
     async def _work(self) -> None:
         try:
             task = asyncio.current_task()
+            assert task is not None
+            pulling = self._pulling
             while True:
-                if task is not None:
-                    self._pulling.add(task)
+                pulling.add(task)
                 try:
                     picked = await self._pull()
                 finally:
-                    if task is not None:
-                        self._pulling.discard(task)
+                    pulling.discard(task)
                 if picked is None:
                     break
                 index, item = picked
@@ -381,18 +416,22 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         finally:
             self._live -= 1
             if self._live == 0:
-                self._queue.put_nowait(_END)
+                self._wake(self._ready)
 
     async def _emit(self, result: CreateResult[ItemT]) -> None:
+        while len(self._results) >= self._room_size and not self._closing:
+            if self._room is None or self._room.done():
+                self._room = self._loop.create_future()
+            try:
+                await self._room
+            except asyncio.CancelledError:
+                self.unclaimed.append(result)
+                raise
         if self._closing:
             self.unclaimed.append(result)
             return
-        try:
-            await self._room.acquire()
-        except asyncio.CancelledError:
-            self.unclaimed.append(result)
-            raise
-        self._queue.put_nowait(result)
+        self._results.append(result)
+        self._wake(self._ready)
 
     def _abort(self) -> QomonError | None:
         """Asked right before each request: a reason not to send it, or None."""
@@ -424,15 +463,15 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             return result(CreateStatus.FAILED, error=exc)
         except TypeError as exc:
             return result(CreateStatus.FAILED, error=ContactValidationError(str(exc)))
-        if self._dedupe:
-            key = _identity(data)
-            if key is not None:
-                first = self._seen.setdefault(key, index)
-                if first != index:
+        if self._seen is not None:
+            digest = duplicate_key(data, self._dedupe_key)
+            if digest is not None:
+                first = self._seen.first(digest, index)
+                if first is not None:
                     return result(
                         CreateStatus.SKIPPED,
                         error=DuplicateInputError(
-                            duplicate_message("item", index, first),
+                            duplicate_message("item", index, first, self._dedupe_key),
                             first_index=first,
                         ),
                     )
@@ -440,19 +479,27 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self.progress.in_flight += 1
         try:
             if self._mode == "create":
-                outcome = await self._backend.creates.create(
+                creates = self._backend.creates
+                in_doubt_since = self._in_doubt(index, item) if self._in_doubt else None
+                # Qomon's clock when the item was picked (None: claims are kept meanwhile).
+                self._in_flight[index] = (
+                    None if in_doubt_since is not None else creates.qomon_time(_now())
+                )
+                claims = self._claims
+                outcome = await creates.create(
                     data,
                     reconcile=self._reconcile,
                     retry=self._retry,
                     timeout=self._timeout,
-                    in_doubt_since=self._in_doubt(index, item) if self._in_doubt else None,
+                    in_doubt_since=in_doubt_since,
                     abort=self._abort,
                     on_attempt=self._attempt_hook(index),
                     attempts_out=attempts,
-                    exclude=() if self._dedupe else self._claimed,
+                    exclude=claims,
                 )
-                if not self._dedupe and outcome.contact.id is not None:
-                    self._claimed.add(outcome.contact.id)
+                claims.add(outcome.contact, keep=outcome.reconciled and outcome.attempts == 0)
+                if claims.full():
+                    self._forget_old_claims()
                 return result(
                     CreateStatus.CREATED,
                     contact=confirmed(outcome.contact),
@@ -502,6 +549,31 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             raise
         finally:
             self.progress.in_flight -= 1
+            self._in_flight.pop(index, None)
+
+    def _forget_old_claims(self) -> None:
+        """Drop the claims no item in flight (or picked later) can meet in a reconciliation."""
+        floor = self._backend.creates.qomon_time(_now())
+        for start in self._in_flight.values():
+            if start is None or floor is None:
+                return
+            floor = min(floor, start)
+        # Items picked later start later: with none in flight, "now" is the floor.
+        if floor is not None:
+            self._claims.drop_before(floor)
+
+    async def _verify_upsert(
+        self, data: dict[str, Any], since: dt.datetime, *, cause: BaseException | None
+    ) -> Contact:
+        return await read_back(
+            self._backend.get_contact,
+            self._backend.search,
+            data,
+            since,
+            cause=cause,
+            timeout=self._verify_timeout,
+            interval=self._verify_interval,
+        )
 
     def _set_fatal(self, exc: AuthenticationError | PermissionDeniedError) -> None:
         if self.fatal is None:
@@ -540,80 +612,11 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     cause=exc,
                     attempt_started_at=started,
                 ) from exc
-            return await self._read_back(data, started, cause=exc), True
+            return await self._verify_upsert(data, started, cause=exc), True
         if not self._verify:
             return None, False
-        return await self._read_back(data, started, cause=None), False
-
-    async def _read_back(
-        self, data: dict[str, Any], since: dt.datetime, *, cause: BaseException | None
-    ) -> Contact:
-        """Poll until the upserted contact shows the values sent; OutcomeUnknownError on timeout.
-
-        Qomon applies an upsert about 2 s after its 202, and drops silently a record that names
-        an unknown form or value (§7.6): only a read shows it was applied.
-        """
-        deadline = time.monotonic() + self._verify_timeout
-        contact_id = data.get("id")
-        mail = data.get("mail")
-        if contact_id is None and not mail:
-            raise OutcomeUnknownError(
-                "the upsert has neither id nor mail to read it back by",
-                cause=cause,
-                attempt_started_at=since,
-                reconciliation="nothing to look it up by",
-            )
-        while True:
-            try:
-                if contact_id is not None:
-                    candidates = [await self._backend.get_contact(int(contact_id))]
-                else:
-                    query = Query.where(Condition("mail", "eql:strictdata", str(mail).strip()))
-                    candidates = [c async for c in self._backend.search(query)]
-            except QomonError as exc:
-                if getattr(exc, "status_code", None) != 404:
-                    raise OutcomeUnknownError(
-                        f"the upsert was accepted, and reading it back failed: {exc}",
-                        cause=cause or exc,
-                        attempt_started_at=since,
-                        reconciliation=f"read-back failed: {exc}",
-                    ) from exc
-                candidates = []
-            for contact in candidates:
-                if _shows(contact, data):
-                    return contact
-            if time.monotonic() >= deadline:
-                raise OutcomeUnknownError(
-                    f"the upsert was not visible after {self._verify_timeout:g} s (Qomon drops a "
-                    "record naming an unknown form or value without an error)",
-                    cause=cause,
-                    attempt_started_at=since,
-                    reconciliation="read back until the timeout",
-                )
-            await asyncio.sleep(self._verify_interval)
+        return await self._verify_upsert(data, started, cause=None), False
 
 
-def _identity(data: dict[str, Any]) -> int | None:
-    """A compact key of (mail, firstname, surname) for input de-duplication; None without mail.
-
-    A 64-bit hash keeps the memory per distinct contact small (about 150 bytes with the index,
-    as measured by benchmarks/bench_memory.py).
-    """
-    mail = fold(data.get("mail"))
-    if not mail:
-        return None
-    text = "\x1f".join((mail, fold(data.get("firstname")), fold(data.get("surname"))))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
-def _shows(contact: Contact, data: dict[str, Any]) -> bool:
-    """Whether a contact read back shows the scalar values an upsert sent."""
-    for key in _VERIFIED_FIELDS:
-        if key in data and data[key] is not None:
-            have = getattr(contact, key)
-            if isinstance(data[key], str):
-                if fold(have) != fold(data[key]):
-                    return False
-            elif have != data[key]:
-                return False
-    return True
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -33,7 +33,7 @@ from ._config import (
     RateLimit,
     RetryPolicy,
 )
-from ._create import CreateProtocol
+from ._create import CreateProtocol, InDoubtStore, MemoryInDoubtStore
 from ._exceptions import Aborted, APIConnectionError, NotFoundError
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ActionSummary, ConfirmedContact, Contact, Form, FormType, confirmed
@@ -49,6 +49,7 @@ from ._ratelimit import (
 from ._retry import retrying
 from ._stats import ClientStats
 from ._types import ContactDict, UpsertDict
+from ._validation import DedupeKey
 
 _C = TypeVar("_C", bound=ContactInput)
 _U = TypeVar("_U", bound=UpsertInput)
@@ -98,9 +99,16 @@ class QomonClient:
             send without limiting (not advised against Qomon).
         reconcile_margin: seconds subtracted from an attempt's start when searching for the
             contact an ambiguous create may have made (clock skew between client and Qomon).
-        reconcile_delay: seconds to wait after an ambiguous create before each of the two
-            searches for it, so that a create Qomon is still processing, or that its search
-            index has not caught up with, is found rather than sent again.
+        reconcile_lag: seconds Qomon's search may lag behind a stored create (default 5).
+            After an ambiguous create the contact is looked up after growing waits (10%, 20%,
+            30% and 40% of it: 0.5, 1, 1.5 and 2 s), and sent again only when every lookup
+            missed it (``0``: four lookups in a row).
+        reconcile_delay: deprecated; sets ``reconcile_lag`` to twice it.
+        in_doubt: where creates cancelled, or left unknown, after sending are remembered
+            (``True``: in this client's memory; an :class:`InDoubtStore`, e.g. shared through
+            Redis; ``False``: not remembered). A later create of the same contact (same mail
+            and names) through this client looks it up first: found, it is returned.
+        in_doubt_ttl: seconds an in-doubt record is kept (a day).
         strict: refuse a contact key this library does not know (``ContactValidationError``
             naming the closest known field; nothing is sent). ``False`` sends unknown keys as
             given, for fields Qomon adds later (a warning is logged once per key); every write
@@ -123,7 +131,10 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | bool = True,
         reconcile_margin: float = 120.0,
-        reconcile_delay: float = 1.0,
+        reconcile_lag: float = 5.0,
+        reconcile_delay: float | None = None,
+        in_doubt: InDoubtStore | bool = True,
+        in_doubt_ttl: float = 86400.0,
         strict: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
@@ -151,7 +162,10 @@ class QomonClient:
             stats=self.stats,
             retry=self.retry,
             reconcile_margin=reconcile_margin,
-            reconcile_delay=reconcile_delay,
+            # reconcile_delay (before 0.2): two lookups that far apart, i.e. a lag of twice it.
+            reconcile_lag=reconcile_lag if reconcile_delay is None else 2 * reconcile_delay,
+            in_doubt=(MemoryInDoubtStore() if in_doubt is True else in_doubt or None),
+            in_doubt_ttl=in_doubt_ttl,
         )
         self._session = session
         self._owns_session = session is None
@@ -478,6 +492,8 @@ class QomonClient:
         ordered: bool = False,
         reconcile: bool = True,
         dedupe: bool = True,
+        dedupe_key: DedupeKey = "mail+names",
+        dedupe_spill: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         total: int | None = None,
@@ -496,6 +512,8 @@ class QomonClient:
         ordered: bool = False,
         reconcile: bool = True,
         dedupe: bool = True,
+        dedupe_key: DedupeKey = "mail+names",
+        dedupe_spill: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         total: int | None = None,
@@ -513,6 +531,8 @@ class QomonClient:
         ordered: bool = False,
         reconcile: bool = True,
         dedupe: bool = True,
+        dedupe_key: DedupeKey = "mail+names",
+        dedupe_spill: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         total: int | None = None,
@@ -533,8 +553,12 @@ class QomonClient:
             concurrency: requests in flight at most.
             ordered: yield results in input order (a bounded look-ahead window).
             reconcile: look up ambiguous creates by mail instead of reporting them unknown.
-            dedupe: an item with the same mail and names as an earlier one is ``"skipped"``
-                with a :class:`DuplicateInputError` (memory: ~150 bytes per distinct mail).
+            dedupe: an item with the same identity as an earlier one is ``"skipped"`` with a
+                :class:`DuplicateInputError` (memory: 14 to 28 bytes per distinct item).
+            dedupe_key: the identity: ``"mail+names"`` (mail, first name and surname, as
+                Qomon matches people) or ``"mail"`` (the mail alone identifies a person).
+            dedupe_spill: distinct items kept in memory for de-duplication at most; beyond,
+                the table moves to a temporary SQLite file. None: never.
             total: the input's length, for the ETA (taken from ``len()`` when it has one).
             on_progress: called with the live :class:`BulkProgress` after each item.
             on_attempt: ``(index, started_at)``, called (and awaited if it returns an
@@ -554,6 +578,8 @@ class QomonClient:
             ordered=ordered,
             reconcile=reconcile,
             dedupe=dedupe,
+            dedupe_key=dedupe_key,
+            dedupe_spill=dedupe_spill,
             retry=retry,
             timeout=timeout,
             total=total,
@@ -571,6 +597,8 @@ class QomonClient:
         concurrency: int = 8,
         ordered: bool = False,
         dedupe: bool = True,
+        dedupe_key: DedupeKey = "mail+names",
+        dedupe_spill: int | None = None,
         verify: bool = False,
         verify_timeout: float = 30.0,
         verify_interval: float = 2.0,
@@ -590,6 +618,8 @@ class QomonClient:
         concurrency: int = 8,
         ordered: bool = False,
         dedupe: bool = True,
+        dedupe_key: DedupeKey = "mail+names",
+        dedupe_spill: int | None = None,
         verify: bool = False,
         verify_timeout: float = 30.0,
         verify_interval: float = 2.0,
@@ -608,6 +638,8 @@ class QomonClient:
         concurrency: int = 8,
         ordered: bool = False,
         dedupe: bool = True,
+        dedupe_key: DedupeKey = "mail+names",
+        dedupe_spill: int | None = None,
         verify: bool = False,
         verify_timeout: float = 30.0,
         verify_interval: float = 2.0,
@@ -634,6 +666,8 @@ class QomonClient:
             ordered=ordered,
             reconcile=False,  # upserts are looked up by verify=True, not reconciled
             dedupe=dedupe,
+            dedupe_key=dedupe_key,
+            dedupe_spill=dedupe_spill,
             retry=retry,
             timeout=timeout,
             total=total,

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mappi
 from typing import Any, Protocol
 
 from . import _http, _protocol
+from ._claims import Claims
+from ._claims import aware as _aware
 from ._config import RetryPolicy
 from ._exceptions import (
     APIConnectionError,
@@ -38,13 +40,18 @@ from ._retry import is_ambiguous, retry_wait
 from ._stats import ClientStats
 
 __all__ = [
+    "NAME_FIELDS",
+    "Claims",
     "CreateOutcome",
     "CreateProtocol",
     "InDoubtStore",
+    "MemoryInDoubtStore",
     "Request",
     "Search",
     "identity_key",
+    "lookup_schedule",
     "maybe_await",
+    "same_person",
 ]
 
 logger = logging.getLogger("qomon_async")
@@ -88,7 +95,7 @@ class InDoubtStore(Protocol):
 
     A create cancelled or timed out after sending is recorded under :func:`identity_key`; a
     later create of the same contact looks it up and reconciles before sending. Implementations:
-    ``MemoryInDoubtStore`` (one client) and the Redis bucket's (every process of a space).
+    :class:`MemoryInDoubtStore` (one client) and the Redis bucket's (every process of a space).
     """
 
     async def record(self, key: str, started_at: dt.datetime, ttl: float) -> None:
@@ -103,6 +110,82 @@ class InDoubtStore(Protocol):
     async def clear(self, key: str) -> None:
         """The create of ``key`` is settled (found, or surely absent and sent again)."""
         ...
+
+
+class MemoryInDoubtStore:
+    """The in-doubt records of one process: a dict with a time to live and a size bound.
+
+    Args:
+        max_records: records kept at most; beyond it the oldest is forgotten (with a warning
+            log line: a create of that contact will then be sent without a lookup first).
+        clock: the monotonic clock the time to live is counted on (seconds).
+
+    ``record_nowait`` records without awaiting: the create protocol calls it from a task
+    being cancelled, where an ``await`` may not complete.
+    """
+
+    def __init__(
+        self, *, max_records: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
+        self.max_records = max_records
+        self._clock = clock
+        # key -> (earliest start, expiry on the monotonic clock); insertion order ~ expiry order.
+        self._records: dict[str, tuple[dt.datetime, float]] = {}
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._records)
+
+    def __bool__(self) -> bool:
+        return bool(self._records)
+
+    def record_nowait(self, key: str, started_at: dt.datetime, ttl: float) -> None:
+        """:meth:`record`, synchronously."""
+        self._expire()
+        previous = self._records.pop(key, None)
+        if previous is not None and previous[0] < started_at:
+            started_at = previous[0]
+        self._records[key] = (started_at, self._clock() + ttl)
+        while len(self._records) > self.max_records:
+            oldest = next(iter(self._records))
+            del self._records[oldest]
+            logger.warning(
+                "in-doubt records: more than %d; the oldest is forgotten", self.max_records
+            )
+
+    async def record(self, key: str, started_at: dt.datetime, ttl: float) -> None:
+        self.record_nowait(key, started_at, ttl)
+
+    async def lookup(self, key: str) -> dt.datetime | None:
+        entry = self._records.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._records[key]
+            return None
+        return entry[0]
+
+    async def clear(self, key: str) -> None:
+        self._records.pop(key, None)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._records:
+            key = next(iter(self._records))
+            if self._records[key][1] > now:
+                return
+            del self._records[key]
+
+
+def lookup_schedule(lag: float) -> tuple[float, ...]:
+    """The waits before each lookup of an ambiguous create: growing, summing to ``lag``.
+
+    ``lag=5`` gives 0.5, 1, 1.5 and 2 s: a contact Qomon's search shows up to 5 s after it was
+    stored is found by the last lookup at the latest. ``lag=0``: four lookups in a row.
+    """
+    return tuple(max(lag, 0.0) * share for share in (0.1, 0.2, 0.3, 0.4))
 
 
 async def maybe_await(value: Awaitable[None] | None) -> None:
@@ -130,8 +213,17 @@ class CreateProtocol:
         retry: the default retry policy.
         reconcile_margin: seconds subtracted from an attempt's start when searching for the
             contact an ambiguous create may have made (clock skew between client and Qomon).
-        reconcile_delay: seconds to wait after an ambiguous create before each search for it.
+        reconcile_lag: how far (seconds) Qomon's search may lag behind a stored create: after
+            an ambiguous failure the contact is looked up after waits of 10%, 20%, 30% and 40%
+            of it (5 s: 0.5, 1, 1.5 and 2 s), and sent again only when all four miss it.
+        in_doubt: where creates cancelled or left unknown after sending are remembered, so that
+            a later create of the same contact reconciles first (None: not remembered).
+        in_doubt_ttl: seconds an in-doubt record is kept (a day by default).
     """
+
+    #: Seconds of drift allowed between Qomon's clock and the offset learned from the last
+    #: confirmed create (see :meth:`reconcile`).
+    clock_slack: float = 5.0
 
     def __init__(
         self,
@@ -141,14 +233,34 @@ class CreateProtocol:
         stats: ClientStats,
         retry: RetryPolicy,
         reconcile_margin: float,
-        reconcile_delay: float,
+        reconcile_lag: float = 5.0,
+        in_doubt: InDoubtStore | None = None,
+        in_doubt_ttl: float = 86400.0,
     ) -> None:
+        if reconcile_lag < 0 or reconcile_margin < 0:
+            raise ValueError("reconcile_lag and reconcile_margin must not be negative")
+        if in_doubt_ttl <= 0:
+            raise ValueError("in_doubt_ttl must be positive")
         self._request = request
         self._search = search
         self.stats = stats
         self.retry = retry
         self.reconcile_margin = reconcile_margin
-        self.reconcile_delay = reconcile_delay
+        self.reconcile_lag = reconcile_lag
+        self.schedule = lookup_schedule(reconcile_lag)
+        self.in_doubt = in_doubt
+        self.in_doubt_ttl = in_doubt_ttl
+        # Qomon's clock minus ours, at most (seconds), from the last confirmed create.
+        self._offset: float | None = None
+        # Records being written in the background (a store that is not in memory), by key.
+        self._recording: dict[str, asyncio.Task[None]] = {}
+
+    def qomon_time(self, when: dt.datetime) -> dt.datetime | None:
+        """``when`` (this machine's clock) on Qomon's clock at the earliest, or None before a
+        create was confirmed (until then, :attr:`reconcile_margin` covers the skew)."""
+        if self._offset is None:
+            return None
+        return when + dt.timedelta(seconds=self._offset - self.clock_slack)
 
     async def create(
         self,
@@ -166,31 +278,140 @@ class CreateProtocol:
         """The create loop shared by ``create_contact`` and the bulk pool.
 
         ``in_doubt_since``: an earlier attempt (another run) may have created the contact at or
-        after this time; it is looked up before anything is sent. ``abort``: see :meth:`_send`.
-        ``on_attempt(started_at)`` is awaited before each round of sending (a journal records
-        it durably first). ``attempts_out`` receives the count of requests sent, whatever the
-        outcome. ``exclude``: contact ids that reconciliation may not claim.
+        after this time; it is looked up before anything is sent (so is a record of the
+        client's in-doubt store). ``abort``: see the client's ``_send``. ``on_attempt(started_at)``
+        is awaited before each round of sending (a journal records it durably first).
+        ``attempts_out`` receives the count of requests sent, whatever the outcome. ``exclude``:
+        contact ids that reconciliation may not claim (a :class:`Claims`).
         """
+        attempts = attempts_out if attempts_out is not None else []
+        store = self.in_doubt
+        key: str | None = None
+        recorded = False
+        if store is not None and not (isinstance(store, MemoryInDoubtStore) and not store):
+            key = identity_key(data)
+        if key is not None:
+            recorded_at = await self._lookup_record(key)
+            if recorded_at is not None:
+                recorded = True
+                if in_doubt_since is None or recorded_at < in_doubt_since:
+                    in_doubt_since = recorded_at
+        first_started: dt.datetime | None = None
+
+        def on_round(started: dt.datetime) -> Awaitable[None] | None:
+            nonlocal first_started
+            if first_started is None:
+                first_started = started
+            return on_attempt(started) if on_attempt is not None else None
+
+        try:
+            outcome = await self._create(
+                data,
+                reconcile=reconcile,
+                retry=retry,
+                timeout=timeout,
+                in_doubt_since=in_doubt_since,
+                abort=abort,
+                on_round=on_round,
+                attempts=attempts,
+                exclude=exclude,
+            )
+        except asyncio.CancelledError:
+            if store is not None and attempts and first_started is not None:
+                key = key or identity_key(data)
+                if key is not None:
+                    self._record(key, first_started)
+            raise
+        except OutcomeUnknownError:
+            if store is not None and (attempts or recorded):
+                key = key or identity_key(data)
+                if key is not None:
+                    self._record(key, first_started or in_doubt_since or _now())
+            raise
+        if recorded and key is not None:
+            assert self.in_doubt is not None
+            await self.in_doubt.clear(key)
+        return outcome
+
+    def _learn_offset(self, created_at: dt.datetime) -> None:
+        """Learn Qomon's clock from a confirmed create: it stored the contact before now, so
+        its clock minus ours is at least ``created_at - now``. The largest such bound is the
+        tightest; a slow answer gives a looser one, which lowers the estimate by at most
+        :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
+        slack that :meth:`qomon_time` subtracts)."""
+        sample = (_aware(created_at) - _now()).total_seconds()
+        previous = self._offset
+        if previous is None or sample >= previous:
+            self._offset = sample
+        else:
+            self._offset = min(previous, sample + self.clock_slack)
+
+    async def _lookup_record(self, key: str) -> dt.datetime | None:
+        assert self.in_doubt is not None
+        pending = self._recording.get(key)
+        if pending is not None:
+            # A record written in the background by a cancelled create: let it land first.
+            await asyncio.wait([pending])
+        return await self.in_doubt.lookup(key)
+
+    def _record(self, key: str, started: dt.datetime) -> None:
+        """Record an in-doubt create without awaiting (the task may be being cancelled)."""
+        store = self.in_doubt
+        assert store is not None
+        logger.info("create in doubt: recorded, a later create of it will look it up first")
+        if isinstance(store, MemoryInDoubtStore):
+            store.record_nowait(key, started, self.in_doubt_ttl)
+            return
+        task = asyncio.ensure_future(store.record(key, started, self.in_doubt_ttl))
+        self._recording[key] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._recording.get(key) is finished:
+                del self._recording[key]
+            if not finished.cancelled() and finished.exception() is not None:
+                logger.error("in-doubt record failed: %s", finished.exception())
+
+        task.add_done_callback(done)
+
+    async def _create(
+        self,
+        data: Mapping[str, Any],
+        *,
+        reconcile: bool,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        in_doubt_since: dt.datetime | None,
+        abort: Callable[[], BaseException | None] | None,
+        on_round: Callable[[dt.datetime], Awaitable[None] | None],
+        attempts: list[int],
+        exclude: Container[int],
+    ) -> CreateOutcome:
         policy = retry or self.retry
         body = _protocol.contact_body(data)
-        attempts = attempts_out if attempts_out is not None else []
         # One budget for the whole create: the policy's attempts and total time bound every
         # request of every round, not each round afresh.
         deadline = time.monotonic() + policy.max_time
         if in_doubt_since is not None:
-            found = await self.reconcile(data, in_doubt_since, cause=None, exclude=exclude)
+            found = await self._look(
+                data, in_doubt_since, None, cause=None, exclude=exclude, fresh=False
+            )
             if found is not None:
                 return CreateOutcome(found, 0, reconciled=True)
         rounds = 0
         while True:
             rounds += 1
-            started = dt.datetime.now(dt.timezone.utc)
-            await maybe_await(on_attempt(started) if on_attempt is not None else None)
-            round_policy = dataclasses.replace(
-                policy,
-                max_attempts=max(policy.max_attempts - len(attempts), 1),
-                max_time=max(deadline - time.monotonic(), 0.0),
-            )
+            started = _now()
+            # Qomon's clock at the attempt's start, from what was known before it.
+            not_before = self.qomon_time(started)
+            await maybe_await(on_round(started))
+            if rounds == 1:
+                round_policy = policy
+            else:
+                round_policy = dataclasses.replace(
+                    policy,
+                    max_attempts=max(policy.max_attempts - len(attempts), 1),
+                    max_time=max(deadline - time.monotonic(), 0.0),
+                )
             try:
                 response = await self._request(
                     "POST",
@@ -203,6 +424,8 @@ class CreateProtocol:
                     abort=abort,
                 )
                 contact = _protocol.decode_contact(response.status, response.body)
+                if contact.created_at is not None:
+                    self._learn_offset(contact.created_at)
                 return CreateOutcome(contact, len(attempts), reconciled=False)
             except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
                 if not is_ambiguous(exc):
@@ -215,15 +438,13 @@ class CreateProtocol:
                         reconciliation="not attempted",
                     ) from exc
                 # Qomon may store the contact after failing to answer (a gateway's 504, a
-                # timeout), and its search may lag behind a write: let it land, look, and look
-                # once more before concluding that nothing was stored.
-                found = None
-                for _look in range(2):
-                    if self.reconcile_delay > 0:
-                        await asyncio.sleep(self.reconcile_delay)
-                    found = await self.reconcile(data, started, cause=exc, exclude=exclude)
-                    if found is not None:
-                        return CreateOutcome(found, len(attempts), reconciled=True)
+                # timeout), and its search may lag behind a write: look on a schedule that
+                # covers the lag before concluding that nothing was stored.
+                found = await self._look(
+                    data, started, not_before, cause=exc, exclude=exclude, fresh=True
+                )
+                if found is not None:
+                    return CreateOutcome(found, len(attempts), reconciled=True)
                 out_of_budget = len(attempts) >= policy.max_attempts or time.monotonic() >= deadline
                 if out_of_budget or (abort is not None and abort() is not None):
                     # Surely absent, and out of attempts: nothing was created; the cause stands.
@@ -234,6 +455,48 @@ class CreateProtocol:
                 )
                 await asyncio.sleep(wait)
 
+    async def _look(
+        self,
+        data: Mapping[str, Any],
+        since: dt.datetime,
+        not_before: dt.datetime | None,
+        *,
+        cause: BaseException | None,
+        exclude: Container[int],
+        fresh: bool,
+    ) -> Contact | None:
+        """Look the contact up on the lag schedule; None when every lookup missed it.
+
+        ``fresh``: the attempt just failed (wait before each lookup). Otherwise (an in-doubt
+        record) one lookup at once, then those of the schedule not yet past since ``since``.
+        """
+        if fresh:
+            for wait in self.schedule:
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                found = await self.reconcile(
+                    data, since, cause=cause, exclude=exclude, not_before=not_before
+                )
+                if found is not None:
+                    return found
+            return None
+        found = await self.reconcile(data, since, cause=cause, exclude=exclude)
+        if found is not None:
+            return found
+        # The record is recent: look again until the lag it may hide behind has passed.
+        elapsed = max((_now() - since).total_seconds(), 0.0)
+        mark = 0.0
+        for wait in self.schedule:
+            mark += wait
+            if mark <= elapsed:
+                continue
+            await asyncio.sleep(mark - elapsed)
+            elapsed = mark
+            found = await self.reconcile(data, since, cause=cause, exclude=exclude)
+            if found is not None:
+                return found
+        return None
+
     async def reconcile(
         self,
         data: Mapping[str, Any],
@@ -241,13 +504,17 @@ class CreateProtocol:
         *,
         cause: BaseException | None,
         exclude: Container[int] = (),
+        not_before: dt.datetime | None = None,
     ) -> Contact | None:
         """The contact an ambiguous create made, None if surely absent; else OutcomeUnknownError.
 
-        Candidates: same mail (exactly) and names (case-folded), created since ``since`` less
-        the clock margin, not in ``exclude`` (contacts other items of a bulk run already
-        claimed). Those created after ``since`` are preferred; two or more equally good
-        candidates cannot be told apart, and the outcome stays unknown.
+        Candidates: same mail (exactly) and the very names sent (first name, surname and
+        married name, case-folded; a name absent on one side and present on the other is a
+        mismatch), not in ``exclude`` (contacts other items of a bulk run already obtained),
+        created since the attempt began: ``not_before`` (Qomon's clock, see :meth:`qomon_time`)
+        when known; else ``since`` less the clock margin, preferring those created after
+        ``since``. Two or more equally good candidates
+        cannot be told apart, and the outcome stays unknown.
         """
         mail = data.get("mail")
         if not isinstance(mail, str) or not mail.strip():
@@ -259,9 +526,12 @@ class CreateProtocol:
                 reconciliation="no mail to search by",
             )
         self.stats.reconciliations += 1
+        earliest = since - dt.timedelta(seconds=self.reconcile_margin)
+        if not_before is not None and not_before < earliest:
+            earliest = not_before  # Qomon's clock is behind ours by more than the margin
         conditions = [
             Condition("mail", "eql:strictdata", mail.strip()),
-            Condition("CreatedAt", "gte", since - dt.timedelta(seconds=self.reconcile_margin)),
+            Condition("CreatedAt", "gte", earliest),
         ]
         try:
             candidates = [c async for c in self._search(Query.where(*conditions))]
@@ -273,9 +543,25 @@ class CreateProtocol:
                 attempt_started_at=since,
                 reconciliation=f"search failed: {exc}",
             ) from exc
-        matches = [c for c in candidates if _same_person(c, data) and c.id not in exclude]
-        recent = [c for c in matches if c.created_at is not None and c.created_at >= since]
-        best = recent or matches
+        matches = [c for c in candidates if same_person(c, data) and c.id not in exclude]
+        cutoff = not_before
+        if cutoff is not None:
+            best = [c for c in matches if c.created_at is None or _aware(c.created_at) >= cutoff]
+        else:
+            recent = [c for c in matches if c.created_at and _aware(c.created_at) >= since]
+            best = recent or matches
+        if isinstance(exclude, Claims) and exclude.floor is not None:
+            # Claims created between the first dropped one and the floor were forgotten: a
+            # candidate created then may be another item's.
+            unsure = [c for c in best if exclude.forgotten(c.created_at)]
+            if unsure:
+                raise OutcomeUnknownError(
+                    f"the create may have been stored ({cause or 'earlier attempt'}), and contact "
+                    f"{unsure[0].id} matches it, but another item of the run may have obtained it",
+                    cause=cause,
+                    attempt_started_at=since,
+                    reconciliation="candidate older than the run's remembered claims",
+                )
         if not best:
             logger.info("reconciliation: no contact with this mail created since %s", since)
             return None
@@ -292,13 +578,21 @@ class CreateProtocol:
         return best[0]
 
 
-def _same_person(found: Contact, data: Mapping[str, Any]) -> bool:
-    """Whether a contact found by mail is the one the create wrote (names compared exactly,
-    case-folded; Qomon's ``eql`` is a prefix match, §8.1)."""
+#: The name fields compared by :func:`same_person`.
+NAME_FIELDS = ("firstname", "surname", "married_name")
+
+
+def same_person(found: Contact, data: Mapping[str, Any]) -> bool:
+    """Whether a contact found by mail is the one a create of ``data`` wrote: the same mail and
+    the same first name, surname and married name (case-folded, stripped), a name absent on one
+    side and present on the other being a mismatch (Qomon's ``eql`` is a prefix match, so the
+    mail is compared again)."""
     if _protocol.fold(found.mail) != _protocol.fold(data.get("mail")):
         return False
     return all(
-        _protocol.fold(getattr(found, key)) == _protocol.fold(data.get(key))
-        for key in ("firstname", "surname")
-        if data.get(key)
+        _protocol.fold(getattr(found, key)) == _protocol.fold(data.get(key)) for key in NAME_FIELDS
     )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

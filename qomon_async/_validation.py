@@ -483,7 +483,7 @@ def _fold(value: object) -> str:
 
 
 def duplicate_key(data: Mapping[str, Any], dedupe_key: DedupeKey = "mail+names") -> int | None:
-    """A compact key (64-bit) of the person a contact dict describes, for input
+    """A compact key (64-bit, never 0) of the person a contact dict describes, for input
     de-duplication; ``None`` without a mail (such items are never taken as duplicates)."""
     mail = _fold(data.get("mail"))
     if not mail:
@@ -494,7 +494,8 @@ def duplicate_key(data: Mapping[str, Any], dedupe_key: DedupeKey = "mail+names")
     elif dedupe_key != "mail":
         raise ValueError(f"dedupe_key must be one of {DEDUPE_KEYS}, not {dedupe_key!r}")
     text = "\x1f".join(parts)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    return digest or 1  # never 0: the de-duplication table's empty slot
 
 
 def duplicate_message(
@@ -502,7 +503,8 @@ def duplicate_message(
 ) -> str:
     """The one text of a duplicate input (a :class:`DuplicateInputError`'s message)."""
     same = "mail and names" if dedupe_key == "mail+names" else "mail"
+    earlier = f"{what} {first}" if first >= 0 else f"an earlier {what}"  # -1: index not kept
     return (
-        f"duplicate: {what} {number} has the same {same} as {what} {first}: not sent"
+        f"duplicate: {what} {number} has the same {same} as {earlier}: not sent"
         " (nobody is created twice)"
     )

@@ -9,11 +9,7 @@ import qomon_async.testing
 
 PUBLIC = {
     "APIConnectionError", "APIStatusError", "APITimeoutError", "Action", "ActionSummary",
-    "Address", "AddressDict", "AddressWrite", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun",
-    "ClientStats", "Condition", "ConfirmedContact", "Contact", "ContactDict",
-    "ContactValidationError", "ContactWrite", "CreateResult", "CreateStatus", "CustomOperator", "DEFAULT_BASE_URL", "DuplicateInputError", "Form",
-    "FormData", "FormDataWrite", "FormType", "FormValue", "Group", "Note", "NoteWrite",
-    "NotFoundError", "Operator", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
+    "Address", "AddressDict", "AddressWrite", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun", "ClientStats", "Condition", "ConfirmedContact", "Contact", "ContactDict", "ContactValidationError", "ContactWrite", "CreateResult", "CreateStatus", "CustomOperator", "DEFAULT_BASE_URL", "DuplicateInputError", "Form", "FormData", "FormDataWrite", "FormType", "FormValue", "Group", "InDoubtStore", "MemoryInDoubtStore", "NotFoundError", "Note", "NoteWrite", "Operator", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
     "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RateLimitTimeout", "RefValue",
     "ResponseDecodeError", "RetryPolicy", "RowMapper", "ServerError", "Tag", "TagWrite", "US_BASE_URL",
     "UnprocessableEntityError", "UpsertContact", "UpsertDict", "__version__", "contact_from_row",

@@ -1,0 +1,153 @@
+"""Input de-duplication for the bulk pool: a compact set of 64-bit digests, spilling to disk.
+
+A bulk run skips an item whose identity (its mail, and with ``dedupe_key="mail+names"`` its
+first name and surname, case-folded) was already seen in the run. The identities are kept as
+8-byte digests (BLAKE2b) with the 4-byte index of their first occurrence, in 64 open-addressing
+tables of two ``array`` columns each: 12 bytes a slot, each table at most 85% full and at least
+42% after it grew, so 14 to 28 bytes per distinct item (Python ints in a dict would cost 100 to
+150). The tables grow one at a time, so a growth briefly adds 1/64 of the whole, not a copy of
+it. Beyond ``spill`` distinct items the table moves to a temporary SQLite file.
+
+Two distinct identities share a digest with probability about n^2 / 2^65 (one in 10^7 for ten
+million items); the later one would then be skipped as a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from array import array
+
+__all__ = ["SeenTable"]
+
+logger = logging.getLogger("qomon_async")
+
+_NO_INDEX = 0xFFFFFFFF  # an index that does not fit in 4 bytes (the message then omits it)
+_MIN_SLOTS = 64
+
+
+class _Segment:
+    __slots__ = ("count", "digests", "firsts", "mask")
+
+    def __init__(self, size: int) -> None:
+        self.digests = array("Q", bytes(8 * size))
+        self.firsts = array("I", bytes(4 * size))
+        self.mask = size - 1
+        self.count = 0
+
+    def grow(self) -> None:
+        old_digests, old_firsts = self.digests, self.firsts
+        size = 2 * (self.mask + 1)
+        self.digests = digests = array("Q", bytes(8 * size))
+        self.firsts = firsts = array("I", bytes(4 * size))
+        self.mask = mask = size - 1
+        for digest, first in zip(old_digests, old_firsts, strict=True):
+            if digest:
+                slot = (digest >> 6) & mask
+                while digests[slot]:
+                    slot = (slot + 1) & mask
+                digests[slot] = digest
+                firsts[slot] = first
+
+
+class SeenTable:
+    """The identities seen so far in a run, each with the index of its first item.
+
+    Args:
+        spill: distinct identities kept in memory at most; beyond, the table moves to a
+            temporary SQLite file (deleted when the run ends). None: never.
+    """
+
+    def __init__(self, *, spill: int | None = None) -> None:
+        if spill is not None and spill < 1:
+            raise ValueError("dedupe_spill must be at least 1")
+        self._spill = spill
+        self._segments = [_Segment(_MIN_SLOTS) for _ in range(64)]
+        self._count = 0
+        self._db: sqlite3.Connection | None = None
+        self._spilled = False
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the table moved to disk."""
+        return self._spilled
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the in-memory table."""
+        return sum(12 * (segment.mask + 1) for segment in self._segments)
+
+    def first(self, digest: int, index: int) -> int | None:
+        """Record ``digest`` at ``index`` if new (returns None); else the index it was first
+        seen at (-1 when that index does not fit the table's 4 bytes)."""
+        if self._db is not None:
+            return self._first_on_disk(digest, index)
+        segment = self._segments[digest >> 58]
+        digests, mask = segment.digests, segment.mask
+        slot = (digest >> 6) & mask
+        while True:
+            found = digests[slot]
+            if found == 0:
+                break
+            if found == digest:
+                first = segment.firsts[slot]
+                return -1 if first == _NO_INDEX else first
+            slot = (slot + 1) & mask
+        digests[slot] = digest
+        segment.firsts[slot] = index if index < _NO_INDEX else _NO_INDEX
+        segment.count += 1
+        self._count += 1
+        if self._spill is not None and self._count > self._spill:
+            self._to_disk()
+        elif 20 * segment.count > 17 * (mask + 1):
+            segment.grow()
+        return None
+
+    def close(self) -> None:
+        """Free the table (and delete its file)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._segments = []
+
+    def _to_disk(self) -> None:
+        logger.info("input de-duplication: %d distinct items, moving to disk", self._count)
+        # An empty name: SQLite's private temporary file, deleted when the connection closes;
+        # its page cache is capped at 4 MB, the rest stays on disk.
+        db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA cache_size=-4096")
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("CREATE TABLE seen (digest INTEGER PRIMARY KEY, first INTEGER) WITHOUT ROWID")
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO seen VALUES (?, ?)",
+            (
+                (_signed(digest), -1 if first == _NO_INDEX else first)
+                for segment in self._segments
+                for digest, first in zip(segment.digests, segment.firsts, strict=True)
+                if digest
+            ),
+        )
+        db.execute("COMMIT")
+        self._db = db
+        self._spilled = True
+        self._segments = []
+
+    def _first_on_disk(self, digest: int, index: int) -> int | None:
+        assert self._db is not None
+        key = _signed(digest)
+        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, index))
+        if cursor.rowcount == 1:
+            self._count += 1
+            return None
+        row = self._db.execute("SELECT first FROM seen WHERE digest = ?", (key,)).fetchone()
+        return int(row[0])
+
+
+def _signed(digest: int) -> int:
+    """A 64-bit unsigned digest as SQLite's signed INTEGER."""
+    return digest - (1 << 64) if digest >= 1 << 63 else digest
