@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from qomon_async import CreateStatus, DuplicateInputError, QomonClient, RetryPolicy
-from qomon_async._dedupe import SeenTable, identity_digest
+from qomon_async._dedupe import SeenTable
+from qomon_async._validation import duplicate_key
 from qomon_async.testing import FakeQomon
 
 KEY = "dedupe-test-key"
@@ -99,7 +100,7 @@ async def test_spilled_to_disk_the_outcomes_are_the_same(client: QomonClient) ->
 
 def test_the_table_finds_every_repeat_and_its_first_index() -> None:
     table = SeenTable()
-    digests = [identity_digest({"mail": f"m{i}@example.org"}, "mail") for i in range(20_000)]
+    digests = [duplicate_key({"mail": f"m{i}@example.org"}, "mail") for i in range(20_000)]
     for index, digest in enumerate(digests):
         assert digest is not None
         assert table.first(digest, index) is None
@@ -108,14 +109,14 @@ def test_the_table_finds_every_repeat_and_its_first_index() -> None:
         assert table.first(digest, 10**6 + index) == 7 * index
     assert len(table) == 20_000
     # An index that does not fit 4 bytes is kept as "an earlier item".
-    big = identity_digest({"mail": "late@example.org"}, "mail")
+    big = duplicate_key({"mail": "late@example.org"}, "mail")
     assert big is not None
     assert table.first(big, 2**33) is None and table.first(big, 2**33 + 1) == -1
 
 
 def test_the_table_costs_at_most_40_bytes_per_distinct_item() -> None:
     n = 60_000
-    digests = [identity_digest({"mail": f"m{i}@example.org"}, "mail") for i in range(n)]
+    digests = [duplicate_key({"mail": f"m{i}@example.org"}, "mail") for i in range(n)]
     tracemalloc.start()
     try:
         table = SeenTable()
