@@ -16,6 +16,7 @@ from ._bulk import BulkProgress, BulkRun, CreateResult, CreateStatus
 from ._client import ClientStats, QomonClient
 from ._config import DEFAULT_BASE_URL, US_BASE_URL, RateLimit, RetryPolicy, __version__
 from ._exceptions import (
+    AmbiguousMatchError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -55,6 +56,7 @@ from ._models import (
     UpsertContact,
 )
 from ._query import Condition, Group, Query
+from ._watch import ContactWatch, WatchCursor
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -66,6 +68,7 @@ __all__ = [
     "ActionSummary",
     "Address",
     "AddressWrite",
+    "AmbiguousMatchError",
     "AuthenticationError",
     "BadRequestError",
     "BulkProgress",
@@ -74,6 +77,7 @@ __all__ = [
     "Condition",
     "Contact",
     "ContactValidationError",
+    "ContactWatch",
     "ContactWrite",
     "CreateResult",
     "CreateStatus",
@@ -105,5 +109,6 @@ __all__ = [
     "TagWrite",
     "UnprocessableEntityError",
     "UpsertContact",
+    "WatchCursor",
     "__version__",
 ]

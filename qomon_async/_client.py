@@ -7,6 +7,7 @@ policy of :mod:`qomon_async._retry`. The rest of the module is endpoints.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import (
@@ -16,18 +17,21 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
-from . import _http, _protocol
+from . import _ensure, _http, _protocol
 from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
+from ._call import CALL_BUDGET, AuthHeaders, BudgetedRun, check_max_wait
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
+    DEFAULT_WATCH_INTERVAL,
+    DEFAULT_WATCH_OVERLAP,
     ENV_API_KEY,
     ENV_BASE_URL,
     MAX_PER_PAGE,
@@ -35,11 +39,12 @@ from ._config import (
     RetryPolicy,
 )
 from ._create import CreateProtocol
+from ._ensure import EnsureFlights, MatchPolicy
 from ._exceptions import Aborted, APIConnectionError, NotFoundError
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ActionSummary, Contact, Form, FormType
 from ._protocol import ContactInput, UpsertInput
-from ._query import Query
+from ._query import Condition, Query
 from ._ratelimit import (
     Limiter,
     LimiterStats,
@@ -47,8 +52,9 @@ from ._ratelimit import (
     parse_retry_after,
     route_cost,
 )
-from ._retry import retrying
+from ._retry import Budget, retrying
 from ._stats import ClientStats
+from ._watch import ContactWatch, WatchCursor
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -98,6 +104,10 @@ class QomonClient:
         reconcile_delay: seconds to wait after an ambiguous create before each of the two
             searches for it, so that a create Qomon is still processing, or that its search
             index has not caught up with, is found rather than sent again.
+        max_wait: the default of every call's ``max_wait``: seconds a call may spend waiting
+            before its request is sent (for the rate limiter's tokens, a 429 pause, the pause
+            between retries); beyond it the call raises :class:`RateLimitTimeout` (nothing
+            sent). ``None`` (the default): no limit. ``timeout`` bounds each HTTP request.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -117,6 +127,7 @@ class QomonClient:
         rate_limit: RateLimit | bool = True,
         reconcile_margin: float = 120.0,
         reconcile_delay: float = 1.0,
+        max_wait: float | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
@@ -129,6 +140,7 @@ class QomonClient:
             raise ValueError("timeouts must be positive")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.max_wait = check_max_wait(max_wait)
         self.max_connections = max_connections
         self.user_agent = user_agent
         self.retry = retry or RetryPolicy()
@@ -144,6 +156,10 @@ class QomonClient:
             reconcile_margin=reconcile_margin,
             reconcile_delay=reconcile_delay,
         )
+        # Built once, not per request: the headers and the default timeout of every request.
+        self._headers = AuthHeaders(self._key.reveal(), user_agent)
+        self._default_timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self._ensures = EnsureFlights()
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -216,19 +232,29 @@ class QomonClient:
         *,
         abort: Callable[[], BaseException | None] | None = None,
         sent: list[int] | None = None,
+        budget: Budget | None = None,
+        max_pause: float | None = None,
     ) -> _http.RawResponse:
         """One attempt: wait for the bucket, send, re-sync the bucket, map the status.
 
         ``abort`` is asked once the bucket has paid, right before sending: if it returns an
         exception (a bulk run hit a fatal 401), nothing is sent and :class:`Aborted` is raised.
-        ``sent`` (if given) receives one entry per request actually sent.
+        ``sent`` (if given) receives one entry per request actually sent. ``budget`` is the
+        call's waiting budget (``max_wait``), ``max_pause`` the longest 429 pause worth waiting.
+        A wait cancelled in the limiter sends nothing and charges nothing.
         """
         session = self._get_session()
         limiter = self._limiter
         permit = None
         if limiter is not None:
-            permit = await limiter.acquire(route_cost(method, path))
+            permit = await limiter.acquire(
+                route_cost(method, path),
+                max_wait=budget.left if budget is not None else None,
+                max_pause=max_pause,
+            )
             self.stats.limiter_wait += permit.waited
+            if budget is not None:
+                budget.spend(permit.waited)
         if abort is not None and (reason := abort()) is not None:
             if limiter is not None and permit is not None:
                 limiter.release(permit, refund=True)
@@ -241,13 +267,9 @@ class QomonClient:
                 session,
                 method,
                 self.base_url + path,
-                headers={
-                    "Authorization": f"Bearer {self._key.reveal()}",
-                    "User-Agent": self.user_agent,
-                    "Accept": "application/json",
-                },
+                headers=self._headers,
                 body=body,
-                timeout=timeout or self.timeout,
+                timeout=timeout or self._default_timeout,
                 connect_timeout=self.connect_timeout,
             )
         except APIConnectionError as exc:
@@ -261,6 +283,9 @@ class QomonClient:
             raise
         self.stats.responses += 1
         retry_after = parse_retry_after(response.headers.get("retry-after"))
+        # The limiter is paused for the whole Retry-After, however long: while it lasts, every
+        # waiter whose max_pause (the retry policy's max_retry_after) or max_wait it exceeds
+        # fails at once instead of blocking, and the pause ends when the server said it does.
         if limiter is not None and permit is not None:
             limiter.observe(
                 permit, parse_ratelimit_headers(response.headers), rejected=response.status == 429
@@ -293,23 +318,53 @@ class QomonClient:
         timeout: float | None = None,
         attempts: list[int] | None = None,
         abort: Callable[[], BaseException | None] | None = None,
+        max_wait: float | Budget | None = None,
     ) -> _http.RawResponse:
-        """Send with the retry policy; ``attempts`` (if given) gets one entry per request sent."""
+        """Send with the retry policy; ``attempts`` (if given) gets one entry per request sent.
+
+        ``max_wait``: a :class:`Budget` shared with the other requests of one call, or seconds
+        for this request alone; by default the budget of the public call running in this task
+        (:data:`~qomon_async._call.CALL_BUDGET`), else the client's ``max_wait``.
+        """
+        budget = max_wait if isinstance(max_wait, Budget) else self._budget(max_wait)
+        policy = retry or self.retry
 
         def count_retry(exc: BaseException, wait: float) -> None:
             self.stats.retries += 1
             self.stats.retry_wait += wait
 
         async def attempt(_number: int) -> _http.RawResponse:
-            return await self._send(method, path, body, timeout, abort=abort, sent=attempts)
+            return await self._send(
+                method,
+                path,
+                body,
+                timeout,
+                abort=abort,
+                sent=attempts,
+                budget=budget,
+                max_pause=policy.max_retry_after,
+            )
 
         return await retrying(
             attempt,
-            policy=retry or self.retry,
+            policy=policy,
             idempotent=idempotent,
             describe=f"{method} {path}",
             on_retry=count_retry,
+            budget=budget,
         )
+
+    def _budget(self, max_wait: float | None) -> Budget | None:
+        """The waiting budget of one call: its own ``max_wait``, else that of the public call
+        running in this task, else the client's ``max_wait`` (None: no limit)."""
+        if max_wait is not None:
+            return Budget(check_max_wait(max_wait))
+        budget = CALL_BUDGET.get()
+        if isinstance(budget, float):
+            return Budget(budget)  # a bulk run's limit, for each request alone
+        if budget is None and self.max_wait is not None:
+            return Budget(self.max_wait)
+        return budget
 
     # ----------------------------------------------------------------------------------------
     # Contacts
@@ -322,6 +377,7 @@ class QomonClient:
         reconcile: bool = True,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> Contact:
         """Create one contact (``POST /contacts``, 5 tokens) and return it with its new id.
 
@@ -331,23 +387,48 @@ class QomonClient:
         client looks the contact up by ``mail`` among contacts created since the attempt began:
         found, it is returned; surely absent, the create is sent again.
 
+        Args:
+            timeout: seconds for each HTTP request (default: the client's).
+            max_wait: seconds the whole call may spend waiting before a request is sent (the
+                rate limiter's queue and refill, a 429 pause, pauses between retries); default:
+                the client's ``max_wait``; ``math.inf``: no limit.
+
+        Cancelling the call while it waits for the rate limiter sends nothing and gives its
+        tokens back.
+
         Raises:
+            RateLimitTimeout: the wait would have exceeded ``max_wait``; nothing was sent.
             OutcomeUnknownError: the create may have been stored and the lookup could not tell
                 (no ``mail`` to search by, or the search failed); or ``reconcile=False``.
             ContactValidationError: the contact is malformed; nothing was sent.
             APIStatusError: Qomon refused it (``UnprocessableEntityError`` names the fields).
         """
-        outcome = await self._creates.create(
-            _protocol.contact_to_dict(contact), reconcile=reconcile, retry=retry, timeout=timeout
-        )
+        data = _protocol.contact_to_dict(contact)
+        token = CALL_BUDGET.set(self._budget(max_wait))
+        try:
+            outcome = await self._creates.create(
+                data, reconcile=reconcile, retry=retry, timeout=timeout
+            )
+        finally:
+            CALL_BUDGET.reset(token)
         return outcome.contact
 
     async def get_contact(
-        self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        contact_id: int,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> Contact:
         """Read one contact (``GET /contacts/{id}``). Raises ``NotFoundError`` if missing."""
         response = await self._request(
-            "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+            "GET",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_contact(response.status, response.body)
 
@@ -358,6 +439,7 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> Contact:
         """Write a contact whole (``PATCH /contacts/{id}``, 5 tokens).
 
@@ -373,6 +455,7 @@ class QomonClient:
             idempotent=False,
             retry=retry,
             timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_contact(response.status, response.body)
 
@@ -383,15 +466,23 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> Contact:
         """Change some fields of a contact and keep the others (read, merge, PATCH, re-read).
 
         ``changes`` uses Qomon's field names; ``address`` is merged key by key, lists are
         replaced whole. Read-only keys are stripped before writing. Costs 1 + 5 + 1 tokens.
         Not atomic: a write by someone else between the read and the PATCH is overwritten.
+        ``max_wait`` bounds the waiting of the three requests together.
         """
+        budget = self._budget(max_wait)
         response = await self._request(
-            "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+            "GET",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=budget,
         )
         current = _protocol.decode_contact_dict(response.status, response.body)
         merged = _protocol.merge_for_update(current, _protocol.contact_to_dict(dict(changes)))
@@ -402,16 +493,35 @@ class QomonClient:
             idempotent=False,
             retry=retry,
             timeout=timeout,
+            max_wait=budget,
         )
-        # The PATCH answer may be reduced (§7.4): the confirmed state is a fresh read.
-        return await self.get_contact(contact_id, retry=retry, timeout=timeout)
+        # Qomon's PATCH answer may be a reduced contact: the confirmed state is a fresh read.
+        response = await self._request(
+            "GET",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=budget,
+        )
+        return _protocol.decode_contact(response.status, response.body)
 
     async def delete_contact(
-        self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        contact_id: int,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> None:
         """Delete a contact (``DELETE /contacts/{id}``). Raises ``NotFoundError`` if missing."""
         await self._request(
-            "DELETE", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+            "DELETE",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
 
     async def upsert_contact(
@@ -420,6 +530,7 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> None:
         """Queue a create-or-update (``POST /contacts/upsert``, 1 token; Qomon answers 202).
 
@@ -435,7 +546,13 @@ class QomonClient:
             idempotent=False,
             retry=retry,
             timeout=timeout,
+            max_wait=max_wait,
         )
+
+    def _bulk_run(self, max_wait: float | None, *args: Any, **kwargs: Any) -> BulkRun:
+        if max_wait is None:
+            return BulkRun(*args, **kwargs)
+        return BudgetedRun(*args, max_wait=float(check_max_wait(max_wait) or 0.0), **kwargs)
 
     def _bulk_backend(self) -> BulkBackend:
         return BulkBackend(
@@ -459,6 +576,7 @@ class QomonClient:
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
         in_doubt: InDoubt | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun:
         """Create many contacts, ``concurrency`` at a time; one :class:`CreateResult` per item.
 
@@ -480,10 +598,14 @@ class QomonClient:
                 awaitable) before each round of sending an item: a journal writes it first.
             in_doubt: ``(index, item) -> datetime | None``: a time since which an earlier run
                 may have created this item; it is looked up before anything is sent.
+            max_wait: seconds each request may wait before it is sent (default: the client's
+                ``max_wait``); an item that would wait longer fails with
+                :class:`RateLimitTimeout`, nothing sent for it.
 
         A 401 or 403 stops the run: no new request is sent, the rest ends ``"skipped"``.
         """
-        return BulkRun(
+        return self._bulk_run(
+            max_wait,
             self._bulk_backend(),
             contacts,
             mode="create",
@@ -514,6 +636,7 @@ class QomonClient:
         total: int | None = None,
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun:
         """The twin of :meth:`create_contacts` on ``POST /contacts/upsert`` (1 token, no id back).
 
@@ -523,7 +646,8 @@ class QomonClient:
         silently a record naming an unknown form or value. A result is then ``"created"`` with
         its contact, or ``"unknown"``.
         """
-        return BulkRun(
+        return self._bulk_run(
+            max_wait,
             self._bulk_backend(),
             contacts,
             mode="upsert",
@@ -552,12 +676,15 @@ class QomonClient:
         include_interactions: bool = False,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> AsyncIterator[Contact]:
         """Every contact matching ``query`` (all contacts by default), page after page.
 
         Pages are offsets into a live result set: a contact edited during the sweep may move,
         so contacts are de-duplicated by id (and one may be missed; sort by ``lastchange``
         ascending for incremental syncs). Stops on the first short page. 1 token per page.
+        ``max_wait`` bounds the waiting of each page's request. To follow changes as they
+        happen, see :meth:`watch_contacts`.
         """
         query = query or Query.everything()
         seen: set[int] = set()
@@ -572,7 +699,13 @@ class QomonClient:
                 include_interactions=include_interactions,
             )
             response = await self._request(
-                "POST", "/search", body=body, idempotent=True, retry=retry, timeout=timeout
+                "POST",
+                "/search",
+                body=body,
+                idempotent=True,
+                retry=retry,
+                timeout=timeout,
+                max_wait=max_wait,
             )
             contacts = _protocol.decode_contacts_page(response.status, response.body)
             for contact in contacts:
@@ -591,13 +724,144 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> int:
         """How many contacts match ``query`` (``POST /kpi``), all by default."""
         body = _protocol.search_body(query or Query.everything(), page=0, per_page=None)
         response = await self._request(
-            "POST", "/kpi", body=body, idempotent=True, retry=retry, timeout=timeout
+            "POST",
+            "/kpi",
+            body=body,
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_total(response.status, response.body)
+
+    async def ensure_contact(
+        self,
+        contact: ContactInput,
+        *,
+        match: Literal["mail"] = "mail",
+        update: bool = False,
+        match_policy: MatchPolicy = "oldest",
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
+    ) -> Contact:
+        """The contact with this mail, created if missing: a confirmed :class:`Contact` with
+        its id.
+
+        Looks the mail up (exactly, case-folded); none found: creates the contact (with the
+        guarantees of :meth:`create_contact`: an ambiguous create is reconciled, never sent
+        twice); found: returns it, or with ``update=True`` writes the given fields onto it
+        (:meth:`update_contact`: read, merge, write, re-read). Concurrent calls for the same mail
+        in this process share one lookup and one create.
+
+        Args:
+            contact: the contact (a dict in Qomon's field names, a ContactWrite); needs a mail.
+            match: the field to match by (only ``"mail"``).
+            update: write the given fields onto a contact found.
+            match_policy: several contacts found: ``"oldest"`` uses the oldest (``CreatedAt``,
+                then id) and names the others (ids only) in a WARNING log line; ``"error"``
+                raises :class:`AmbiguousMatchError`.
+            max_wait: seconds the whole call may wait before its requests are sent (shared by
+                the calls joined on one flight: the first caller's); default: the client's.
+
+        Costs 1 token (lookup), + 5 (create) or + 7 (``update=True``: read, write, read).
+
+        Raises:
+            ContactValidationError: no mail, or a malformed contact; nothing was sent.
+            AmbiguousMatchError: several contacts have the mail and ``match_policy="error"``.
+            RateLimitTimeout: the waiting would have exceeded ``max_wait``.
+            OutcomeUnknownError: the create may have been stored and could not be confirmed.
+        """
+        data = _protocol.contact_to_dict(contact)
+        mail = _ensure.require_mail(data, match)
+        budget = self._budget(max_wait)
+
+        async def find(mail: str) -> list[Contact]:
+            query = Query.where(Condition("mail", "eql:strictdata", mail))
+            return [c async for c in self.search_contacts(query, retry=retry, timeout=timeout)]
+
+        async def get(contact_id: int) -> Contact:
+            return await self.get_contact(contact_id, retry=retry, timeout=timeout)
+
+        async def create(data: Mapping[str, Any]) -> Contact:
+            outcome = await self._creates.create(data, reconcile=True, retry=retry, timeout=timeout)
+            return outcome.contact
+
+        async def write(contact_id: int, changes: Mapping[str, Any]) -> Contact:
+            return await self.update_contact(contact_id, changes, retry=retry, timeout=timeout)
+
+        async def flight() -> Contact:
+            CALL_BUDGET.set(budget)  # the flight's own task: its context only
+            return await _ensure.ensure(
+                data,
+                mail,
+                flights=self._ensures,
+                find=find,
+                get=get,
+                create=create,
+                update=write if update else None,
+                match_policy=match_policy,
+            )
+
+        return await self._ensures.run(
+            _ensure.mail_key(mail),
+            _ensure.signature(data, update=update, match_policy=match_policy),
+            flight,
+        )
+
+    def watch_contacts(
+        self,
+        query: Query | None = None,
+        *,
+        since: dt.datetime | None = None,
+        interval: float = DEFAULT_WATCH_INTERVAL,
+        cursor: WatchCursor | None = None,
+        overlap: float = DEFAULT_WATCH_OVERLAP,
+        max_wait: float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> ContactWatch:
+        """The contacts created or updated since ``since``, as they change, for as long as the
+        returned :class:`ContactWatch` is iterated (``async for contact in watch``).
+
+        Polls ``POST /search`` for ``UpdatedAt`` at or after the latest change delivered less
+        ``overlap`` (and ``query``'s conditions), every ``interval`` seconds, 1,000 contacts a
+        page (1 token each, through the client's rate limiter). Each change (contact id and
+        ``UpdatedAt``) is delivered once, oldest first. ``watch.cursor`` describes what has been
+        delivered: persist ``watch.cursor.to_json()`` and pass
+        ``cursor=WatchCursor.from_json(text)`` to resume without missing or repeating a change.
+
+        Args:
+            query: only contacts matching it (an AND root, or an OR of AND groups).
+            since: the start (an aware datetime; naive is taken as UTC); default: now. Not with
+                ``cursor``.
+            interval: seconds between the starts of two polls.
+            cursor: resume where a watch stood (from :attr:`ContactWatch.cursor`).
+            overlap: seconds of ``UpdatedAt`` looked at again at each poll, against clock skew
+                and search lag; what they bring back twice is not delivered twice.
+            max_wait: seconds each page's request may wait for the rate limiter.
+        """
+
+        async def search(query: Query, max_wait: float | None) -> AsyncIterator[Contact]:
+            async for contact in self.search_contacts(
+                query, retry=retry, timeout=timeout, max_wait=max_wait
+            ):
+                yield contact
+
+        return ContactWatch(
+            search,
+            query,
+            since=since,
+            interval=interval,
+            cursor=cursor,
+            overlap=overlap,
+            max_wait=check_max_wait(max_wait),
+        )
 
     # ----------------------------------------------------------------------------------------
     # Forms and actions
@@ -609,36 +873,61 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> list[Form]:
         """The forms of one type (``GET /v1/forms/type/{type}``; the deprecated
         ``/forms/{type}`` if the canonical route answers 404)."""
         try:
             response = await self._request(
-                "GET", f"/v1/forms/type/{form_type}", idempotent=True, retry=retry, timeout=timeout
+                "GET",
+                f"/v1/forms/type/{form_type}",
+                idempotent=True,
+                retry=retry,
+                timeout=timeout,
+                max_wait=max_wait,
             )
         except NotFoundError:
             logger.info(
                 "GET /v1/forms/type/%s answered 404: trying /forms/%s", form_type, form_type
             )
             response = await self._request(
-                "GET", f"/forms/{form_type}", idempotent=True, retry=retry, timeout=timeout
+                "GET",
+                f"/forms/{form_type}",
+                idempotent=True,
+                retry=retry,
+                timeout=timeout,
+                max_wait=max_wait,
             )
         return _protocol.decode_forms(response.status, response.body)
 
     async def get_form(
-        self, form_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        form_id: int,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> Form:
         """One form by id (``GET /forms/{id}``), with its refvalues."""
         response = await self._request(
-            "GET", f"/forms/{int(form_id)}", idempotent=True, retry=retry, timeout=timeout
+            "GET",
+            f"/forms/{int(form_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_form(response.status, response.body)
 
     async def list_actions(
-        self, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> list[ActionSummary]:
         """The actions (campaigns) of the space, with their counters (``GET /actions``)."""
         response = await self._request(
-            "GET", "/actions", idempotent=True, retry=retry, timeout=timeout
+            "GET", "/actions", idempotent=True, retry=retry, timeout=timeout, max_wait=max_wait
         )
         return _protocol.decode_actions(response.status, response.body)

@@ -31,7 +31,7 @@ from ._exceptions import (
     ServerError,
 )
 
-__all__ = ["is_ambiguous", "is_retryable", "retrying"]
+__all__ = ["Budget", "is_ambiguous", "is_retryable", "retrying"]
 
 logger = logging.getLogger("qomon_async")
 T = TypeVar("T")
@@ -73,13 +73,47 @@ def retry_wait(policy: RetryPolicy, exc: BaseException, retry_number: int) -> fl
     return backoff.full_jitter(ceiling)
 
 
-def _waits(policy: RetryPolicy) -> Generator[float, Any, None]:
-    """A backoff wait generator that is sent each failure: it decides per exception."""
+class Budget:
+    """The waiting one call may still do before sending (seconds; ``None``: no limit).
+
+    A call's ``max_wait`` is one budget for the whole call: every wait for the rate limiter
+    (its queue, the refill, a 429 pause) and every pause between retries is taken from it, so
+    that retries never add up to more than ``max_wait`` of waiting. Time spent in HTTP requests
+    is not counted (``timeout=`` bounds each request).
+    """
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and not (seconds >= 0):  # NaN fails too
+            raise ValueError(f"max_wait must be a non-negative number of seconds, got {seconds!r}")
+        self.limit = None if seconds is None or seconds == float("inf") else float(seconds)
+        self.left = self.limit
+
+    def spend(self, seconds: float) -> None:
+        """Take ``seconds`` of waiting from the budget (never below zero)."""
+        if self.left is not None and seconds > 0:
+            self.left = max(0.0, self.left - seconds)
+
+    def __repr__(self) -> str:
+        return f"<Budget left={self.left!r} of {self.limit!r}>"
+
+
+def _waits(policy: RetryPolicy, budget: Budget | None = None) -> Generator[float, Any, None]:
+    """A backoff wait generator that is sent each failure: it decides per exception.
+
+    A wait longer than what the call's budget has left ends the retries (the last error is
+    raised): a Retry-After is never shortened, and a backoff that would overrun ``max_wait``
+    is not taken.
+    """
     retry_number = 0
     exc = yield 0.0  # backoff primes the generator with None
     while True:
         retry_number += 1
-        exc = yield retry_wait(policy, exc, retry_number)
+        wait = retry_wait(policy, exc, retry_number)
+        if budget is not None and budget.left is not None and wait > budget.left:
+            return
+        exc = yield wait
 
 
 async def retrying(
@@ -89,10 +123,22 @@ async def retrying(
     idempotent: bool,
     describe: str,
     on_retry: Callable[[BaseException, float], None] | None = None,
+    budget: Budget | None = None,
 ) -> T:
     """Await ``call(attempt_number)`` until it succeeds or the policy says stop; raise the last
-    error then. ``on_retry(exc, wait)`` is told of each retry (for counters)."""
+    error then. ``on_retry(exc, wait)`` is told of each retry (for counters); ``budget`` (the
+    call's ``max_wait``) pays for the pauses between retries.
+
+    The first attempt is awaited directly: the retry machinery is entered only after a first
+    failure, so a call that succeeds pays for nothing else.
+    """
     started = time.monotonic()
+    try:
+        return await call(1)
+    except QomonError as exc:
+        if policy.max_attempts <= 1 or not is_retryable(exc, idempotent=idempotent):
+            raise
+        first: QomonError | None = exc
 
     def give_up(exc: BaseException) -> bool:
         if not is_retryable(exc, idempotent=idempotent):
@@ -117,23 +163,31 @@ async def retrying(
             details.get("tries", 0),
             exc,
         )
+        if budget is not None:
+            budget.spend(wait)
         if on_retry is not None and isinstance(exc, BaseException):
             on_retry(exc, wait)
 
     attempt_number = 0
     result: T
+    # The first failure is replayed as the context's first attempt, so that backoff counts it
+    # (tries, give-up, the wait before the second attempt) exactly as if it had made it.
     async for attempt in backoff.aretry_context(
         QomonError,
         _waits,
         max_tries=policy.max_attempts,
-        max_time=policy.max_time,
+        max_time=max(policy.max_time - (time.monotonic() - started), 0.0),
         jitter=None,  # jitter is applied by retry_wait, never to a Retry-After
         giveup=give_up,
         on_backoff=on_backoff,
         logger=None,
         policy=policy,
+        budget=budget,
     ):
         with attempt:
             attempt_number += 1
+            if first is not None:
+                replay, first = first, None
+                raise replay
             result = await call(attempt_number)
     return result

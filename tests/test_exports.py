@@ -9,14 +9,14 @@ import qomon_async.testing
 
 PUBLIC = {
     "APIConnectionError", "APIStatusError", "APITimeoutError", "Action", "ActionSummary",
-    "Address", "AddressWrite", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun",
-    "ClientStats", "Condition", "Contact", "ContactValidationError", "ContactWrite",
+    "Address", "AddressWrite", "AmbiguousMatchError", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun",
+    "ClientStats", "Condition", "Contact", "ContactValidationError", "ContactWatch", "ContactWrite",
     "CreateResult", "CreateStatus", "DEFAULT_BASE_URL", "DuplicateInputError", "Form",
     "FormData", "FormDataWrite", "FormType", "FormValue", "Group", "Note", "NoteWrite",
     "NotFoundError", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
     "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RateLimitTimeout", "RefValue",
     "ResponseDecodeError", "RetryPolicy", "ServerError", "Tag", "TagWrite", "US_BASE_URL",
-    "UnprocessableEntityError", "UpsertContact", "__version__",
+    "UnprocessableEntityError", "UpsertContact", "WatchCursor", "__version__",
 }  # fmt: skip
 
 

@@ -1,0 +1,201 @@
+"""``ensure_contact``: the contact for a mail, created if missing, with its id; one flight per mail.
+
+The steps, for one mail:
+
+1. look it up (``POST /search``, ``mail eql:strictdata``; Qomon's ``eql`` can match by prefix,
+   so the answers are filtered to the exact mail, case-folded);
+2. none found: create it through the create protocol (an ambiguous create is reconciled, never
+   sent twice); one found: return it, or with ``update=True`` write the given fields onto it
+   (read, merge, write, re-read); several: the oldest (``CreatedAt``, then id) is used and the
+   others are named (ids only) in a WARNING, or ``match_policy="error"`` raises
+   :class:`~qomon_async.AmbiguousMatchError`.
+
+Concurrent calls for the same mail in one process share one flight: one lookup, one create.
+A call with other fields, or another ``update``/``match_policy``, waits for the flight in
+progress and then makes its own (which then finds the contact). The flight runs as its own task,
+so that one caller's cancellation does not cancel the others; when every caller has gone, it
+is cancelled (a create still waiting for the rate limiter then sends nothing).
+
+Qomon's search can lag behind a write: a contact created here is remembered (mail digest to id,
+for a minute) so that the next call for the same mail finds it even before search does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from . import _protocol
+from ._exceptions import AmbiguousMatchError, ContactValidationError, NotFoundError
+from ._models import Contact
+
+__all__ = ["EnsureFlights", "MatchPolicy", "ensure", "mail_key"]
+
+logger = logging.getLogger("qomon_async")
+
+MatchPolicy = Literal["oldest", "error"]
+
+#: How long (seconds) and how many contacts created by ``ensure_contact`` are remembered, to
+#: bridge the lag of Qomon's search index behind a create.
+RECENT_TTL = 60.0
+RECENT_MAX = 4096
+
+_FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def mail_key(mail: str) -> str:
+    """A digest of the folded mail: the flight's and the memory's key (never the mail itself)."""
+    return hashlib.blake2b(_protocol.fold(mail).encode(), digest_size=16).hexdigest()
+
+
+def _age(contact: Contact) -> tuple[dt.datetime, int]:
+    created = contact.created_at
+    if created is not None and created.tzinfo is None:
+        created = created.replace(tzinfo=dt.timezone.utc)
+    return (created or _FAR_FUTURE, contact.id if contact.id is not None else 2**63)
+
+
+@dataclasses.dataclass
+class _Flight:
+    task: asyncio.Task[Contact]
+    signature: bytes
+    waiters: int = 0
+
+
+class EnsureFlights:
+    """The flights in progress (one per mail and event loop) and the contacts created recently."""
+
+    def __init__(self) -> None:
+        self._flights: dict[tuple[int, str], _Flight] = {}
+        self._recent: collections.OrderedDict[str, tuple[int, float]] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        """Flights in progress (0 once every call has returned)."""
+        return len(self._flights)
+
+    def remember(self, key: str, contact_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._recent[key] = (contact_id, loop.time() + RECENT_TTL)
+        self._recent.move_to_end(key)
+        while len(self._recent) > RECENT_MAX:
+            self._recent.popitem(last=False)
+
+    def recent(self, key: str) -> int | None:
+        entry = self._recent.get(key)
+        if entry is None:
+            return None
+        if entry[1] < asyncio.get_running_loop().time():
+            del self._recent[key]
+            return None
+        return entry[0]
+
+    def forget(self, key: str) -> None:
+        self._recent.pop(key, None)
+
+    async def run(
+        self, key: str, signature: bytes, flight: Callable[[], Coroutine[Any, Any, Contact]]
+    ) -> Contact:
+        """Join the flight for ``key`` if it does the same (``signature``), else wait for it to
+        end and start one; return its contact."""
+        loop = asyncio.get_running_loop()
+        slot = (id(loop), key)
+        while True:
+            current = self._flights.get(slot)
+            if current is None:
+                current = _Flight(loop.create_task(flight()), signature)
+                self._flights[slot] = current
+                current.task.add_done_callback(functools.partial(self._end, slot, current))
+            elif current.signature != signature:
+                # Another kind of call for the same mail: let it finish, then make our own.
+                await asyncio.wait([current.task])
+                continue
+            return await self._join(current)
+
+    def _end(self, slot: tuple[int, str], flight: _Flight, _task: object) -> None:
+        if self._flights.get(slot) is flight:
+            del self._flights[slot]
+
+    @staticmethod
+    async def _join(flight: _Flight) -> Contact:
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                # Every caller has gone (cancelled): nobody wants the answer any more.
+                flight.task.cancel()
+
+
+def signature(data: Mapping[str, Any], *, update: bool, match_policy: str) -> bytes:
+    """What makes two calls the same flight: the fields, ``update`` and the match policy."""
+    return msgspec.json.encode([data, update, match_policy], order="sorted")
+
+
+def require_mail(data: Mapping[str, Any], match: str) -> str:
+    """The mail to match by, or ContactValidationError/ValueError naming what is wrong."""
+    if match != "mail":
+        raise ValueError(f"ensure_contact matches by 'mail' only, not {match!r}")
+    mail = data.get("mail")
+    if not isinstance(mail, str) or not mail.strip():
+        raise ContactValidationError(
+            "ensure_contact needs the contact's mail to look it up by", location="mail"
+        )
+    return mail.strip()
+
+
+async def ensure(
+    data: Mapping[str, Any],
+    mail: str,
+    *,
+    flights: EnsureFlights,
+    find: Callable[[str], Awaitable[list[Contact]]],
+    get: Callable[[int], Awaitable[Contact]],
+    create: Callable[[Mapping[str, Any]], Awaitable[Contact]],
+    update: Callable[[int, Mapping[str, Any]], Awaitable[Contact]] | None,
+    match_policy: MatchPolicy,
+) -> Contact:
+    """One flight: look up, then create, return or update (see the module's docstring)."""
+    key = mail_key(mail)
+    folded = _protocol.fold(mail)
+    matches = [c for c in await find(mail) if c.id is not None and _protocol.fold(c.mail) == folded]
+    if not matches:
+        known = flights.recent(key)
+        if known is not None:
+            try:
+                matches = [await get(known)]
+            except NotFoundError:
+                flights.forget(key)
+    if not matches:
+        created = await create(data)
+        if created.id is not None:
+            flights.remember(key, created.id)
+        return created
+    matches.sort(key=_age)
+    chosen, others = matches[0], matches[1:]
+    if others:
+        ids = tuple(c.id for c in matches if c.id is not None)
+        if match_policy == "error":
+            raise AmbiguousMatchError(
+                f"{len(matches)} contacts have this mail (ids {', '.join(map(str, ids[:10]))}"
+                f"{', ...' if len(ids) > 10 else ''})",
+                ids=ids,
+            )
+        logger.warning(
+            "ensure_contact: %d contacts have the same mail; using the oldest, %s; others: %s",
+            len(matches),
+            chosen.id,
+            ", ".join(str(c.id) for c in others[:10]) + (", ..." if len(others) > 10 else ""),
+        )
+    if update is not None and chosen.id is not None:
+        return await update(chosen.id, data)
+    return chosen
