@@ -753,7 +753,8 @@ class QomonClient:
         """The contact with this mail, created if missing: a confirmed :class:`Contact` with
         its id.
 
-        Looks the mail up (exactly, case-folded); none found: creates the contact (with the
+        Looks the mail up (exactly as written, and in lowercase when it has capitals: 1 token
+        each); none found: creates the contact (with the
         guarantees of :meth:`create_contact`: an ambiguous create is reconciled, never sent
         twice); found: returns it, or with ``update=True`` writes the given fields onto it
         (:meth:`update_contact`: read, merge, write, re-read). Concurrent calls for the same mail
@@ -782,8 +783,15 @@ class QomonClient:
         budget = self._budget(max_wait)
 
         async def find(mail: str) -> list[Contact]:
-            query = Query.where(Condition("mail", "eql:strictdata", mail))
-            return [c async for c in self.search_contacts(query, retry=retry, timeout=timeout)]
+            # Qomon's strict match is case-sensitive: look for the mail as written and, when it
+            # has capitals, as most spaces store it (lowercase).
+            found: list[Contact] = []
+            for variant in dict.fromkeys((mail, mail.lower())):
+                query = Query.where(Condition("mail", "eql:strictdata", variant))
+                found += [
+                    c async for c in self.search_contacts(query, retry=retry, timeout=timeout)
+                ]
+            return found
 
         async def get(contact_id: int) -> Contact:
             return await self.get_contact(contact_id, retry=retry, timeout=timeout)

@@ -2,8 +2,8 @@
 
 The steps, for one mail:
 
-1. look it up (``POST /search``, ``mail eql:strictdata``; Qomon's ``eql`` can match by prefix,
-   so the answers are filtered to the exact mail, case-folded);
+1. look it up (``POST /search``, ``mail eql:strictdata``, as written and in lowercase; Qomon's
+   ``eql`` can match by prefix, so the answers are filtered to the exact mail, case-folded);
 2. none found: create it through the create protocol (an ambiguous create is reconciled, never
    sent twice); one found: return it, or with ``update=True`` write the given fields onto it
    (read, merge, write, re-read); several: the oldest (``CreatedAt``, then id) is used and the
@@ -167,7 +167,13 @@ async def ensure(
     """One flight: look up, then create, return or update (see the module's docstring)."""
     key = mail_key(mail)
     folded = _protocol.fold(mail)
-    matches = [c for c in await find(mail) if c.id is not None and _protocol.fold(c.mail) == folded]
+    matches = list(
+        {
+            c.id: c
+            for c in await find(mail)
+            if c.id is not None and _protocol.fold(c.mail) == folded
+        }.values()
+    )
     if not matches:
         known = flights.recent(key)
         if known is not None:
