@@ -11,11 +11,12 @@ import email.utils
 import math
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import backoff
 import pytest
 from aiohttp import web
 
-import qomon_async._retry as retry_module
 from qomon_async import (
     QomonClient,
     RateLimitError,
@@ -169,32 +170,37 @@ async def test_the_first_attempt_does_not_enter_the_retry_machinery(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[int] = []
-    original = retry_module.backoff.aretry_context
+    original = backoff.aretry_context
 
-    def counting(*args: object, **kwargs: object) -> object:
+    def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(retry_module.backoff, "aretry_context", counting)
-    async with FakeQomon(api_key=KEY, time_scale=1000) as fake:
-        async with QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client:
-            await client.create_contact({"firstname": "A", "mail": "a@example.org"})
-            await client.list_actions()
-            assert calls == []
-            fake.inject(ErrorBeforeProcessing(500), route="GET /actions", times=1)
-            await client.list_actions()
-            assert calls == [1]
-            assert client.stats.retries == 1
-            assert [r.status for r in fake.requests[-2:]] == [500, 200]
+    # The retry module calls backoff.aretry_context through the module: count its entries.
+    monkeypatch.setattr(backoff, "aretry_context", counting)
+    async with (
+        FakeQomon(api_key=KEY, time_scale=1000) as fake,
+        QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client,
+    ):
+        await client.create_contact({"firstname": "A", "mail": "a@example.org"})
+        await client.list_actions()
+        assert calls == []
+        fake.inject(ErrorBeforeProcessing(500), route="GET /actions", times=1)
+        await client.list_actions()
+        assert calls == [1]
+        assert client.stats.retries == 1
+        assert [r.status for r in fake.requests[-2:]] == [500, 200]
 
 
 async def test_a_non_retryable_first_failure_is_raised_as_it_was() -> None:
-    async with FakeQomon(api_key=KEY, time_scale=1000) as fake:
-        async with QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client:
-            with pytest.raises(Exception) as info:
-                await client.get_contact(424242)
-            assert type(info.value).__name__ == "NotFoundError"
-            assert client.stats.retries == 0
+    async with (
+        FakeQomon(api_key=KEY, time_scale=1000) as fake,
+        QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client,
+    ):
+        with pytest.raises(Exception) as info:
+            await client.get_contact(424242)
+        assert type(info.value).__name__ == "NotFoundError"
+        assert client.stats.retries == 0
 
 
 def test_max_wait_must_be_a_non_negative_number() -> None:
