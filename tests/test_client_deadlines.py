@@ -23,6 +23,7 @@ from qomon_async import (
     RateLimitTimeout,
     RetryPolicy,
 )
+from qomon_async._call import CALL_BUDGET
 from qomon_async._retry import Budget
 from qomon_async.testing import ErrorBeforeProcessing, FakeQomon, RateLimited
 
@@ -289,3 +290,20 @@ async def test_an_http_date_an_hour_ahead_raises_at_once_for_every_call() -> Non
             assert seen == ["GET /contacts/1"]
     finally:
         await runner.cleanup()
+
+
+async def test_a_bulk_run_bounds_each_request_by_max_wait(slow_fake: FakeQomon) -> None:
+    """Needs the limiter branch (acquire honours max_wait)."""
+    client = await drained_client(slow_fake)
+    try:
+        seen = len(slow_fake.requests)
+        rows = [{"firstname": "A", "mail": f"a{i}@example.org"} for i in range(3)]
+        results = [r async for r in client.create_contacts(rows, max_wait=0.5, concurrency=2)]
+        assert sorted(r.index for r in results) == [0, 1, 2]
+        assert {str(r.status) for r in results} == {"failed"}
+        assert all(isinstance(r.error, RateLimitTimeout) for r in results)
+        assert len(slow_fake.requests) == seen
+        # The caller's context is left as it was: a later call has no budget from the run.
+        assert CALL_BUDGET.get() is None
+    finally:
+        await client.aclose()
