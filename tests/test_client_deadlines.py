@@ -307,3 +307,18 @@ async def test_a_bulk_run_bounds_each_request_by_max_wait(slow_fake: FakeQomon) 
         assert CALL_BUDGET.get() is None
     finally:
         await client.aclose()
+
+
+async def test_headers_and_timeout_are_built_once_and_the_key_stays_hidden() -> None:
+    async with (
+        FakeQomon(api_key=KEY, time_scale=1000) as fake,
+        QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client,
+    ):
+        headers, timeout = client._headers, client._default_timeout
+        await client.list_actions()
+        await client.create_contact({"firstname": "A", "mail": "a@example.org"})
+        assert client._headers is headers and client._default_timeout is timeout
+        assert headers["Authorization"] == f"Bearer {KEY}"
+        assert (timeout.total, timeout.connect) == (client.timeout, client.connect_timeout)
+        shown = repr(vars(client)) + repr(headers) + str(headers)
+        assert KEY not in shown
