@@ -7,7 +7,6 @@ policy of :mod:`qomon_async._retry`. The rest of the module is endpoints.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 from collections.abc import (
@@ -17,11 +16,11 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 
-from . import _ensure, _http, _protocol
+from . import _http, _protocol
 from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
 from ._call import CALL_BUDGET, AuthHeaders, BudgetedRun, check_max_wait
 from ._config import (
@@ -30,8 +29,6 @@ from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
-    DEFAULT_WATCH_INTERVAL,
-    DEFAULT_WATCH_OVERLAP,
     ENV_API_KEY,
     ENV_BASE_URL,
     MAX_PER_PAGE,
@@ -39,12 +36,12 @@ from ._config import (
     RetryPolicy,
 )
 from ._create import CreateProtocol
-from ._ensure import EnsureFlights, MatchPolicy
+from ._ensure import EnsureContact, EnsureFlights
 from ._exceptions import Aborted, APIConnectionError, NotFoundError
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ActionSummary, Contact, Form, FormType
 from ._protocol import ContactInput, UpsertInput
-from ._query import Condition, Query
+from ._query import Query
 from ._ratelimit import (
     Limiter,
     LimiterStats,
@@ -54,7 +51,7 @@ from ._ratelimit import (
 )
 from ._retry import Budget, retrying
 from ._stats import ClientStats
-from ._watch import ContactWatch, WatchCursor
+from ._watch import WatchContacts
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -78,7 +75,7 @@ class _Secret:
     __str__ = __repr__
 
 
-class QomonClient:
+class QomonClient(EnsureContact, WatchContacts):
     """An asyncio client for one Qomon space.
 
     ::
@@ -738,138 +735,6 @@ class QomonClient:
             max_wait=max_wait,
         )
         return _protocol.decode_total(response.status, response.body)
-
-    async def ensure_contact(
-        self,
-        contact: ContactInput,
-        *,
-        match: Literal["mail"] = "mail",
-        update: bool = False,
-        match_policy: MatchPolicy = "oldest",
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        max_wait: float | None = None,
-    ) -> Contact:
-        """The contact with this mail, created if missing: a confirmed :class:`Contact` with
-        its id.
-
-        Looks the mail up (exactly as written, and in lowercase when it has capitals: 1 token
-        each); none found: creates the contact (with the
-        guarantees of :meth:`create_contact`: an ambiguous create is reconciled, never sent
-        twice); found: returns it, or with ``update=True`` writes the given fields onto it
-        (:meth:`update_contact`: read, merge, write, re-read). Concurrent calls for the same mail
-        in this process share one lookup and one create.
-
-        Args:
-            contact: the contact (a dict in Qomon's field names, a ContactWrite); needs a mail.
-            match: the field to match by (only ``"mail"``).
-            update: write the given fields onto a contact found.
-            match_policy: several contacts found: ``"oldest"`` uses the oldest (``CreatedAt``,
-                then id) and names the others (ids only) in a WARNING log line; ``"error"``
-                raises :class:`AmbiguousMatchError`.
-            max_wait: seconds the whole call may wait before its requests are sent (shared by
-                the calls joined on one flight: the first caller's); default: the client's.
-
-        Costs 1 token (lookup), + 5 (create) or + 7 (``update=True``: read, write, read).
-
-        Raises:
-            ContactValidationError: no mail, or a malformed contact; nothing was sent.
-            AmbiguousMatchError: several contacts have the mail and ``match_policy="error"``.
-            RateLimitTimeout: the waiting would have exceeded ``max_wait``.
-            OutcomeUnknownError: the create may have been stored and could not be confirmed.
-        """
-        data = _protocol.contact_to_dict(contact)
-        mail = _ensure.require_mail(data, match)
-        budget = self._budget(max_wait)
-
-        async def find(mail: str) -> list[Contact]:
-            # Qomon's strict match is case-sensitive: look for the mail as written and, when it
-            # has capitals, as most spaces store it (lowercase).
-            found: list[Contact] = []
-            for variant in dict.fromkeys((mail, mail.lower())):
-                query = Query.where(Condition("mail", "eql:strictdata", variant))
-                found += [
-                    c async for c in self.search_contacts(query, retry=retry, timeout=timeout)
-                ]
-            return found
-
-        async def get(contact_id: int) -> Contact:
-            return await self.get_contact(contact_id, retry=retry, timeout=timeout)
-
-        async def create(data: Mapping[str, Any]) -> Contact:
-            outcome = await self._creates.create(data, reconcile=True, retry=retry, timeout=timeout)
-            return outcome.contact
-
-        async def write(contact_id: int, changes: Mapping[str, Any]) -> Contact:
-            return await self.update_contact(contact_id, changes, retry=retry, timeout=timeout)
-
-        async def flight() -> Contact:
-            CALL_BUDGET.set(budget)  # the flight's own task: its context only
-            return await _ensure.ensure(
-                data,
-                mail,
-                flights=self._ensures,
-                find=find,
-                get=get,
-                create=create,
-                update=write if update else None,
-                match_policy=match_policy,
-            )
-
-        return await self._ensures.run(
-            _ensure.mail_key(mail),
-            _ensure.signature(data, update=update, match_policy=match_policy),
-            flight,
-        )
-
-    def watch_contacts(
-        self,
-        query: Query | None = None,
-        *,
-        since: dt.datetime | None = None,
-        interval: float = DEFAULT_WATCH_INTERVAL,
-        cursor: WatchCursor | None = None,
-        overlap: float = DEFAULT_WATCH_OVERLAP,
-        max_wait: float | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-    ) -> ContactWatch:
-        """The contacts created or updated since ``since``, as they change, for as long as the
-        returned :class:`ContactWatch` is iterated (``async for contact in watch``).
-
-        Polls ``POST /search`` for ``UpdatedAt`` at or after the latest change delivered less
-        ``overlap`` (and ``query``'s conditions), every ``interval`` seconds, 1,000 contacts a
-        page (1 token each, through the client's rate limiter). Each change (contact id and
-        ``UpdatedAt``) is delivered once, oldest first. ``watch.cursor`` describes what has been
-        delivered: persist ``watch.cursor.to_json()`` and pass
-        ``cursor=WatchCursor.from_json(text)`` to resume without missing or repeating a change.
-
-        Args:
-            query: only contacts matching it (an AND root, or an OR of AND groups).
-            since: the start (an aware datetime; naive is taken as UTC); default: now. Not with
-                ``cursor``.
-            interval: seconds between the starts of two polls.
-            cursor: resume where a watch stood (from :attr:`ContactWatch.cursor`).
-            overlap: seconds of ``UpdatedAt`` looked at again at each poll, against clock skew
-                and search lag; what they bring back twice is not delivered twice.
-            max_wait: seconds each page's request may wait for the rate limiter.
-        """
-
-        async def search(query: Query, max_wait: float | None) -> AsyncIterator[Contact]:
-            async for contact in self.search_contacts(
-                query, retry=retry, timeout=timeout, max_wait=max_wait
-            ):
-                yield contact
-
-        return ContactWatch(
-            search,
-            query,
-            since=since,
-            interval=interval,
-            cursor=cursor,
-            overlap=overlap,
-            max_wait=check_max_wait(max_wait),
-        )
 
     # ----------------------------------------------------------------------------------------
     # Forms and actions

@@ -29,16 +29,22 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from . import _protocol
+from ._call import CALL_BUDGET
+from ._config import RetryPolicy
+from ._create import CreateProtocol
 from ._exceptions import AmbiguousMatchError, ContactValidationError, NotFoundError
 from ._models import Contact
+from ._protocol import ContactInput
+from ._query import Condition, Query
+from ._retry import Budget
 
-__all__ = ["EnsureFlights", "MatchPolicy", "ensure", "mail_key"]
+__all__ = ["EnsureContact", "EnsureFlights", "MatchPolicy", "ensure", "mail_key"]
 
 logger = logging.getLogger("qomon_async")
 
@@ -205,3 +211,124 @@ async def ensure(
     if update is not None and chosen.id is not None:
         return await update(chosen.id, data)
     return chosen
+
+
+class _Host(Protocol):
+    """What :class:`EnsureContact` needs of the client it is mixed into."""
+
+    _ensures: EnsureFlights
+    _creates: CreateProtocol
+
+    def _budget(self, max_wait: float | None) -> Budget | None: ...
+
+    def search_contacts(
+        self,
+        query: Query | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Contact]: ...
+
+    async def get_contact(
+        self,
+        contact_id: int,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Contact: ...
+
+    async def update_contact(
+        self,
+        contact_id: int,
+        changes: Mapping[str, Any],
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Contact: ...
+
+
+class EnsureContact:
+    """``QomonClient.ensure_contact``, kept beside the logic it drives."""
+
+    async def ensure_contact(
+        self: _Host,
+        contact: ContactInput,
+        *,
+        match: Literal["mail"] = "mail",
+        update: bool = False,
+        match_policy: MatchPolicy = "oldest",
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
+    ) -> Contact:
+        """The contact with this mail, created if missing: a confirmed :class:`Contact` with
+        its id.
+
+        Looks the mail up (exactly as written, and in lowercase when it has capitals: 1 token
+        each); none found: creates the contact (with the
+        guarantees of :meth:`create_contact`: an ambiguous create is reconciled, never sent
+        twice); found: returns it, or with ``update=True`` writes the given fields onto it
+        (:meth:`update_contact`: read, merge, write, re-read). Concurrent calls for the same mail
+        in this process share one lookup and one create.
+
+        Args:
+            contact: the contact (a dict in Qomon's field names, a ContactWrite); needs a mail.
+            match: the field to match by (only ``"mail"``).
+            update: write the given fields onto a contact found.
+            match_policy: several contacts found: ``"oldest"`` uses the oldest (``CreatedAt``,
+                then id) and names the others (ids only) in a WARNING log line; ``"error"``
+                raises :class:`AmbiguousMatchError`.
+            max_wait: seconds the whole call may wait before its requests are sent (shared by
+                the calls joined on one flight: the first caller's); default: the client's.
+
+        Costs 1 token (lookup), + 5 (create) or + 7 (``update=True``: read, write, read).
+
+        Raises:
+            ContactValidationError: no mail, or a malformed contact; nothing was sent.
+            AmbiguousMatchError: several contacts have the mail and ``match_policy="error"``.
+            RateLimitTimeout: the waiting would have exceeded ``max_wait``.
+            OutcomeUnknownError: the create may have been stored and could not be confirmed.
+        """
+        data = _protocol.contact_to_dict(contact)
+        mail = require_mail(data, match)
+        budget = self._budget(max_wait)
+
+        async def find(mail: str) -> list[Contact]:
+            # Qomon's strict match is case-sensitive: look for the mail as written and, when it
+            # has capitals, as most spaces store it (lowercase).
+            found: list[Contact] = []
+            for variant in dict.fromkeys((mail, mail.lower())):
+                query = Query.where(Condition("mail", "eql:strictdata", variant))
+                found += [
+                    c async for c in self.search_contacts(query, retry=retry, timeout=timeout)
+                ]
+            return found
+
+        async def get(contact_id: int) -> Contact:
+            return await self.get_contact(contact_id, retry=retry, timeout=timeout)
+
+        async def create(data: Mapping[str, Any]) -> Contact:
+            outcome = await self._creates.create(data, reconcile=True, retry=retry, timeout=timeout)
+            return outcome.contact
+
+        async def write(contact_id: int, changes: Mapping[str, Any]) -> Contact:
+            return await self.update_contact(contact_id, changes, retry=retry, timeout=timeout)
+
+        async def flight() -> Contact:
+            CALL_BUDGET.set(budget)  # the flight's own task: its context only
+            return await ensure(
+                data,
+                mail,
+                flights=self._ensures,
+                find=find,
+                get=get,
+                create=create,
+                update=write if update else None,
+                match_policy=match_policy,
+            )
+
+        return await self._ensures.run(
+            mail_key(mail),
+            signature(data, update=update, match_policy=match_policy),
+            flight,
+        )

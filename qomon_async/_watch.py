@@ -27,12 +27,14 @@ import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
+from ._call import check_max_wait
+from ._config import DEFAULT_WATCH_INTERVAL, DEFAULT_WATCH_OVERLAP, RetryPolicy
 from ._models import Contact
 from ._query import Condition, Group, Query
 
-__all__ = ["ContactWatch", "Search", "WatchCursor"]
+__all__ = ["ContactWatch", "Search", "WatchContacts", "WatchCursor"]
 
 logger = logging.getLogger("qomon_async")
 
@@ -237,3 +239,69 @@ class ContactWatch:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
+
+
+class _Host(Protocol):
+    """What :class:`WatchContacts` needs of the client it is mixed into."""
+
+    def search_contacts(
+        self,
+        query: Query | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
+    ) -> AsyncIterator[Contact]: ...
+
+
+class WatchContacts:
+    """``QomonClient.watch_contacts``, kept beside the iterator it builds."""
+
+    def watch_contacts(
+        self: _Host,
+        query: Query | None = None,
+        *,
+        since: dt.datetime | None = None,
+        interval: float = DEFAULT_WATCH_INTERVAL,
+        cursor: WatchCursor | None = None,
+        overlap: float = DEFAULT_WATCH_OVERLAP,
+        max_wait: float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> ContactWatch:
+        """The contacts created or updated since ``since``, as they change, for as long as the
+        returned :class:`ContactWatch` is iterated (``async for contact in watch``).
+
+        Polls ``POST /search`` for ``UpdatedAt`` at or after the latest change delivered less
+        ``overlap`` (and ``query``'s conditions), every ``interval`` seconds, 1,000 contacts a
+        page (1 token each, through the client's rate limiter). Each change (contact id and
+        ``UpdatedAt``) is delivered once, oldest first. ``watch.cursor`` describes what has been
+        delivered: persist ``watch.cursor.to_json()`` and pass
+        ``cursor=WatchCursor.from_json(text)`` to resume without missing or repeating a change.
+
+        Args:
+            query: only contacts matching it (an AND root, or an OR of AND groups).
+            since: the start (an aware datetime; naive is taken as UTC); default: now. Not with
+                ``cursor``.
+            interval: seconds between the starts of two polls.
+            cursor: resume where a watch stood (from :attr:`ContactWatch.cursor`).
+            overlap: seconds of ``UpdatedAt`` looked at again at each poll, against clock skew
+                and search lag; what they bring back twice is not delivered twice.
+            max_wait: seconds each page's request may wait for the rate limiter.
+        """
+
+        async def search(query: Query, max_wait: float | None) -> AsyncIterator[Contact]:
+            async for contact in self.search_contacts(
+                query, retry=retry, timeout=timeout, max_wait=max_wait
+            ):
+                yield contact
+
+        return ContactWatch(
+            search,
+            query,
+            since=since,
+            interval=interval,
+            cursor=cursor,
+            overlap=overlap,
+            max_wait=check_max_wait(max_wait),
+        )
