@@ -322,3 +322,21 @@ async def test_headers_and_timeout_are_built_once_and_the_key_stays_hidden() -> 
         assert (timeout.total, timeout.connect) == (client.timeout, client.connect_timeout)
         shown = repr(vars(client)) + repr(headers) + str(headers)
         assert KEY not in shown
+
+
+async def test_a_bulk_runs_max_wait_reaches_its_workers_and_ends_their_retries() -> None:
+    """The worker's request has the run's budget: a 429 asking for 2 s (beyond 0.5) ends the
+    item at once instead of being waited out."""
+    async with FakeQomon(api_key=KEY, time_scale=1) as fake:
+        fake.inject(RateLimited(retry_after=2.0), route="POST /contacts", nth=1)
+        async with QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client:
+            started = time.monotonic()
+            run = client.create_contacts(
+                [{"firstname": "A", "mail": "a@example.org"}], max_wait=0.5
+            )
+            results = [r async for r in run]
+            assert time.monotonic() - started < 1.0
+            assert [str(r.status) for r in results] == ["failed"]
+            assert isinstance(results[0].error, RateLimitError)
+            assert [r.status for r in fake.requests] == [429]
+            assert CALL_BUDGET.get() is None
