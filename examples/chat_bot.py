@@ -67,9 +67,15 @@ def save_cursor(cursor: WatchCursor) -> None:
 
 async def follow_changes(client: QomonClient) -> None:
     watch = client.watch_contacts(cursor=load_cursor(), interval=POLL_INTERVAL)
-    async for contact in watch:
-        print(f"changed: contact {contact.id} at {contact.updated_at:%H:%M:%S}", flush=True)
-        save_cursor(watch.cursor)  # after handling it: a restart resumes after this change
+    while True:
+        try:
+            async for contact in watch:
+                print(f"changed: contact {contact.id} at {contact.updated_at:%H:%M:%S}", flush=True)
+                save_cursor(watch.cursor)  # after handling it: a restart resumes after this change
+        except QomonError as exc:
+            # Qomon unreachable or busy beyond the retries: the watch stays usable, and its
+            # next poll comes after the interval.
+            print(f"watch: {type(exc).__name__}; polling again later", flush=True)
 
 
 async def main() -> None:

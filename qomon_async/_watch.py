@@ -129,6 +129,9 @@ class ContactWatch:
     Built by :meth:`QomonClient.watch_contacts`; iterate it with ``async for``, read
     :attr:`cursor` after handling each contact to persist where the watch stands. It polls
     forever: stop by leaving the loop, by :meth:`aclose`, or by cancelling the task.
+
+    A poll that fails (after the client's retries) raises its error out of the iteration; the
+    watch and its cursor stay as they were, and iterating again polls again after the interval.
     """
 
     def __init__(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from qomon_async import (
+    AuthenticationError,
     Condition,
     Contact,
     ContactWatch,
@@ -20,7 +21,7 @@ from qomon_async import (
     WatchCursor,
 )
 from qomon_async._watch import with_condition
-from qomon_async.testing import FakeQomon
+from qomon_async.testing import ErrorBeforeProcessing, FakeQomon
 
 KEY = "sk-test-watch-key-do-not-leak"
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.005)
@@ -215,3 +216,16 @@ def test_since_and_cursor_are_exclusive() -> None:
     at = dt.datetime.now(dt.timezone.utc)
     with pytest.raises(ValueError, match="not both"):
         client.watch_contacts(since=at, cursor=WatchCursor(mark=at, floor=at))
+
+
+async def test_a_failed_poll_raises_and_the_watch_goes_on(fake: FakeQomon) -> None:
+    start = fake.utcnow()
+    fake.inject(ErrorBeforeProcessing(401), route="POST /search", times=1)
+    async with QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client:
+        watch = client.watch_contacts(since=start, interval=0.01)
+        with pytest.raises(AuthenticationError):
+            await watch.__anext__()
+        added = fake.add_contact({"firstname": "After", "mail": "after@example.org"})
+        contact = await asyncio.wait_for(watch.__anext__(), timeout=5)
+        assert contact.id == added["id"]
+        assert watch.polls == 1  # the failed poll is not counted
