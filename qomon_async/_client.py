@@ -280,9 +280,6 @@ class QomonClient(EnsureContact, WatchContacts):
             raise
         self.stats.responses += 1
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-        # The limiter is paused for the whole Retry-After, however long: while it lasts, every
-        # waiter whose max_pause (the retry policy's max_retry_after) or max_wait it exceeds
-        # fails at once instead of blocking, and the pause ends when the server said it does.
         if limiter is not None and permit is not None:
             limiter.observe(
                 permit, parse_ratelimit_headers(response.headers), rejected=response.status == 429
@@ -292,6 +289,9 @@ class QomonClient(EnsureContact, WatchContacts):
             wait = retry_after if retry_after is not None else self.retry.default_retry_after
             logger.info("429 on %s %s: pausing every request for %.3f s", method, path, wait)
             if limiter is not None:
+                # Paused for the whole Retry-After, however long: while it lasts, a call whose
+                # max_pause (its policy's max_retry_after) or max_wait it exceeds fails at once
+                # instead of blocking; the pause ends when the server said it would.
                 limiter.pause(wait)
         if response.status >= 400:
             raise _protocol.status_error(
