@@ -17,6 +17,7 @@ from ._client import ClientStats, QomonClient
 from ._config import DEFAULT_BASE_URL, US_BASE_URL, RateLimit, RetryPolicy, __version__
 from ._create import InDoubtStore, MemoryInDoubtStore
 from ._exceptions import (
+    AmbiguousMatchError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -59,6 +60,7 @@ from ._models import (
 )
 from ._query import Condition, CustomOperator, Group, Operator, Query
 from ._types import AddressDict, ContactDict, UpsertDict
+from ._watch import ContactWatch, WatchCursor
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -71,6 +73,7 @@ __all__ = [
     "Address",
     "AddressDict",
     "AddressWrite",
+    "AmbiguousMatchError",
     "AuthenticationError",
     "BadRequestError",
     "BulkProgress",
@@ -81,6 +84,7 @@ __all__ = [
     "Contact",
     "ContactDict",
     "ContactValidationError",
+    "ContactWatch",
     "ContactWrite",
     "CreateResult",
     "CreateStatus",
@@ -118,6 +122,7 @@ __all__ = [
     "UnprocessableEntityError",
     "UpsertContact",
     "UpsertDict",
+    "WatchCursor",
     "__version__",
     "contact_from_row",
 ]

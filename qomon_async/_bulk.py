@@ -33,6 +33,7 @@ from collections.abc import (
 from typing import Any, Generic, Literal, TypeVar
 
 from . import _protocol
+from ._budget import CALL_BUDGET
 from ._config import RetryPolicy
 from ._create import Claims, CreateProtocol, Request, Search, maybe_await
 from ._dedupe import SeenTable
@@ -189,6 +190,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         verify_timeout: float = 30.0,
         verify_interval: float = 2.0,
         strict: bool = True,
+        max_wait: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -226,6 +228,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             self._async_items = aiter(items)
         else:
             self._sync_items = iter(items)
+        self._max_wait = max_wait
         self._gen = self._run()
 
     # -- the iterator protocol ------------------------------------------------------------------
@@ -272,7 +275,14 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self._in_flight: dict[int, dt.datetime | None] = {}
         self._pulling: set[asyncio.Task[None]] = set()
         self._live = self._concurrency
-        self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
+        # The workers' requests each wait ``max_wait`` at most before they are sent: the
+        # workers inherit this context (the caller's own context is left as it was).
+        token = CALL_BUDGET.set(self._max_wait) if self._max_wait is not None else None
+        try:
+            self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
+        finally:
+            if token is not None:
+                CALL_BUDGET.reset(token)
         buffer: dict[int, CreateResult[ItemT]] = {}
         results = self._results
         finished = False

@@ -20,7 +20,9 @@ from typing import Any, TypeVar, overload
 import aiohttp
 
 from . import _http, _protocol
+from ._budget import CALL_BUDGET, Budget, check_max_wait
 from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
+from ._call import AuthHeaders
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -34,6 +36,7 @@ from ._config import (
     RetryPolicy,
 )
 from ._create import CreateProtocol, InDoubtStore, MemoryInDoubtStore
+from ._ensure import EnsureContact, EnsureFlights
 from ._exceptions import Aborted, APIConnectionError, NotFoundError
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ActionSummary, ConfirmedContact, Contact, Form, FormType, confirmed
@@ -50,6 +53,7 @@ from ._retry import retrying
 from ._stats import ClientStats
 from ._types import ContactDict, UpsertDict
 from ._validation import DedupeKey
+from ._watch import WatchContacts
 
 _C = TypeVar("_C", bound=ContactInput)
 _U = TypeVar("_U", bound=UpsertInput)
@@ -76,7 +80,7 @@ class _Secret:
     __str__ = __repr__
 
 
-class QomonClient:
+class QomonClient(EnsureContact, WatchContacts):
     """An asyncio client for one Qomon space.
 
     ::
@@ -113,6 +117,10 @@ class QomonClient:
             naming the closest known field; nothing is sent). ``False`` sends unknown keys as
             given, for fields Qomon adds later (a warning is logged once per key); every write
             also takes ``strict=`` for one call.
+        max_wait: the default of every call's ``max_wait``: seconds a call may spend waiting
+            before its request is sent (for the rate limiter's tokens, a 429 pause, the pause
+            between retries); beyond it the call raises :class:`RateLimitTimeout` (nothing
+            sent). ``None`` (the default): no limit. ``timeout`` bounds each HTTP request.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -136,6 +144,7 @@ class QomonClient:
         in_doubt: InDoubtStore | bool = True,
         in_doubt_ttl: float = 86400.0,
         strict: bool = True,
+        max_wait: float | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
@@ -148,6 +157,7 @@ class QomonClient:
             raise ValueError("timeouts must be positive")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.max_wait = check_max_wait(max_wait)
         self.max_connections = max_connections
         self.user_agent = user_agent
         self.retry = retry or RetryPolicy()
@@ -167,6 +177,10 @@ class QomonClient:
             in_doubt=(MemoryInDoubtStore() if in_doubt is True else in_doubt or None),
             in_doubt_ttl=in_doubt_ttl,
         )
+        # Built once, not per request: the headers and the default timeout of every request.
+        self._headers = AuthHeaders(self._key.reveal(), user_agent)
+        self._default_timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self._ensures = EnsureFlights()
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -239,19 +253,29 @@ class QomonClient:
         *,
         abort: Callable[[], BaseException | None] | None = None,
         sent: list[int] | None = None,
+        budget: Budget | None = None,
+        max_pause: float | None = None,
     ) -> _http.RawResponse:
         """One attempt: wait for the bucket, send, re-sync the bucket, map the status.
 
         ``abort`` is asked once the bucket has paid, right before sending: if it returns an
         exception (a bulk run hit a fatal 401), nothing is sent and :class:`Aborted` is raised.
-        ``sent`` (if given) receives one entry per request actually sent.
+        ``sent`` (if given) receives one entry per request actually sent. ``budget`` is the
+        call's waiting budget (``max_wait``), ``max_pause`` the longest 429 pause worth waiting.
+        A wait cancelled in the limiter sends nothing and charges nothing.
         """
         session = self._get_session()
         limiter = self._limiter
         permit = None
         if limiter is not None:
-            permit = await limiter.acquire(route_cost(method, path))
+            permit = await limiter.acquire(
+                route_cost(method, path),
+                max_wait=budget.left if budget is not None else None,
+                max_pause=max_pause,
+            )
             self.stats.limiter_wait += permit.waited
+            if budget is not None:
+                budget.spend(permit.waited)
         if abort is not None and (reason := abort()) is not None:
             if limiter is not None and permit is not None:
                 limiter.release(permit, refund=True)
@@ -264,13 +288,9 @@ class QomonClient:
                 session,
                 method,
                 self.base_url + path,
-                headers={
-                    "Authorization": f"Bearer {self._key.reveal()}",
-                    "User-Agent": self.user_agent,
-                    "Accept": "application/json",
-                },
+                headers=self._headers,
                 body=body,
-                timeout=timeout or self.timeout,
+                timeout=timeout or self._default_timeout,
                 connect_timeout=self.connect_timeout,
             )
         except APIConnectionError as exc:
@@ -293,6 +313,9 @@ class QomonClient:
             wait = retry_after if retry_after is not None else self.retry.default_retry_after
             logger.info("429 on %s %s: pausing every request for %.3f s", method, path, wait)
             if limiter is not None:
+                # Paused for the whole Retry-After, however long: while it lasts, a call whose
+                # max_pause (its policy's max_retry_after) or max_wait it exceeds fails at once
+                # instead of blocking; the pause ends when the server said it would.
                 limiter.pause(wait)
         if response.status >= 400:
             raise _protocol.status_error(
@@ -316,23 +339,53 @@ class QomonClient:
         timeout: float | None = None,
         attempts: list[int] | None = None,
         abort: Callable[[], BaseException | None] | None = None,
+        max_wait: float | Budget | None = None,
     ) -> _http.RawResponse:
-        """Send with the retry policy; ``attempts`` (if given) gets one entry per request sent."""
+        """Send with the retry policy; ``attempts`` (if given) gets one entry per request sent.
+
+        ``max_wait``: a :class:`Budget` shared with the other requests of one call, or seconds
+        for this request alone; by default the budget of the public call running in this task
+        (:data:`~qomon_async._call.CALL_BUDGET`), else the client's ``max_wait``.
+        """
+        budget = max_wait if isinstance(max_wait, Budget) else self._budget(max_wait)
+        policy = retry or self.retry
 
         def count_retry(exc: BaseException, wait: float) -> None:
             self.stats.retries += 1
             self.stats.retry_wait += wait
 
         async def attempt(_number: int) -> _http.RawResponse:
-            return await self._send(method, path, body, timeout, abort=abort, sent=attempts)
+            return await self._send(
+                method,
+                path,
+                body,
+                timeout,
+                abort=abort,
+                sent=attempts,
+                budget=budget,
+                max_pause=policy.max_retry_after,
+            )
 
         return await retrying(
             attempt,
-            policy=retry or self.retry,
+            policy=policy,
             idempotent=idempotent,
             describe=f"{method} {path}",
             on_retry=count_retry,
+            budget=budget,
         )
+
+    def _budget(self, max_wait: float | None) -> Budget | None:
+        """The waiting budget of one call: its own ``max_wait``, else that of the public call
+        running in this task, else the client's ``max_wait`` (None: no limit)."""
+        if max_wait is not None:
+            return Budget(check_max_wait(max_wait))
+        budget = CALL_BUDGET.get()
+        if isinstance(budget, float):
+            return Budget(budget)  # a bulk run's limit, for each request alone
+        if budget is None and self.max_wait is not None:
+            return Budget(self.max_wait)
+        return budget
 
     # ----------------------------------------------------------------------------------------
     # Contacts
@@ -346,6 +399,7 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> ConfirmedContact:
         """Create one contact (``POST /contacts``, 5 tokens) and return it with its new id.
 
@@ -355,27 +409,49 @@ class QomonClient:
         client looks the contact up by ``mail`` among contacts created since the attempt began:
         found, it is returned; surely absent, the create is sent again.
 
+        Args:
+            timeout: seconds for each HTTP request (default: the client's).
+            max_wait: seconds the whole call may spend waiting before a request is sent (the
+                rate limiter's queue and refill, a 429 pause, pauses between retries); default:
+                the client's ``max_wait``; ``math.inf``: no limit.
+
+        Cancelling the call while it waits for the rate limiter sends nothing and gives its
+        tokens back.
+
         Raises:
+            RateLimitTimeout: the wait would have exceeded ``max_wait``; nothing was sent.
             OutcomeUnknownError: the create may have been stored and the lookup could not tell
                 (no ``mail`` to search by, or the search failed); or ``reconcile=False``.
             ContactValidationError: the contact is malformed, or has a key this library does
                 not know (see ``strict``); nothing was sent.
             APIStatusError: Qomon refused it (``UnprocessableEntityError`` names the fields).
         """
-        outcome = await self._creates.create(
-            _protocol.contact_to_dict(contact, strict=self._strict(strict)),
-            reconcile=reconcile,
-            retry=retry,
-            timeout=timeout,
-        )
+        data = _protocol.contact_to_dict(contact, strict=self._strict(strict))
+        token = CALL_BUDGET.set(self._budget(max_wait))
+        try:
+            outcome = await self._creates.create(
+                data, reconcile=reconcile, retry=retry, timeout=timeout
+            )
+        finally:
+            CALL_BUDGET.reset(token)
         return confirmed(outcome.contact)
 
     async def get_contact(
-        self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        contact_id: int,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> ConfirmedContact:
         """Read one contact (``GET /contacts/{id}``). Raises ``NotFoundError`` if missing."""
         response = await self._request(
-            "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+            "GET",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_contact(response.status, response.body)
 
@@ -387,6 +463,7 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> ConfirmedContact:
         """Write a contact whole (``PATCH /contacts/{id}``, 5 tokens).
 
@@ -402,6 +479,7 @@ class QomonClient:
             idempotent=False,
             retry=retry,
             timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_contact(response.status, response.body)
 
@@ -413,15 +491,23 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> ConfirmedContact:
         """Change some fields of a contact and keep the others (read, merge, PATCH, re-read).
 
         ``changes`` uses Qomon's field names; ``address`` is merged key by key, lists are
         replaced whole. Read-only keys are stripped before writing. Costs 1 + 5 + 1 tokens.
         Not atomic: a write by someone else between the read and the PATCH is overwritten.
+        ``max_wait`` bounds the waiting of the three requests together.
         """
+        budget = self._budget(max_wait)
         response = await self._request(
-            "GET", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+            "GET",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=budget,
         )
         current = _protocol.decode_contact_dict(response.status, response.body)
         merged = _protocol.merge_for_update(
@@ -434,16 +520,35 @@ class QomonClient:
             idempotent=False,
             retry=retry,
             timeout=timeout,
+            max_wait=budget,
         )
-        # The PATCH answer may be reduced (§7.4): the confirmed state is a fresh read.
-        return await self.get_contact(contact_id, retry=retry, timeout=timeout)
+        # Qomon's PATCH answer may be a reduced contact: the confirmed state is a fresh read.
+        response = await self._request(
+            "GET",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=budget,
+        )
+        return _protocol.decode_contact(response.status, response.body)
 
     async def delete_contact(
-        self, contact_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        contact_id: int,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> None:
         """Delete a contact (``DELETE /contacts/{id}``). Raises ``NotFoundError`` if missing."""
         await self._request(
-            "DELETE", f"/contacts/{int(contact_id)}", idempotent=True, retry=retry, timeout=timeout
+            "DELETE",
+            f"/contacts/{int(contact_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
 
     async def upsert_contact(
@@ -453,6 +558,7 @@ class QomonClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> None:
         """Queue a create-or-update (``POST /contacts/upsert``, 1 token; Qomon answers 202).
 
@@ -468,6 +574,7 @@ class QomonClient:
             idempotent=False,
             retry=retry,
             timeout=timeout,
+            max_wait=max_wait,
         )
 
     def _strict(self, strict: bool | None) -> bool:
@@ -501,6 +608,7 @@ class QomonClient:
         on_attempt: OnAttempt | None = None,
         in_doubt: InDoubt | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun[ContactDict]: ...
 
     @overload
@@ -521,6 +629,7 @@ class QomonClient:
         on_attempt: OnAttempt | None = None,
         in_doubt: InDoubt | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun[_C]: ...
 
     def create_contacts(
@@ -540,6 +649,7 @@ class QomonClient:
         on_attempt: OnAttempt | None = None,
         in_doubt: InDoubt | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun[Any]:
         """Create many contacts, ``concurrency`` at a time; one :class:`CreateResult` per item.
 
@@ -567,6 +677,9 @@ class QomonClient:
                 may have created this item; it is looked up before anything is sent.
             strict: refuse unknown contact keys (``None``: the client's ``strict``); such an
                 item ends ``"failed"`` with a :class:`ContactValidationError`, unsent.
+            max_wait: seconds each request may wait before it is sent (default: the client's
+                ``max_wait``); an item that would wait longer fails with
+                :class:`RateLimitTimeout`, nothing sent for it.
 
         A 401 or 403 stops the run: no new request is sent, the rest ends ``"skipped"``.
         """
@@ -587,6 +700,7 @@ class QomonClient:
             on_attempt=on_attempt,
             in_doubt=in_doubt,
             strict=self._strict(strict),
+            max_wait=check_max_wait(max_wait),
         )
 
     @overload
@@ -608,6 +722,7 @@ class QomonClient:
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun[UpsertDict]: ...
 
     @overload
@@ -629,6 +744,7 @@ class QomonClient:
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun[_U]: ...
 
     def upsert_contacts(
@@ -649,6 +765,7 @@ class QomonClient:
         on_progress: OnProgress | None = None,
         on_attempt: OnAttempt | None = None,
         strict: bool | None = None,
+        max_wait: float | None = None,
     ) -> BulkRun[Any]:
         """The twin of :meth:`create_contacts` on ``POST /contacts/upsert`` (1 token, no id back).
 
@@ -678,6 +795,7 @@ class QomonClient:
             verify_timeout=verify_timeout,
             verify_interval=verify_interval,
             strict=self._strict(strict),
+            max_wait=check_max_wait(max_wait),
         )
 
     async def search_contacts(
@@ -690,12 +808,15 @@ class QomonClient:
         include_interactions: bool = False,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> AsyncIterator[Contact]:
         """Every contact matching ``query`` (all contacts by default), page after page.
 
         Pages are offsets into a live result set: a contact edited during the sweep may move,
         so contacts are de-duplicated by id (and one may be missed; sort by ``lastchange``
         ascending for incremental syncs). Stops on the first short page. 1 token per page.
+        ``max_wait`` bounds the waiting of each page's request. To follow changes as they
+        happen, see :meth:`watch_contacts`.
         """
         query = query or Query.everything()
         seen: set[int] = set()
@@ -710,7 +831,13 @@ class QomonClient:
                 include_interactions=include_interactions,
             )
             response = await self._request(
-                "POST", "/search", body=body, idempotent=True, retry=retry, timeout=timeout
+                "POST",
+                "/search",
+                body=body,
+                idempotent=True,
+                retry=retry,
+                timeout=timeout,
+                max_wait=max_wait,
             )
             contacts = _protocol.decode_contacts_page(response.status, response.body)
             for contact in contacts:
@@ -729,11 +856,18 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> int:
         """How many contacts match ``query`` (``POST /kpi``), all by default."""
         body = _protocol.search_body(query or Query.everything(), page=0, per_page=None)
         response = await self._request(
-            "POST", "/kpi", body=body, idempotent=True, retry=retry, timeout=timeout
+            "POST",
+            "/kpi",
+            body=body,
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_total(response.status, response.body)
 
@@ -747,36 +881,61 @@ class QomonClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> list[Form]:
         """The forms of one type (``GET /v1/forms/type/{type}``; the deprecated
         ``/forms/{type}`` if the canonical route answers 404)."""
         try:
             response = await self._request(
-                "GET", f"/v1/forms/type/{form_type}", idempotent=True, retry=retry, timeout=timeout
+                "GET",
+                f"/v1/forms/type/{form_type}",
+                idempotent=True,
+                retry=retry,
+                timeout=timeout,
+                max_wait=max_wait,
             )
         except NotFoundError:
             logger.info(
                 "GET /v1/forms/type/%s answered 404: trying /forms/%s", form_type, form_type
             )
             response = await self._request(
-                "GET", f"/forms/{form_type}", idempotent=True, retry=retry, timeout=timeout
+                "GET",
+                f"/forms/{form_type}",
+                idempotent=True,
+                retry=retry,
+                timeout=timeout,
+                max_wait=max_wait,
             )
         return _protocol.decode_forms(response.status, response.body)
 
     async def get_form(
-        self, form_id: int, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        form_id: int,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> Form:
         """One form by id (``GET /forms/{id}``), with its refvalues."""
         response = await self._request(
-            "GET", f"/forms/{int(form_id)}", idempotent=True, retry=retry, timeout=timeout
+            "GET",
+            f"/forms/{int(form_id)}",
+            idempotent=True,
+            retry=retry,
+            timeout=timeout,
+            max_wait=max_wait,
         )
         return _protocol.decode_form(response.status, response.body)
 
     async def list_actions(
-        self, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
     ) -> list[ActionSummary]:
         """The actions (campaigns) of the space, with their counters (``GET /actions``)."""
         response = await self._request(
-            "GET", "/actions", idempotent=True, retry=retry, timeout=timeout
+            "GET", "/actions", idempotent=True, retry=retry, timeout=timeout, max_wait=max_wait
         )
         return _protocol.decode_actions(response.status, response.body)

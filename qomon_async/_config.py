@@ -31,8 +31,13 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_BUCKET_CAPACITY = 100.0
 DEFAULT_BUCKET_RATE = 10.0
 
-#: ``per_page`` bounds of ``POST /search`` (§8.1).
+#: The largest ``per_page`` of ``POST /search``.
 MAX_PER_PAGE = 1000
+
+#: ``watch_contacts``: seconds between two polls, and seconds of ``UpdatedAt`` looked at again
+#: at each poll (against clock skew and the lag of Qomon's search index behind a write).
+DEFAULT_WATCH_INTERVAL = 60.0
+DEFAULT_WATCH_OVERLAP = 120.0
 
 
 @dataclasses.dataclass(frozen=True)

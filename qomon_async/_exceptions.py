@@ -15,6 +15,7 @@ no aiohttp or msgspec exception reaches a caller.
     │   ├── RateLimitError            429 (.retry_after, seconds)
     │   └── ServerError               5xx
     ├── RateLimitTimeout          the bucket could not pay within max_wait (nothing was sent)
+    ├── AmbiguousMatchError       ensure_contact found several contacts (match_policy="error")
     ├── OutcomeUnknownError       a create was sent and its fate could not be established
     ├── ContactValidationError    a contact given to the client is malformed (nothing was sent)
     ├── DuplicateInputError       a bulk input item repeats an earlier one (not sent twice)
@@ -33,6 +34,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AmbiguousMatchError",
     "AuthenticationError",
     "BadRequestError",
     "ContactValidationError",
@@ -162,6 +164,18 @@ class RateLimitTimeout(QomonError):
         super().__init__(message)
         self.predicted_wait = predicted_wait
         self.max_wait = max_wait
+
+
+class AmbiguousMatchError(QomonError):
+    """``ensure_contact(..., match_policy="error")`` found several contacts for one mail.
+
+    ``ids`` are theirs, oldest first; nothing was created or changed. The message names the ids
+    only, never the mail.
+    """
+
+    def __init__(self, message: str, *, ids: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.ids = ids
 
 
 class OutcomeUnknownError(QomonError):

@@ -76,7 +76,7 @@ async def send(
     *,
     headers: Mapping[str, str],
     body: bytes | None,
-    timeout: float,
+    timeout: float | aiohttp.ClientTimeout,
     connect_timeout: float,
 ) -> RawResponse:
     """Send one request and read the whole answer; translate every transport failure.
@@ -89,7 +89,11 @@ async def send(
     del headers
     if body is not None:
         request_headers["Content-Type"] = "application/json"
-    client_timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+    # A prebuilt ClientTimeout (the client's default, built once) is used as it is.
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        client_timeout = timeout
+    else:
+        client_timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
     started = time.perf_counter()
     path = urlsplit(url).path
     error: APIConnectionError
@@ -117,7 +121,7 @@ async def send(
         )
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
         error = APITimeoutError(
-            f"no complete answer to {method} {path} within {timeout:g} s",
+            f"no complete answer to {method} {path} within {client_timeout.total or 0:g} s",
             method=method,
             url=path,
             request_sent=True,

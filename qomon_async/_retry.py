@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import backoff
 
+from ._budget import Budget
 from ._config import RetryPolicy
 from ._exceptions import (
     APIConnectionError,
@@ -31,7 +32,7 @@ from ._exceptions import (
     ServerError,
 )
 
-__all__ = ["is_ambiguous", "is_retryable", "retrying"]
+__all__ = ["Budget", "is_ambiguous", "is_retryable", "retrying"]
 
 logger = logging.getLogger("qomon_async")
 T = TypeVar("T")
@@ -73,13 +74,21 @@ def retry_wait(policy: RetryPolicy, exc: BaseException, retry_number: int) -> fl
     return backoff.full_jitter(ceiling)
 
 
-def _waits(policy: RetryPolicy) -> Generator[float, Any, None]:
-    """A backoff wait generator that is sent each failure: it decides per exception."""
+def _waits(policy: RetryPolicy, budget: Budget | None = None) -> Generator[float, Any, None]:
+    """A backoff wait generator that is sent each failure: it decides per exception.
+
+    A wait longer than what the call's budget has left ends the retries (the last error is
+    raised): a Retry-After is never shortened, and a backoff that would overrun ``max_wait``
+    is not taken.
+    """
     retry_number = 0
     exc = yield 0.0  # backoff primes the generator with None
     while True:
         retry_number += 1
-        exc = yield retry_wait(policy, exc, retry_number)
+        wait = retry_wait(policy, exc, retry_number)
+        if budget is not None and budget.left is not None and wait > budget.left:
+            return
+        exc = yield wait
 
 
 async def retrying(
@@ -89,10 +98,22 @@ async def retrying(
     idempotent: bool,
     describe: str,
     on_retry: Callable[[BaseException, float], None] | None = None,
+    budget: Budget | None = None,
 ) -> T:
     """Await ``call(attempt_number)`` until it succeeds or the policy says stop; raise the last
-    error then. ``on_retry(exc, wait)`` is told of each retry (for counters)."""
+    error then. ``on_retry(exc, wait)`` is told of each retry (for counters); ``budget`` (the
+    call's ``max_wait``) pays for the pauses between retries.
+
+    The first attempt is awaited directly: the retry machinery is entered only after a first
+    failure, so a call that succeeds pays for nothing else.
+    """
     started = time.monotonic()
+    try:
+        return await call(1)
+    except QomonError as exc:
+        if policy.max_attempts <= 1 or not is_retryable(exc, idempotent=idempotent):
+            raise
+        first: QomonError | None = exc
 
     def give_up(exc: BaseException) -> bool:
         if not is_retryable(exc, idempotent=idempotent):
@@ -117,23 +138,31 @@ async def retrying(
             details.get("tries", 0),
             exc,
         )
+        if budget is not None:
+            budget.spend(wait)
         if on_retry is not None and isinstance(exc, BaseException):
             on_retry(exc, wait)
 
     attempt_number = 0
     result: T
+    # The first failure is replayed as the context's first attempt, so that backoff counts it
+    # (tries, give-up, the wait before the second attempt) exactly as if it had made it.
     async for attempt in backoff.aretry_context(
         QomonError,
         _waits,
         max_tries=policy.max_attempts,
-        max_time=policy.max_time,
+        max_time=max(policy.max_time - (time.monotonic() - started), 0.0),
         jitter=None,  # jitter is applied by retry_wait, never to a Retry-After
         giveup=give_up,
         on_backoff=on_backoff,
         logger=None,
         policy=policy,
+        budget=budget,
     ):
         with attempt:
             attempt_number += 1
+            if first is not None:
+                replay, first = first, None
+                raise replay
             result = await call(attempt_number)
     return result

@@ -9,10 +9,7 @@ import qomon_async.testing
 
 PUBLIC = {
     "APIConnectionError", "APIStatusError", "APITimeoutError", "Action", "ActionSummary",
-    "Address", "AddressDict", "AddressWrite", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun", "ClientStats", "Condition", "ConfirmedContact", "Contact", "ContactDict", "ContactValidationError", "ContactWrite", "CreateResult", "CreateStatus", "CustomOperator", "DEFAULT_BASE_URL", "DuplicateInputError", "Form", "FormData", "FormDataWrite", "FormType", "FormValue", "Group", "InDoubtStore", "MemoryInDoubtStore", "NotFoundError", "Note", "NoteWrite", "Operator", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
-    "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RateLimitTimeout", "RefValue",
-    "ResponseDecodeError", "RetryPolicy", "RowMapper", "ServerError", "Tag", "TagWrite", "US_BASE_URL",
-    "UnprocessableEntityError", "UpsertContact", "UpsertDict", "__version__", "contact_from_row",
+    "Address", "AddressDict", "AddressWrite", "AmbiguousMatchError", "AuthenticationError", "BadRequestError", "BulkProgress", "BulkRun", "ClientStats", "Condition", "ConfirmedContact", "Contact", "ContactDict", "ContactValidationError", "ContactWatch", "ContactWrite", "CreateResult", "CreateStatus", "CustomOperator", "DEFAULT_BASE_URL", "DuplicateInputError", "Form", "FormData", "FormDataWrite", "FormType", "FormValue", "Group", "InDoubtStore", "MemoryInDoubtStore", "NotFoundError", "Note", "NoteWrite", "Operator", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError", "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RateLimitTimeout", "RefValue", "ResponseDecodeError", "RetryPolicy", "RowMapper", "ServerError", "Tag", "TagWrite", "US_BASE_URL", "UnprocessableEntityError", "UpsertContact", "UpsertDict", "WatchCursor", "__version__", "contact_from_row",
 }  # fmt: skip
 
 

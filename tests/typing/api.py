@@ -13,6 +13,7 @@ from qomon_async import (
     ConfirmedContact,
     Contact,
     ContactDict,
+    ContactWatch,
     ContactWrite,
     CreateResult,
     CreateStatus,
@@ -21,6 +22,7 @@ from qomon_async import (
     Query,
     RateLimit,
     RetryPolicy,
+    WatchCursor,
 )
 
 
@@ -48,4 +50,18 @@ async def typed_usage() -> None:
             status: CreateStatus = r.status
             assert status == "created" or r.error is not None
         del got, total, forms
+        # Deadlines, get-or-create, the change feed.
+        quick: Contact = await client.get_contact(contact_id, max_wait=1.5)
+        ensured: Contact = await client.ensure_contact(
+            {"mail": "j@example.org"}, update=True, match_policy="error", max_wait=2.0
+        )
+        watch: ContactWatch = client.watch_contacts(query, interval=30.0, overlap=60.0)
+        async for changed in watch:
+            saved: str = watch.cursor.to_json()
+            resumed: WatchCursor = WatchCursor.from_json(saved)
+            client.watch_contacts(cursor=resumed, max_wait=5.0)
+            del changed
+            break
+        del quick, ensured
     QomonClient(rate_limit=RateLimit(capacity=50, rate=5), retry=RetryPolicy(max_attempts=3))
+    QomonClient(max_wait=2.0)
