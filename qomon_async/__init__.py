@@ -31,6 +31,7 @@ from ._exceptions import (
     RateLimitTimeout,
     ResponseDecodeError,
     ServerError,
+    UnexpectedRedirectError,
     UnprocessableEntityError,
 )
 from ._models import (
@@ -103,6 +104,7 @@ __all__ = [
     "ServerError",
     "Tag",
     "TagWrite",
+    "UnexpectedRedirectError",
     "UnprocessableEntityError",
     "UpsertContact",
     "__version__",

@@ -55,23 +55,6 @@ __all__ = ["ClientStats", "QomonClient"]
 logger = logging.getLogger("qomon_async")
 
 
-class _Secret:
-    """The API key, kept out of reprs, logs and tracebacks' locals."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
-
-
 class QomonClient:
     """An asyncio client for one Qomon space.
 
@@ -98,6 +81,13 @@ class QomonClient:
         reconcile_delay: seconds to wait after an ambiguous create before each of the two
             searches for it, so that a create Qomon is still processing, or that its search
             index has not caught up with, is found rather than sent again.
+        max_response_bytes: the largest answer read (bytes, after decompression; default
+            32 MiB, far above Qomon's largest, a 1,000-contact page). A larger 2xx raises
+            :class:`ResponseDecodeError`; the body of a larger error status is dropped.
+
+    Raises:
+        ValueError: no API key, a key with a control character (a pasted newline or tab; the
+            message names its position, never the key), a bad ``base_url`` or timeout.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -117,11 +107,16 @@ class QomonClient:
         rate_limit: RateLimit | bool = True,
         reconcile_margin: float = 120.0,
         reconcile_delay: float = 1.0,
+        max_response_bytes: int = _http.DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
             raise ValueError(f"no API key: pass api_key= or set ${ENV_API_KEY}")
-        self._key = _Secret(key.strip())
+        self._auth = _http.Auth(key.strip(), user_agent=user_agent)
+        self._key = self._auth.secret
+        if max_response_bytes <= 0:
+            raise ValueError("max_response_bytes must be positive")
+        self.max_response_bytes = max_response_bytes
         self.base_url = _http.check_base_url(
             base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
         )
@@ -241,14 +236,11 @@ class QomonClient:
                 session,
                 method,
                 self.base_url + path,
-                headers={
-                    "Authorization": f"Bearer {self._key.reveal()}",
-                    "User-Agent": self.user_agent,
-                    "Accept": "application/json",
-                },
+                auth=self._auth,
                 body=body,
                 timeout=timeout or self.timeout,
                 connect_timeout=self.connect_timeout,
+                max_bytes=self.max_response_bytes,
             )
         except APIConnectionError as exc:
             if limiter is not None and permit is not None:

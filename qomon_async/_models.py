@@ -4,12 +4,13 @@ Two families:
 
 * **Read models** (``Contact``, ``Address``, ``FormData``, ``Note``, ``Tag``, ``Form``,
   ``RefValue``, ``Action``, ``ActionSummary``, ``Problem``): what Qomon answers. Every field is
-  optional, unknown fields are ignored, and the documented variants of ``qomon-api.md`` section 15
+  optional, unknown fields are ignored, and the variants Qomon's answers are known to mix
   are accepted (numbers or strings for address parts, ``birthcity``/``birth_city``,
   ``actions_ids``/``action_ids``, ``customfields``/``custom_fields``, notes with ``content`` or
-  ``data``, tags as objects or strings, dates with 0 to 6 fractional digits). Where the wire has
-  two names for one thing, the model exposes one normalised property and keeps the wire field
-  private.
+  ``data``, tags as objects or strings, dates with 0 to 6 fractional digits; a date without a
+  zone is read as UTC; a contact id beyond the signed 64-bit range is refused). Where the wire
+  has two names for one thing, the model exposes one normalised property and keeps the wire
+  field private.
 * **Write models** (``ContactWrite``, ``AddressWrite``, ``FormDataWrite``, ``NoteWrite``,
   ``TagWrite``, ``UpsertContact``, ``FormValue``): what the client sends. Every field defaults to
   ``UNSET`` and only what was set is encoded, so a write never clears a field by accident (an
@@ -19,9 +20,9 @@ Two families:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from msgspec import UNSET, Struct, UnsetType, field
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 __all__ = [
     "Action",
@@ -45,35 +46,39 @@ __all__ = [
     "UpsertContact",
 ]
 
-#: The form types of ``GET /v1/forms/type/{type}`` (``qomon-api.md`` section 9).
+#: The form types of ``GET /v1/forms/type/{type}``.
 FormType = Literal[
     "consent", "level_of_support", "presence_status", "custom_fields", "survey", "tasks"
 ]
 
 
-class LooseStr(str):
-    """A string on the wire that Qomon sometimes sends as a number (``qomon-api.md`` §15).
+if TYPE_CHECKING:
+    LooseStr = str
+else:
+    # On the wire, a string that Qomon sometimes sends as a number (or a bool); decoded as
+    # it comes (no hook), then turned into text by the model's ``__post_init__``.
+    LooseStr = str | int | float | bool
 
-    Decoded through :func:`dec_hook`: ``75000`` and ``"75000"`` both become ``"75000"``. A lost
-    leading zero (``01000`` sent as ``1000``) cannot be recovered; it is not guessed.
-    """
+#: A datetime that carries its zone; a naive one from the wire is read as UTC by the decoders.
+AwareDatetime = Annotated[dt.datetime, Meta(tz=True)]
 
-    __slots__ = ()
+#: An id that fits a signed 64-bit integer (what a database stores): a larger one is refused.
+Id = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
-def dec_hook(tp: type[Any], obj: Any) -> Any:
-    """msgspec decode hook for the loose scalar types of this module."""
-    if tp is LooseStr:
-        if isinstance(obj, str):
-            return LooseStr(obj)
-        if isinstance(obj, bool):  # bool is an int: keep it readable rather than "True"/1
-            return LooseStr("true" if obj else "false")
-        if isinstance(obj, int):
-            return LooseStr(obj)
-        if isinstance(obj, float):
-            return LooseStr(repr(obj) if not obj.is_integer() else str(int(obj)))
-        raise TypeError(f"Expected str or number, got {type(obj).__name__}")
-    raise NotImplementedError(f"no decoder for {tp!r}")
+def as_text(value: object) -> str:
+    """A loose scalar as text: ``75000`` and ``"75000"`` both give ``"75000"``; ``True`` gives
+    ``"true"``; ``48.0`` gives ``"48"``. A lost leading zero (``01000`` sent as ``1000``) cannot
+    be recovered and is not guessed."""
+    if type(value) is str:
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,7 +86,7 @@ def dec_hook(tp: type[Any], obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-class Tag(Struct, kw_only=True, frozen=True):
+class Tag(Struct, kw_only=True, frozen=True, gc=False):
     """A tag on a contact. Reads may carry ``appearance_count`` and ``color``."""
 
     name: str | None = None
@@ -89,8 +94,8 @@ class Tag(Struct, kw_only=True, frozen=True):
     color: str | None = None
 
 
-class Address(Struct, kw_only=True, omit_defaults=True):
-    """A contact's postal address as Qomon returns it (``AddressResp``, §7.1.2).
+class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A contact's postal address as Qomon returns it (``AddressResp``).
 
     Every part is a string, whether Qomon sent a string or a number. ``house_number`` and
     ``postal_code`` (the v1 draft's names) are folded into ``housenumber`` and ``postalcode``.
@@ -125,25 +130,38 @@ class Address(Struct, kw_only=True, omit_defaults=True):
             self.housenumber = self._house_number
         if self.postalcode is None:
             self.postalcode = self._postal_code
-        _plain(self, _ADDRESS_LOOSE)
+        # Written out, not looped: this runs for every address of every answer.
+        if self.housenumber is not None and type(self.housenumber) is not str:
+            self.housenumber = as_text(self.housenumber)
+        if self.postalcode is not None and type(self.postalcode) is not str:
+            self.postalcode = as_text(self.postalcode)
+        if self.citycode is not None and type(self.citycode) is not str:
+            self.citycode = as_text(self.citycode)
+        if self.floor is not None and type(self.floor) is not str:
+            self.floor = as_text(self.floor)
+        if self.door is not None and type(self.door) is not str:
+            self.door = as_text(self.door)
+        if self.pollingstation is not None and type(self.pollingstation) is not str:
+            self.pollingstation = as_text(self.pollingstation)
+        if self.latitude is not None and type(self.latitude) is not str:
+            self.latitude = as_text(self.latitude)
+        if self.longitude is not None and type(self.longitude) is not str:
+            self.longitude = as_text(self.longitude)
+        if self._house_number is not None and type(self._house_number) is not str:
+            self._house_number = as_text(self._house_number)
+        if self._postal_code is not None and type(self._postal_code) is not str:
+            self._postal_code = as_text(self._postal_code)
 
 
-_ADDRESS_LOOSE = (
-    "housenumber", "postalcode", "citycode", "floor", "door", "pollingstation", "latitude",
-    "longitude", "_house_number", "_postal_code",
-)  # fmt: skip
+def _plain(obj: Struct, name: str) -> None:
+    """Turn the loose value of field ``name`` into text."""
+    value = getattr(obj, name)
+    if value is not None and type(value) is not str:
+        setattr(obj, name, as_text(value))
 
 
-def _plain(obj: Struct, names: tuple[str, ...]) -> None:
-    """Turn the LooseStr values of ``names`` into plain str, so that msgspec can encode them."""
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None:
-            setattr(obj, name, str.__str__(value))
-
-
-class FormData(Struct, kw_only=True, omit_defaults=True):
-    """One answer of a contact to one form (``FormDataResp``, §7.1.3).
+class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """One answer of a contact to one form (``FormDataResp``).
 
     ``form_ref_id`` names the chosen refvalue; ``data`` is the free-text answer or the
     refvalue's value. Every answer value is a string on the wire.
@@ -158,18 +176,18 @@ class FormData(Struct, kw_only=True, omit_defaults=True):
     type_of_form: str | None = None
     group_id: int | None = None
     contact_id: int | None = None
-    date: dt.datetime | None = None
-    donedate: dt.datetime | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-    deleted_at: dt.datetime | None = None
+    date: AwareDatetime | None = None
+    donedate: AwareDatetime | None = None
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    deleted_at: AwareDatetime | None = None
 
     def __post_init__(self) -> None:
-        _plain(self, ("data",))
+        _plain(self, "data")
 
 
-class Note(Struct, kw_only=True, omit_defaults=True):
-    """A note on a contact. Qomon names its text ``content`` or ``data`` (§7.1.4): read ``text``."""
+class Note(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A note on a contact. Qomon names its text ``content`` or ``data``: read ``text``."""
 
     id: int | None = None
     content: str | None = None
@@ -179,8 +197,8 @@ class Note(Struct, kw_only=True, omit_defaults=True):
     group_id: int | None = None
     user_id: int | None = None
     only_super_admin: bool | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
 
     @property
     def text(self) -> str | None:
@@ -188,8 +206,8 @@ class Note(Struct, kw_only=True, omit_defaults=True):
         return self.content if self.content is not None else self.data
 
 
-class Contact(Struct, kw_only=True, omit_defaults=True):
-    """A contact as Qomon returns it (§7.1.1).
+class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A contact as Qomon returns it.
 
     Variant names are normalised: read ``birthcity`` (also sent as ``birth_city``),
     ``action_ids`` (also ``actions_ids``), ``custom_fields`` (``customfields`` and
@@ -197,13 +215,13 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
     object), ``created_at``/``updated_at`` (``CreatedAt``/``UpdatedAt`` or the snake_case names).
     """
 
-    id: int | None = None
+    id: Id | None = None
     group_id: int | None = None
     firstname: str | None = None
     surname: str | None = None
     married_name: str | None = None
     gender: str | None = None
-    birthdate: dt.datetime | None = None
+    birthdate: AwareDatetime | None = None
     age_category: int | None = None
     birthdept: str | None = None
     birthcity: str | None = None
@@ -224,13 +242,13 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
     external_id: LooseStr | None = None
     membership_code: str | None = None
     membership_number: int | None = None
-    lastchange: dt.datetime | None = None
+    lastchange: AwareDatetime | None = None
     interactions: list[dict[str, Any]] | None = None
     # Wire fields with two spellings or two shapes; read the properties below.
-    _created_at: dt.datetime | None = field(default=None, name="CreatedAt")
-    _updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
-    _created_at_snake: dt.datetime | None = field(default=None, name="created_at")
-    _updated_at_snake: dt.datetime | None = field(default=None, name="updated_at")
+    _created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
+    _updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
+    _created_at_snake: AwareDatetime | None = field(default=None, name="created_at")
+    _updated_at_snake: AwareDatetime | None = field(default=None, name="updated_at")
     _birth_city: str | None = field(default=None, name="birth_city")
     _birth_country: str | None = field(default=None, name="birth_country")
     _birth_dept: str | None = field(default=None, name="birth_dept")
@@ -248,7 +266,7 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
             self.birthcountry = self._birth_country
         if self.birthdept is None:
             self.birthdept = self._birth_dept
-        _plain(self, ("external_id",))
+        _plain(self, "external_id")
 
     @property
     def created_at(self) -> dt.datetime | None:
@@ -292,7 +310,7 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
         return list(self._notes)
 
 
-class RefValue(Struct, kw_only=True, omit_defaults=True):
+class RefValue(Struct, kw_only=True, omit_defaults=True, gc=False):
     """One option of a form (its ``id`` is what ``form_ref_id`` points to)."""
 
     id: int | None = None
@@ -305,12 +323,12 @@ class RefValue(Struct, kw_only=True, omit_defaults=True):
     type: str | None = None
     followed: bool | None = None
     color: str | None = None
-    created_at: dt.datetime | None = field(default=None, name="CreatedAt")
-    updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+    created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
+    updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
 
 
-class Form(Struct, kw_only=True, omit_defaults=True):
-    """An advanced-field definition (§9): consent, level of support, survey question, ..."""
+class Form(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """An advanced-field definition: consent, level of support, survey question, ..."""
 
     id: int | None = None
     label: str | None = None
@@ -322,11 +340,11 @@ class Form(Struct, kw_only=True, omit_defaults=True):
     hidden: bool | None = None
     group_id: list[int] | int | None = None
     refvalues: list[RefValue] | None = None
-    created_at: dt.datetime | None = field(default=None, name="CreatedAt")
-    updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+    created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
+    updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
 
     def __post_init__(self) -> None:
-        _plain(self, ("activate",))
+        _plain(self, "activate")
 
     def refvalue(self, value_or_label: str) -> RefValue | None:
         """The refvalue whose ``value`` (else ``label``) equals ``value_or_label``."""
@@ -340,8 +358,8 @@ class Form(Struct, kw_only=True, omit_defaults=True):
         return None
 
 
-class Action(Struct, kw_only=True):
-    """An action (campaign) of the space (§10). Only the stable fields are typed."""
+class Action(Struct, kw_only=True, gc=False):
+    """An action (campaign) of the space. Only the stable fields are typed."""
 
     id: int | None = None
     name: str | None = None
@@ -351,12 +369,12 @@ class Action(Struct, kw_only=True):
     status: str | None = None
     link: str | None = None
     goal: int | None = None
-    start: dt.datetime | None = None
-    end: dt.datetime | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
     public: bool | None = None
 
 
-class ActionSummary(Struct, kw_only=True):
+class ActionSummary(Struct, kw_only=True, gc=False):
     """An item of ``GET /actions``: the action and its counters."""
 
     action: Action | None = field(default=None, name="Action")
@@ -374,7 +392,7 @@ class ProblemError(Struct, kw_only=True, frozen=True):
 
 
 class Problem(Struct, kw_only=True):
-    """A Qomon error body: RFC 7807 problem+json, or one of the older JSend shapes (§3.2)."""
+    """A Qomon error body: RFC 7807 problem+json, or one of the older JSend shapes."""
 
     type: str | None = None
     title: str | None = None
@@ -450,7 +468,7 @@ class ContactWrite(_Write):
     """A contact to create (``POST /contacts``) or to write whole (``PATCH``), §7.2.
 
     Only the fields that were set are sent. Birth fields are written with the 1.1.0 names
-    (``birthcity``...); custom fields as ``custom_fields`` (§15).
+    (``birthcity``...); custom fields as ``custom_fields``.
     """
 
     firstname: str | UnsetType | None = UNSET
@@ -487,7 +505,7 @@ class FormValue(_Write):
 
 
 class UpsertContact(_Write):
-    """The ``data`` of ``POST /contacts/upsert`` (§7.6): matched by id, then mail+names, then
+    """The ``data`` of ``POST /contacts/upsert``: matched by id, then mail+names, then
     names+birthdate+address. Advanced fields use the per-type ``FormValue`` lists; an unknown
     form or value makes Qomon drop the whole record silently."""
 

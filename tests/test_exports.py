@@ -16,7 +16,7 @@ PUBLIC = {
     "NotFoundError", "OutcomeUnknownError", "PermissionDeniedError", "Problem", "ProblemError",
     "QomonClient", "QomonError", "Query", "RateLimit", "RateLimitError", "RateLimitTimeout", "RefValue",
     "ResponseDecodeError", "RetryPolicy", "ServerError", "Tag", "TagWrite", "US_BASE_URL",
-    "UnprocessableEntityError", "UpsertContact", "__version__",
+    "UnexpectedRedirectError", "UnprocessableEntityError", "UpsertContact", "__version__",
 }  # fmt: skip
 
 

@@ -290,7 +290,7 @@ def test_one_odd_field_is_dropped_not_fatal(caplog: pytest.LogCaptureFixture) ->
         None,
     )
     assert c.address is not None and c.address.city == "Lyon" and c.address.floor is None
-    assert "$.contact.age_category" in caplog.text
+    assert "$.data.contact.age_category" in caplog.text
     page = p.decode_contacts_page(
         200, b'{"data":{"contacts":[{"id":1,"lastchange":"garbage"},{"id":2}]}}'
     )
