@@ -36,7 +36,6 @@ from ._exceptions import (
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 _REDACTED = "<redacted>"
-_CHUNK = 64 * 1024
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -87,7 +86,8 @@ class Secret:
         encoded = value.encode("utf-8")
         # The key as it may come back in an answer: raw, or escaped by a JSON encoder.
         escaped = json_escaped(value)
-        self._needles = tuple(dict.fromkeys(n for n in (encoded, escaped) if n))
+        slashed = escaped.replace(b"/", b"\\/")  # some encoders escape "/" too
+        self._needles = tuple(dict.fromkeys(n for n in (encoded, escaped, slashed) if n))
 
     def reveal(self) -> str:
         """The key itself (for the Authorization header, and for a caller's own redaction)."""
@@ -214,7 +214,7 @@ async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
         raise _TooLarge(declared, decompressor is not None)
     parts: list[bytes] = []
     wire = size = 0
-    async for chunk in response.content.iter_chunked(_CHUNK):
+    async for chunk in response.content.iter_any():
         wire += len(chunk)
         if wire > max_bytes:
             raise _TooLarge(wire, decompressor is not None)
@@ -270,6 +270,8 @@ async def send(
     started = time.perf_counter()
     path = urlsplit(url).path
     error: Exception
+    # Its repr shows the answer's headers, which may echo the key: never left in this frame.
+    response: aiohttp.ClientResponse | None = None
     try:
         async with session.request(
             method,
@@ -361,4 +363,5 @@ async def send(
             url=path,
             request_sent=False,
         )
+    response = None
     raise error
