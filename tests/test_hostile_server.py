@@ -386,7 +386,7 @@ async def test_an_id_beyond_64_bits_is_refused(hostile: Hostile, big: int) -> No
     hostile.routes["GET", "/contacts/41"] = text(body)
     hostile.routes["POST", "/search"] = text(json.dumps({"data": {"contacts": [{"id": big}]}}))
     async with client_for(hostile) as client:
-        with pytest.raises(ResponseDecodeError, match="922337203685477580|out of range"):
+        with pytest.raises(ResponseDecodeError, match=r"922337203685477580|out of range"):
             await client.get_contact(41)
         with pytest.raises(ResponseDecodeError):
             await anext(aiter(client.search_contacts()))
