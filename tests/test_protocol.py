@@ -309,3 +309,56 @@ def test_bare_answers_and_non_answers() -> None:
 
 def test_mail_is_sent_as_it_will_be_searched() -> None:
     assert p.contact_to_dict({"mail": " a@b.fr "})["mail"] == "a@b.fr"
+
+
+def _variants() -> list[bytes]:
+    """Every schema variant of the test data, each in a contact answer and a search page."""
+    seed = json.loads(SEED)["data"]["contact"]
+    variants: list[dict[str, object]] = [seed]
+    for change in (
+        {"birth_city": "Lyon", "birth_country": "France", "birth_dept": "69"},
+        {"action_ids": [4, 5]},
+        {"custom_fields": [{"form_id": 1, "data": 42}], "customfields": [{"data": True}]},
+        {"tags": ["important", {"name": "vip"}]},
+        {"notes": {"id": 9, "data": "one note object"}},
+        {"created_at": "2023-11-07T05:31:56Z", "CreatedAt": None},
+        {"address": {"house_number": 12, "postal_code": "01000", "latitude": 48, "floor": 2.5}},
+        {"address": {"postalcode": "75002", "housenumber": "3bis", "door": True}},
+        {"external_id": 123456},
+        {"lastchange": "2022-10-13T15:50:24Z", "birthdate": "1999-12-31T23:00:00.000Z"},
+    ):
+        variants.append({**seed, **change})
+    bodies = [json.dumps({"status": "success", "data": {"contact": v}}).encode() for v in variants]
+    bodies.append(json.dumps({"data": {"contacts": variants}}).encode())
+    return bodies
+
+
+@pytest.mark.parametrize("body", _variants())
+def test_fast_and_tolerant_paths_decode_every_variant_identically(body: bytes) -> None:
+    page = b'"contacts"' in body
+    decoder = p._contacts_decoder if page else p._contact_answer_decoder
+    fast = decoder.decode(body)  # the strict fast path takes every documented variant
+    tolerant = p._tolerant(body, decoder.type, 200, "answer", ValueError("forced"))
+    assert fast == tolerant
+    contacts = fast.data.contacts if page else [fast.data.contact]  # type: ignore[union-attr]
+    for contact in contacts or []:
+        assert contact is not None and contact.address is not None
+        assert all(
+            v is None or type(v) is str
+            for v in (contact.address.postalcode, contact.address.housenumber)
+        )
+
+
+def test_an_odd_field_takes_the_tolerant_path_and_keeps_the_rest() -> None:
+    body = json.dumps(
+        {
+            "data": {
+                "contacts": [{"id": i, "floor": 1, "address": {"floor": [i]}} for i in range(50)]
+            }
+        }
+    ).encode()
+    with pytest.raises(msgspec.ValidationError):
+        p._contacts_decoder.decode(body)
+    contacts = p.decode_contacts_page(200, body)  # one repair round for the 50 repeats
+    assert [c.id for c in contacts] == list(range(50))
+    assert all(c.address is not None and c.address.floor is None for c in contacts)
