@@ -101,27 +101,27 @@ class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
     ``postal_code`` (the v1 draft's names) are folded into ``housenumber`` and ``postalcode``.
     """
 
-    id: int | None = None
     housenumber: LooseStr | None = None
     street: str | None = None
     postalcode: LooseStr | None = None
     citycode: LooseStr | None = None
     city: str | None = None
-    county: str | None = None
     state: str | None = None
     country: str | None = None
     addition: str | None = None
     infos: str | None = None
     building: str | None = None
-    building_type: str | None = None
     floor: LooseStr | None = None
     door: LooseStr | None = None
     pollingstation: LooseStr | None = None
+    id: int | None = None
     score: float | None = None
     latitude: LooseStr | None = None
     longitude: LooseStr | None = None
     location: str | None = None
     invalid: bool | None = None
+    county: str | None = None
+    building_type: str | None = None
     _house_number: LooseStr | None = field(default=None, name="house_number")
     _postal_code: LooseStr | None = field(default=None, name="postal_code")
 
@@ -131,33 +131,43 @@ class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
         if self.postalcode is None:
             self.postalcode = self._postal_code
         # Written out, not looped: this runs for every address of every answer.
-        if self.housenumber is not None and type(self.housenumber) is not str:
-            self.housenumber = as_text(self.housenumber)
-        if self.postalcode is not None and type(self.postalcode) is not str:
-            self.postalcode = as_text(self.postalcode)
-        if self.citycode is not None and type(self.citycode) is not str:
-            self.citycode = as_text(self.citycode)
-        if self.floor is not None and type(self.floor) is not str:
-            self.floor = as_text(self.floor)
-        if self.door is not None and type(self.door) is not str:
-            self.door = as_text(self.door)
-        if self.pollingstation is not None and type(self.pollingstation) is not str:
-            self.pollingstation = as_text(self.pollingstation)
-        if self.latitude is not None and type(self.latitude) is not str:
-            self.latitude = as_text(self.latitude)
-        if self.longitude is not None and type(self.longitude) is not str:
-            self.longitude = as_text(self.longitude)
-        if self._house_number is not None and type(self._house_number) is not str:
-            self._house_number = as_text(self._house_number)
-        if self._postal_code is not None and type(self._postal_code) is not str:
-            self._postal_code = as_text(self._postal_code)
+        value = self.housenumber
+        if value is not None and type(value) is not str:
+            self.housenumber = str(value) if type(value) is int else as_text(value)
+        value = self.postalcode
+        if value is not None and type(value) is not str:
+            self.postalcode = str(value) if type(value) is int else as_text(value)
+        value = self.citycode
+        if value is not None and type(value) is not str:
+            self.citycode = str(value) if type(value) is int else as_text(value)
+        value = self.floor
+        if value is not None and type(value) is not str:
+            self.floor = str(value) if type(value) is int else as_text(value)
+        value = self.door
+        if value is not None and type(value) is not str:
+            self.door = str(value) if type(value) is int else as_text(value)
+        value = self.pollingstation
+        if value is not None and type(value) is not str:
+            self.pollingstation = str(value) if type(value) is int else as_text(value)
+        value = self.latitude
+        if value is not None and type(value) is not str:
+            self.latitude = str(value) if type(value) is int else as_text(value)
+        value = self.longitude
+        if value is not None and type(value) is not str:
+            self.longitude = str(value) if type(value) is int else as_text(value)
+        value = self._house_number
+        if value is not None and type(value) is not str:
+            self._house_number = str(value) if type(value) is int else as_text(value)
+        value = self._postal_code
+        if value is not None and type(value) is not str:
+            self._postal_code = str(value) if type(value) is int else as_text(value)
 
 
 def _plain(obj: Struct, name: str) -> None:
     """Turn the loose value of field ``name`` into text."""
     value = getattr(obj, name)
     if value is not None and type(value) is not str:
-        setattr(obj, name, as_text(value))
+        setattr(obj, name, str(value) if type(value) is int else as_text(value))
 
 
 class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -167,23 +177,25 @@ class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
     refvalue's value. Every answer value is a string on the wire.
     """
 
-    id: int | None = None
     form_id: int | None = None
     form_ref_id: int | None = None
     data: LooseStr | None = None
-    survey_id: int | None = None
+    id: int | None = None
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    deleted_at: AwareDatetime | None = None
+    date: AwareDatetime | None = None
+    donedate: AwareDatetime | None = None
     label: str | None = None
     type_of_form: str | None = None
     group_id: int | None = None
     contact_id: int | None = None
-    date: AwareDatetime | None = None
-    donedate: AwareDatetime | None = None
-    created_at: AwareDatetime | None = None
-    updated_at: AwareDatetime | None = None
-    deleted_at: AwareDatetime | None = None
+    survey_id: int | None = None
 
     def __post_init__(self) -> None:
-        _plain(self, "data")
+        value = self.data
+        if value is not None and type(value) is not str:
+            self.data = str(value) if type(value) is int else as_text(value)
 
 
 class Note(Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -215,8 +227,13 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
     object), ``created_at``/``updated_at`` (``CreatedAt``/``UpdatedAt`` or the snake_case names).
     """
 
+    # In the order Qomon writes them: msgspec finds each key at once when the order matches.
+    # The wire's second spellings and shapes are private; read the properties below.
     id: Id | None = None
     group_id: int | None = None
+    _created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
+    _updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
+    lastchange: AwareDatetime | None = None
     firstname: str | None = None
     surname: str | None = None
     married_name: str | None = None
@@ -230,34 +247,30 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
     mail: str | None = None
     phone: str | None = None
     mobile: str | None = None
-    phone_invalid: bool | None = None
-    mobile_invalid: bool | None = None
     address: Address | None = None
+    _tags: list[Tag | str] | None = field(default=None, name="tags")
+    _actions_ids: list[int] | None = field(default=None, name="actions_ids")
     user_id: int | None = None
     user_contact_id: int | None = None
-    lastchangeuserid: int | None = None
     formdatas: list[FormData] | None = None
+    _customfields: list[FormData] | None = field(default=None, name="customfields")
     black_list: bool | None = None
+    _notes: list[Note] | Note | None = field(default=None, name="notes")
+    phone_invalid: bool | None = None
+    mobile_invalid: bool | None = None
+    lastchangeuserid: int | None = None
     nationbuilderid: int | None = None
     external_id: LooseStr | None = None
     membership_code: str | None = None
     membership_number: int | None = None
-    lastchange: AwareDatetime | None = None
     interactions: list[dict[str, Any]] | None = None
-    # Wire fields with two spellings or two shapes; read the properties below.
-    _created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
-    _updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
     _created_at_snake: AwareDatetime | None = field(default=None, name="created_at")
     _updated_at_snake: AwareDatetime | None = field(default=None, name="updated_at")
     _birth_city: str | None = field(default=None, name="birth_city")
     _birth_country: str | None = field(default=None, name="birth_country")
     _birth_dept: str | None = field(default=None, name="birth_dept")
-    _actions_ids: list[int] | None = field(default=None, name="actions_ids")
     _action_ids: list[int] | None = field(default=None, name="action_ids")
-    _customfields: list[FormData] | None = field(default=None, name="customfields")
     _custom_fields: list[FormData] | None = field(default=None, name="custom_fields")
-    _tags: list[Tag | str] | None = field(default=None, name="tags")
-    _notes: list[Note] | Note | None = field(default=None, name="notes")
 
     def __post_init__(self) -> None:
         if self.birthcity is None:
@@ -266,7 +279,9 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
             self.birthcountry = self._birth_country
         if self.birthdept is None:
             self.birthdept = self._birth_dept
-        _plain(self, "external_id")
+        value = self.external_id
+        if value is not None and type(value) is not str:
+            self.external_id = str(value) if type(value) is int else as_text(value)
 
     @property
     def created_at(self) -> dt.datetime | None:
