@@ -66,6 +66,10 @@ AwareDatetime = Annotated[dt.datetime, Meta(tz=True)]
 Id = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
+#: ``int``, typed loosely: the loose fields read as ``str`` to a type checker, ``int`` on the wire.
+_INT: type = int
+
+
 def as_text(value: object) -> str:
     """A loose scalar as text: ``75000`` and ``"75000"`` both give ``"75000"``; ``True`` gives
     ``"true"``; ``48.0`` gives ``"48"``. A lost leading zero (``01000`` sent as ``1000``) cannot
@@ -133,41 +137,41 @@ class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
         # Written out, not looped: this runs for every address of every answer.
         value = self.housenumber
         if value is not None and type(value) is not str:
-            self.housenumber = str(value) if type(value) is int else as_text(value)
+            self.housenumber = str(value) if type(value) is _INT else as_text(value)
         value = self.postalcode
         if value is not None and type(value) is not str:
-            self.postalcode = str(value) if type(value) is int else as_text(value)
+            self.postalcode = str(value) if type(value) is _INT else as_text(value)
         value = self.citycode
         if value is not None and type(value) is not str:
-            self.citycode = str(value) if type(value) is int else as_text(value)
+            self.citycode = str(value) if type(value) is _INT else as_text(value)
         value = self.floor
         if value is not None and type(value) is not str:
-            self.floor = str(value) if type(value) is int else as_text(value)
+            self.floor = str(value) if type(value) is _INT else as_text(value)
         value = self.door
         if value is not None and type(value) is not str:
-            self.door = str(value) if type(value) is int else as_text(value)
+            self.door = str(value) if type(value) is _INT else as_text(value)
         value = self.pollingstation
         if value is not None and type(value) is not str:
-            self.pollingstation = str(value) if type(value) is int else as_text(value)
+            self.pollingstation = str(value) if type(value) is _INT else as_text(value)
         value = self.latitude
         if value is not None and type(value) is not str:
-            self.latitude = str(value) if type(value) is int else as_text(value)
+            self.latitude = str(value) if type(value) is _INT else as_text(value)
         value = self.longitude
         if value is not None and type(value) is not str:
-            self.longitude = str(value) if type(value) is int else as_text(value)
+            self.longitude = str(value) if type(value) is _INT else as_text(value)
         value = self._house_number
         if value is not None and type(value) is not str:
-            self._house_number = str(value) if type(value) is int else as_text(value)
+            self._house_number = str(value) if type(value) is _INT else as_text(value)
         value = self._postal_code
         if value is not None and type(value) is not str:
-            self._postal_code = str(value) if type(value) is int else as_text(value)
+            self._postal_code = str(value) if type(value) is _INT else as_text(value)
 
 
 def _plain(obj: Struct, name: str) -> None:
     """Turn the loose value of field ``name`` into text."""
     value = getattr(obj, name)
     if value is not None and type(value) is not str:
-        setattr(obj, name, str(value) if type(value) is int else as_text(value))
+        setattr(obj, name, str(value) if type(value) is _INT else as_text(value))
 
 
 class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -195,7 +199,7 @@ class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
     def __post_init__(self) -> None:
         value = self.data
         if value is not None and type(value) is not str:
-            self.data = str(value) if type(value) is int else as_text(value)
+            self.data = str(value) if type(value) is _INT else as_text(value)
 
 
 class Note(Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -281,7 +285,7 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
             self.birthdept = self._birth_dept
         value = self.external_id
         if value is not None and type(value) is not str:
-            self.external_id = str(value) if type(value) is int else as_text(value)
+            self.external_id = str(value) if type(value) is _INT else as_text(value)
 
     @property
     def created_at(self) -> dt.datetime | None:
