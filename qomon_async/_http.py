@@ -194,14 +194,16 @@ class _TooLarge(Exception):
         self.compressed = compressed
 
 
-def _decompressor(encoding: str) -> zlib._Decompress | None:
+def _decompressor(encoding: str, first: bytes) -> zlib._Decompress | None:
     if encoding in ("", "identity"):
         return None
     if encoding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if encoding == "deflate":
-        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, detected
-    raise ValueError(encoding)
+        # RFC 9110 says zlib-wrapped; some servers send raw deflate. Tell them apart.
+        wrapped = len(first) >= 2 and first[0] & 0x0F == 8 and (first[0] << 8 | first[1]) % 31 == 0
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+    raise ValueError(f"unsupported Content-Encoding {encoding[:50]!r}")
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
@@ -209,15 +211,17 @@ async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     decompression). Memory stays within ``max_bytes`` plus one chunk."""
     declared = response.content_length
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    decompressor = _decompressor(encoding)
     if declared is not None and declared > max_bytes:
-        raise _TooLarge(declared, decompressor is not None)
+        raise _TooLarge(declared, False)
+    decompressor: zlib._Decompress | None = None
     parts: list[bytes] = []
     wire = size = 0
     async for chunk in response.content.iter_any():
+        if wire == 0:
+            decompressor = _decompressor(encoding, chunk)
         wire += len(chunk)
         if wire > max_bytes:
-            raise _TooLarge(wire, decompressor is not None)
+            raise _TooLarge(wire, False)
         if decompressor is None:
             size += len(chunk)
             parts.append(chunk)
