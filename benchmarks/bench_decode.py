@@ -196,7 +196,8 @@ def render(document: dict[str, Any], out: Path) -> str:
         [
             f"## {TITLE}",
             f"**{headline}**",
-            f"timeit on the process CPU clock, medians of {params['repeats']} repeats ({params['number']['seed']} seed "
+            f"timeit on the process CPU clock, medians of {params['repeats']} repeats "
+            f"({params['number']['seed']} seed "
             f"decodes or {params['number']['page']} page decodes each), contenders interleaved.",
             table,
             f"![{TITLE}]({NAME}.png)",
