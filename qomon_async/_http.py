@@ -99,6 +99,13 @@ class Secret:
             text = text.replace(self._value, _REDACTED)
         return text
 
+    def redact_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` with lower-case names, the key cut out of any value that echoes it."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if self._value and self._value in "\n".join(lowered.values()):
+            lowered = {k: self.redact(v) for k, v in lowered.items()}
+        return lowered
+
     def redact_bytes(self, data: bytes) -> bytes:
         """``data`` with every occurrence of the key (raw or JSON-escaped) replaced."""
         for needle in self._needles:
@@ -324,7 +331,7 @@ async def send(
                     return RawResponse(
                         status=status,
                         reason=reason,
-                        headers={k.lower(): secret.redact(v) for k, v in response.headers.items()},
+                        headers=secret.redact_headers(response.headers),
                         body=secret.redact_bytes(payload),
                         elapsed=time.perf_counter() - started,
                     )

@@ -188,7 +188,8 @@ async def test_a_401_echoing_the_key_does_not_show_it(hostile: Hostile) -> None:
             "detail": f"the key {header.removeprefix('Bearer ')} is revoked",
             "errors": [{"location": "header", "message": header, "value": header}],
         }
-        return web.json_response(problem, status=401, reason=f"Denied {header}")
+        echo = {"WWW-Authenticate": f'Bearer error="invalid_token", token="{header}"'}
+        return web.json_response(problem, status=401, reason=f"Denied {header}", headers=echo)
 
     hostile.routes["GET", "/contacts/41"] = echo
     async with client_for(hostile) as client:
