@@ -183,7 +183,7 @@ class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
 
     form_id: int | None = None
     form_ref_id: int | None = None
-    data: LooseStr | None = None
+    data: str | None = None  # a number sent here is read as text (by the decoders)
     id: int | None = None
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
@@ -195,11 +195,6 @@ class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
     group_id: int | None = None
     contact_id: int | None = None
     survey_id: int | None = None
-
-    def __post_init__(self) -> None:
-        value = self.data
-        if value is not None and type(value) is not str:
-            self.data = str(value) if type(value) is _INT else as_text(value)
 
 
 class Note(Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -264,7 +259,7 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
     mobile_invalid: bool | None = None
     lastchangeuserid: int | None = None
     nationbuilderid: int | None = None
-    external_id: LooseStr | None = None
+    external_id: str | None = None  # a number sent here is read as text (by the decoders)
     membership_code: str | None = None
     membership_number: int | None = None
     interactions: list[dict[str, Any]] | None = None
@@ -283,9 +278,6 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
             self.birthcountry = self._birth_country
         if self.birthdept is None:
             self.birthdept = self._birth_dept
-        value = self.external_id
-        if value is not None and type(value) is not str:
-            self.external_id = str(value) if type(value) is _INT else as_text(value)
 
     @property
     def created_at(self) -> dt.datetime | None:

@@ -31,6 +31,7 @@ from ._models import (
     Form,
     Problem,
     UpsertContact,
+    as_text,
 )
 from ._query import Query
 
@@ -139,6 +140,9 @@ _MAX_REPAIRS = 20
 _NAIVE = "Expected `datetime` with a timezone component"
 _OUT_OF_RANGE = re.compile(r"^Expected `int` [<>]=")
 _GOT = re.compile(r"^Expected `[^`]*`, got `(\w+)`")
+#: Text fields that Qomon may send as a number (or a bool): read as text, not dropped.
+_TEXT_KEYS = frozenset({"data", "external_id"})
+_NOT_TEXT = re.compile(r"^Expected `str \| null`, got `(?:int|float|bool)`$")
 _ZONED = re.compile(r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)$")
 _JSON_TYPE = {
     str: "str", int: "int", float: "float", bool: "bool", list: "array", dict: "object",
@@ -188,6 +192,12 @@ def _repair(document: Any, error: msgspec.ValidationError, repaired: set[str]) -
         return None
     container, key = exact[0]
     value = container[key]
+    if key in _TEXT_KEYS and _NOT_TEXT.match(message):
+        for node, name in _targets(document, tokens, same=True):
+            other = node[name]
+            if isinstance(other, (int, float)):  # bool included
+                node[name] = as_text(other)
+        return f"read {path} as text"
     if message == _NAIVE and isinstance(value, str) and path not in repaired:
         repaired.add(path)
         for node, name in _targets(document, tokens, same=True):
