@@ -87,7 +87,8 @@ class QomonClient:
 
     Raises:
         ValueError: no API key, a key with a control character (a pasted newline or tab; the
-            message names its position, never the key), a bad ``base_url`` or timeout.
+            message names its position, never the key), a ``user_agent`` with one, a bad
+            ``base_url``, timeout or ``max_response_bytes``.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.

@@ -144,6 +144,8 @@ class Auth:
 
     def __init__(self, api_key: str, *, user_agent: str) -> None:
         self.secret = Secret(api_key)
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in user_agent):
+            raise ValueError(f"user_agent contains a control character: {user_agent!r}")
         self.headers: Mapping[str, str] = {
             "Authorization": _HeaderValue(f"Bearer {api_key}"),
             "User-Agent": user_agent,

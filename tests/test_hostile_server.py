@@ -404,3 +404,8 @@ async def test_the_largest_64_bit_id_is_read(hostile: Hostile) -> None:
     hostile.routes["GET", "/contacts/41"] = text(body)
     async with client_for(hostile) as client:
         assert (await client.get_contact(41)).id == 2**63 - 1
+
+
+def test_a_user_agent_with_a_control_character_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="user_agent contains a control character"):
+        QomonClient(KEY, base_url="http://127.0.0.1:1", user_agent="my-sync/1.0\r\nX-Evil: 1")
