@@ -409,3 +409,37 @@ async def test_the_largest_64_bit_id_is_read(hostile: Hostile) -> None:
 def test_a_user_agent_with_a_control_character_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="user_agent contains a control character"):
         QomonClient(KEY, base_url="http://127.0.0.1:1", user_agent="my-sync/1.0\r\nX-Evil: 1")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 2OO OK\r\n\r\n",  # not a status line
+        b"garbage\r\n\r\n",
+        b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"data":',  # closed mid-body
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 100_000 + b"\r\n\r\n",  # a header too long
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",  # a broken chunk
+        b"",  # closed at once
+    ],
+    ids=["status", "garbage", "truncated", "long-header", "bad-chunk", "closed"],
+)
+async def test_a_broken_http_answer_is_a_connection_error(raw: bytes) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = QomonClient(KEY, base_url=f"http://127.0.0.1:{port}", rate_limit=False,
+                             retry=RetryPolicy.disabled())  # fmt: skip
+        async with client:
+            with pytest.raises(APIConnectionError) as got:
+                await client.get_contact(41)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert got.value.request_sent is True
+    assert KEY not in rendered(got.value)
