@@ -80,9 +80,15 @@ def client_for(server: Hostile, **kwargs: object) -> QomonClient:
 
 
 def text(body: str | bytes, status: int = 200, **headers: str) -> Handler:
+    return encoded(body, {}, status=status, **headers)
+
+
+def encoded(body: str | bytes, more: dict[str, str], status: int = 200, **headers: str) -> Handler:
+    """An answer with headers whose names are not identifiers (``Content-Encoding``)."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         data = body.encode() if isinstance(body, str) else body
-        return web.Response(status=status, body=data, headers=headers)
+        return web.Response(status=status, body=data, headers={**headers, **more})
 
     return handler
 
@@ -327,17 +333,17 @@ async def test_a_gzip_bomb_stops_at_the_limit_decompressed(hostile: Hostile) -> 
 async def test_compressed_answers_within_the_limit_are_read(hostile: Hostile) -> None:
     body = json.dumps({"data": {"contact": CONTACT}}).encode()
     gz = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    hostile.routes["GET", "/contacts/1"] = text(
-        gz.compress(body) + gz.flush(), **{"Content-Encoding": "gzip"}
+    hostile.routes["GET", "/contacts/1"] = encoded(
+        gz.compress(body) + gz.flush(), {"Content-Encoding": "gzip"}
     )
-    hostile.routes["GET", "/contacts/2"] = text(
-        zlib.compress(body), **{"Content-Encoding": "deflate"}
+    hostile.routes["GET", "/contacts/2"] = encoded(
+        zlib.compress(body), {"Content-Encoding": "deflate"}
     )
     raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)  # "deflate" without its wrapper
-    hostile.routes["GET", "/contacts/4"] = text(
-        raw.compress(body) + raw.flush(), **{"Content-Encoding": "deflate"}
+    hostile.routes["GET", "/contacts/4"] = encoded(
+        raw.compress(body) + raw.flush(), {"Content-Encoding": "deflate"}
     )
-    hostile.routes["GET", "/contacts/3"] = text(body, **{"Content-Encoding": "br"})
+    hostile.routes["GET", "/contacts/3"] = encoded(body, {"Content-Encoding": "br"})
     async with client_for(hostile) as client:
         assert (await client.get_contact(1)).id == 41
         assert (await client.get_contact(2)).id == 41

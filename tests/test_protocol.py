@@ -361,7 +361,7 @@ def test_fast_and_tolerant_paths_decode_every_variant_identically(body: bytes) -
         # path refuses it, the tolerant path reads it as the text the documentation promises.
         fast = decoder.decode(json.dumps(_as_text(json.loads(body))).encode())
     assert fast == tolerant
-    assert p._decode(decoder, body, 200, "answer") == tolerant
+    assert p._decode(decoder, body, 200, "answer") == tolerant  # type: ignore[misc]
     contacts = fast.data.contacts if page else [fast.data.contact]  # type: ignore[union-attr]
     for contact in contacts or []:
         assert contact is not None and contact.address is not None
