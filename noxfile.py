@@ -19,6 +19,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property tests of the decoders with the long hypothesis profile (many examples)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "tests/test_fuzz_decode.py", *session.posargs, env={"HYPOTHESIS_PROFILE": "fuzz"}
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Ruff, on the package, the tests and the benchmarks."""
     session.install("ruff>=0.5")

@@ -33,6 +33,7 @@ from ._exceptions import (
     RateLimitTimeout,
     ResponseDecodeError,
     ServerError,
+    UnexpectedRedirectError,
     UnprocessableEntityError,
 )
 from ._importer._rows import RowMapper, contact_from_row
@@ -119,6 +120,7 @@ __all__ = [
     "ServerError",
     "Tag",
     "TagWrite",
+    "UnexpectedRedirectError",
     "UnprocessableEntityError",
     "UpsertContact",
     "UpsertDict",

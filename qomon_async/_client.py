@@ -22,7 +22,6 @@ import aiohttp
 from . import _http, _protocol
 from ._budget import CALL_BUDGET, Budget, check_max_wait
 from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
-from ._call import AuthHeaders
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -61,23 +60,6 @@ _U = TypeVar("_U", bound=UpsertInput)
 __all__ = ["ClientStats", "QomonClient"]
 
 logger = logging.getLogger("qomon_async")
-
-
-class _Secret:
-    """The API key, kept out of reprs, logs and tracebacks' locals."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
 
 
 class QomonClient(EnsureContact, WatchContacts):
@@ -121,6 +103,14 @@ class QomonClient(EnsureContact, WatchContacts):
             before its request is sent (for the rate limiter's tokens, a 429 pause, the pause
             between retries); beyond it the call raises :class:`RateLimitTimeout` (nothing
             sent). ``None`` (the default): no limit. ``timeout`` bounds each HTTP request.
+        max_response_bytes: the largest answer read (bytes, after decompression; default
+            32 MiB, far above Qomon's largest, a 1,000-contact page). A larger 2xx raises
+            :class:`ResponseDecodeError`; the body of a larger error status is dropped.
+
+    Raises:
+        ValueError: no API key, a key with a control character (a pasted newline or tab; the
+            message names its position, never the key), a ``user_agent`` with one, a bad
+            ``base_url``, timeout or ``max_response_bytes``.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -145,11 +135,16 @@ class QomonClient(EnsureContact, WatchContacts):
         in_doubt_ttl: float = 86400.0,
         strict: bool = True,
         max_wait: float | None = None,
+        max_response_bytes: int = _http.DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
             raise ValueError(f"no API key: pass api_key= or set ${ENV_API_KEY}")
-        self._key = _Secret(key.strip())
+        self._auth = _http.Auth(key.strip(), user_agent=user_agent)
+        self._key = self._auth.secret
+        if max_response_bytes <= 0:
+            raise ValueError("max_response_bytes must be positive")
+        self.max_response_bytes = max_response_bytes
         self.base_url = _http.check_base_url(
             base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
         )
@@ -177,9 +172,6 @@ class QomonClient(EnsureContact, WatchContacts):
             in_doubt=(MemoryInDoubtStore() if in_doubt is True else in_doubt or None),
             in_doubt_ttl=in_doubt_ttl,
         )
-        # Built once, not per request: the headers and the default timeout of every request.
-        self._headers = AuthHeaders(self._key.reveal(), user_agent)
-        self._default_timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._ensures = EnsureFlights()
         self._session = session
         self._owns_session = session is None
@@ -288,10 +280,11 @@ class QomonClient(EnsureContact, WatchContacts):
                 session,
                 method,
                 self.base_url + path,
-                headers=self._headers,
+                auth=self._auth,
                 body=body,
-                timeout=timeout or self._default_timeout,
+                timeout=timeout or self.timeout,
                 connect_timeout=self.connect_timeout,
+                max_bytes=self.max_response_bytes,
             )
         except APIConnectionError as exc:
             if limiter is not None and permit is not None:
@@ -345,7 +338,7 @@ class QomonClient(EnsureContact, WatchContacts):
 
         ``max_wait``: a :class:`Budget` shared with the other requests of one call, or seconds
         for this request alone; by default the budget of the public call running in this task
-        (:data:`~qomon_async._call.CALL_BUDGET`), else the client's ``max_wait``.
+        (``CALL_BUDGET``), else the client's ``max_wait``.
         """
         budget = max_wait if isinstance(max_wait, Budget) else self._budget(max_wait)
         policy = retry or self.retry

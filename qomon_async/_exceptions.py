@@ -7,6 +7,7 @@ no aiohttp or msgspec exception reaches a caller.
     ├── APIConnectionError        no response: the request failed in transit
     │   └── APITimeoutError       ...because a timeout expired
     ├── APIStatusError            a response with an error status (.status_code, .problem)
+    │   ├── UnexpectedRedirectError   3xx: not followed, never a confirmation (.location)
     │   ├── BadRequestError           400
     │   ├── AuthenticationError       401: bad or missing API key (fatal to a bulk run)
     │   ├── PermissionDeniedError     403: the key may not do this (fatal to a bulk run)
@@ -19,7 +20,8 @@ no aiohttp or msgspec exception reaches a caller.
     ├── OutcomeUnknownError       a create was sent and its fate could not be established
     ├── ContactValidationError    a contact given to the client is malformed (nothing was sent)
     ├── DuplicateInputError       a bulk input item repeats an earlier one (not sent twice)
-    └── ResponseDecodeError       a 2xx whose body is not what the call promises
+    └── ResponseDecodeError       a 2xx whose body is not what the call promises, or is
+                                  larger than the client's max_response_bytes
 
 The API key never appears in a message, a repr or an attribute of these exceptions.
 """
@@ -47,6 +49,7 @@ __all__ = [
     "RateLimitTimeout",
     "ResponseDecodeError",
     "ServerError",
+    "UnexpectedRedirectError",
     "UnprocessableEntityError",
 ]
 
@@ -111,6 +114,20 @@ class APIStatusError(QomonError):
         if self.problem is None or not self.problem.errors:
             return []
         return list(self.problem.errors)
+
+
+class UnexpectedRedirectError(APIStatusError):
+    """3xx: something answered with a redirect, which Qomon's API never does.
+
+    The redirect is not followed (the key stays on the host it was meant for) and is never taken
+    as a confirmation. ``location`` is where it pointed (``""`` if nowhere). Usually a wrong
+    ``base_url`` or a proxy in front of Qomon. Not retried; for a create, not reconciled: the
+    request was answered by something other than Qomon's API, which stored nothing.
+    """
+
+    def __init__(self, message: str, *, location: str = "", **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.location = location
 
 
 class BadRequestError(APIStatusError):
@@ -222,7 +239,13 @@ class DuplicateInputError(QomonError):
 
 
 class ResponseDecodeError(QomonError):
-    """A 2xx response whose body could not be decoded, or lacks what the call promises (an id)."""
+    """A 2xx response whose body could not be decoded, or lacks what the call promises (an id).
+
+    Also raised when a 2xx answer is larger than the client's ``max_response_bytes``
+    (decompressed), and for an id out of the signed 64-bit range. On a create it is ambiguous
+    (Qomon answered success, so it may have stored the contact): the create is reconciled.
+    ``text`` is the start of the body (the API key cut out).
+    """
 
     def __init__(self, message: str, *, status_code: int = 0, text: str = "") -> None:
         super().__init__(message)

@@ -3,6 +3,12 @@
 Every aiohttp exception is translated here into :class:`APIConnectionError` or
 :class:`APITimeoutError`, with ``request_sent`` telling whether the request may have reached
 Qomon (the line between "safe to send again" and "outcome unknown" for a create).
+
+What an answer may cost is bounded here: the body is read in chunks, decompressed here (not by
+aiohttp) with a running count, and refused beyond ``max_bytes``. A redirect is never followed
+and never taken for an answer. The API key lives in a :class:`Secret` and in header values whose
+``repr`` is redacted, so that no frame's locals show it, and it is cut out of every answer before
+any text is built from it.
 """
 
 from __future__ import annotations
@@ -10,13 +16,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import json
 import time
+import zlib
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._exceptions import APIConnectionError, APITimeoutError
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    ResponseDecodeError,
+    UnexpectedRedirectError,
+)
+
+#: The default bound on an answer's size, decompressed (bytes). Qomon's largest answer, a
+#: 1,000-contact search page, weighs a few megabytes.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+_REDACTED = "<redacted>"
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -46,6 +65,103 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class Secret:
+    """The API key, kept out of reprs, logs and tracebacks' locals.
+
+    Refuses a key that cannot travel in an HTTP header (a control character: a pasted newline or
+    tab), with a message that names the problem and its position, never the key.
+    """
+
+    __slots__ = ("_needles", "_value")
+
+    def __init__(self, value: str) -> None:
+        for position, char in enumerate(value):
+            if ord(char) < 0x20 or ord(char) == 0x7F:
+                raise ValueError(
+                    f"the API key contains a control character (U+{ord(char):04X}) at position "
+                    f"{position + 1} of {len(value)}: check for a stray newline or tab where it "
+                    "was pasted"
+                )
+        self._value = value
+        encoded = value.encode("utf-8")
+        # The key as it may come back in an answer: raw, or escaped by a JSON encoder.
+        escaped = json_escaped(value)
+        slashed = escaped.replace(b"/", b"\\/")  # some encoders escape "/" too
+        self._needles = tuple(dict.fromkeys(n for n in (encoded, escaped, slashed) if n))
+
+    def reveal(self) -> str:
+        """The key itself (for the Authorization header, and for a caller's own redaction)."""
+        return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` with every occurrence of the key replaced by ``<redacted>``."""
+        if self._value and self._value in text:
+            text = text.replace(self._value, _REDACTED)
+        return text
+
+    def redact_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` with lower-case names, the key cut out of any value that echoes it."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if self._value and self._value in "\n".join(lowered.values()):
+            lowered = {k: self.redact(v) for k, v in lowered.items()}
+        return lowered
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """``data`` with every occurrence of the key (raw or JSON-escaped) replaced."""
+        for needle in self._needles:
+            if needle in data:
+                data = data.replace(needle, _REDACTED.encode())
+        return data
+
+    def __repr__(self) -> str:
+        return _REDACTED
+
+    __str__ = __repr__
+
+
+def json_escaped(value: str) -> bytes:
+    """``value`` as a JSON encoder may write it inside a string (without the quotes)."""
+    return json.dumps(value).encode()[1:-1]
+
+
+class _HeaderValue(str):
+    """A header value that aiohttp writes as it is, but whose ``repr`` is redacted.
+
+    Frames' locals are rendered with ``repr`` by tracebacks and error reporters: a dict holding
+    this value shows ``'<redacted>'``. ``str()`` and formatting are untouched (the wire needs them).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(_REDACTED)
+
+
+class Auth:
+    """What every request of one client carries, built once: the key and the header dicts."""
+
+    __slots__ = ("headers", "json_headers", "secret")
+
+    def __init__(self, api_key: str, *, user_agent: str) -> None:
+        self.secret = Secret(api_key)
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in user_agent):
+            raise ValueError(f"user_agent contains a control character: {user_agent!r}")
+        self.headers: Mapping[str, str] = {
+            "Authorization": _HeaderValue(f"Bearer {api_key}"),
+            "User-Agent": user_agent,
+            "Accept": "application/json",
+            # Decompressed here, with a bound: only what this module can decode.
+            "Accept-Encoding": "gzip, deflate",
+        }
+        self.json_headers: Mapping[str, str] = {
+            **self.headers,
+            "Content-Type": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return f"Auth({_REDACTED})"
+
+
 @dataclasses.dataclass(frozen=True)
 class RawResponse:
     """What came back: status, headers (lower-case names), body bytes, and the elapsed seconds."""
@@ -69,51 +185,158 @@ def make_session(*, max_connections: int, user_agent: str) -> aiohttp.ClientSess
     )
 
 
+_timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+
+
+def _client_timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
+    timeout = _timeouts.get((total, connect))
+    if timeout is None:
+        if len(_timeouts) > 64:
+            _timeouts.clear()
+        timeout = _timeouts[total, connect] = aiohttp.ClientTimeout(total=total, connect=connect)
+    return timeout
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int, compressed: bool) -> None:
+        self.size = size
+        self.compressed = compressed
+
+
+def _decompressor(encoding: str, first: bytes) -> zlib._Decompress | None:
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        # RFC 9110 says zlib-wrapped; some servers send raw deflate. Tell them apart.
+        wrapped = len(first) >= 2 and first[0] & 0x0F == 8 and (first[0] << 8 | first[1]) % 31 == 0
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+    raise ValueError(f"unsupported Content-Encoding {encoding[:50]!r}")
+
+
+async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The whole body, decompressed; :class:`_TooLarge` beyond ``max_bytes`` (either side of
+    decompression). Memory stays within ``max_bytes`` plus one chunk."""
+    declared = response.content_length
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if declared is not None and declared > max_bytes:
+        raise _TooLarge(declared, False)
+    decompressor: zlib._Decompress | None = None
+    parts: list[bytes] = []
+    wire = size = 0
+    async for chunk in response.content.iter_any():
+        if wire == 0:
+            decompressor = _decompressor(encoding, chunk)
+        wire += len(chunk)
+        if wire > max_bytes:
+            raise _TooLarge(wire, False)
+        if decompressor is None:
+            size += len(chunk)
+            parts.append(chunk)
+            continue
+        pending = chunk
+        while pending:
+            out = decompressor.decompress(pending, max_bytes - size + 1)
+            size += len(out)
+            if size > max_bytes:
+                raise _TooLarge(size, True)
+            parts.append(out)
+            pending = decompressor.unconsumed_tail
+    if decompressor is not None:
+        tail = decompressor.flush()
+        size += len(tail)
+        if size > max_bytes:
+            raise _TooLarge(size, True)
+        parts.append(tail)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 async def send(
     session: aiohttp.ClientSession,
     method: str,
     url: str,
     *,
-    headers: Mapping[str, str],
+    auth: Auth,
     body: bytes | None,
-    timeout: float | aiohttp.ClientTimeout,
+    timeout: float,
     connect_timeout: float,
+    max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> RawResponse:
     """Send one request and read the whole answer; translate every transport failure.
 
+    The key is cut out of the answer (body, reason, headers) before anything is built from it.
+
+    Raises:
+        APIConnectionError: no complete answer (``APITimeoutError`` for a timeout); a closed
+            session is one too, with ``request_sent=False``.
+        UnexpectedRedirectError: a 3xx (redirects are not followed: the key stays on the host
+            it was meant for, and a redirect confirms nothing).
+        ResponseDecodeError: a 2xx larger than ``max_bytes`` (decompressed or not), or
+            compressed in a way this client did not ask for.
+
     The error raised carries the aiohttp failure's type and message, not the aiohttp exception
-    itself, and is raised after the header dicts are dropped: the Authorization header must not
-    travel in a traceback's frames or in a chained exception (error reporters record both).
+    itself: the Authorization header must not travel in a chained exception's frames.
     """
-    request_headers = dict(headers)
-    del headers
-    if body is not None:
-        request_headers["Content-Type"] = "application/json"
-    # A prebuilt ClientTimeout (the client's default, built once) is used as it is.
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        client_timeout = timeout
-    else:
-        client_timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+    request_headers = auth.json_headers if body is not None else auth.headers
+    secret = auth.secret
     started = time.perf_counter()
     path = urlsplit(url).path
-    error: APIConnectionError
+    error: Exception
+    # Its repr shows the answer's headers, which may echo the key: never left in this frame.
+    response: aiohttp.ClientResponse | None = None
     try:
         async with session.request(
             method,
             url,
             data=body,
             headers=request_headers,
-            timeout=client_timeout,
+            timeout=_client_timeout(timeout, connect_timeout),
             allow_redirects=False,
+            auto_decompress=False,
         ) as response:
-            payload = await response.read()
-            return RawResponse(
-                status=response.status,
-                reason=response.reason or "",
-                headers={k.lower(): v for k, v in response.headers.items()},
-                body=payload,
-                elapsed=time.perf_counter() - started,
-            )
+            status = response.status
+            reason = secret.redact(response.reason or "")
+            if 300 <= status < 400:
+                location = secret.redact(response.headers.get("Location", ""))
+                error = UnexpectedRedirectError(
+                    f"{status}{' ' + reason if reason else ''} on {method} {path}, redirecting to "
+                    f"{location[:200] or '(no Location)'}: redirects are not followed (check "
+                    "base_url)",
+                    status_code=status,
+                    method=method,
+                    url=path,
+                    location=location,
+                )
+            else:
+                problem = ""
+                try:
+                    payload = await _read_body(response, max_bytes)
+                except _TooLarge as exc:
+                    what = "decompressed " if exc.compressed else ""
+                    problem = (
+                        f"exceeds max_response_bytes: {exc.size:,}+ {what}bytes, more than "
+                        f"{max_bytes:,}"
+                    )
+                except (ValueError, zlib.error) as exc:
+                    encoding = response.headers.get("Content-Encoding", "")
+                    problem = f"cannot be decompressed ({encoding[:50]!r}: {exc})"
+                if problem and status < 400:
+                    error = ResponseDecodeError(
+                        f"the answer to {method} {path} ({status}) {problem}", status_code=status
+                    )
+                else:
+                    if problem:
+                        # An error status matters more than its body: keep the status, drop
+                        # the body (the exception's text says why it is empty).
+                        payload = f"(body dropped: it {problem})".encode()
+                    return RawResponse(
+                        status=status,
+                        reason=reason,
+                        headers=secret.redact_headers(response.headers),
+                        body=secret.redact_bytes(payload),
+                        elapsed=time.perf_counter() - started,
+                    )
     except aiohttp.ConnectionTimeoutError:
         # Timed out while connecting: the request was never written.
         error = APITimeoutError(
@@ -121,7 +344,7 @@ async def send(
         )
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
         error = APITimeoutError(
-            f"no complete answer to {method} {path} within {client_timeout.total or 0:g} s",
+            f"no complete answer to {method} {path} within {timeout:g} s",
             method=method,
             url=path,
             request_sent=True,
@@ -129,7 +352,7 @@ async def send(
     except aiohttp.ClientConnectorError as exc:
         # Connection refused, DNS or TLS failure: nothing reached Qomon.
         error = APIConnectionError(
-            f"cannot connect for {method} {path}: {exc.os_error or exc}",
+            secret.redact(f"cannot connect for {method} {path}: {exc.os_error or exc}"),
             method=method,
             url=path,
             request_sent=False,
@@ -138,10 +361,20 @@ async def send(
         # Disconnected, reset, or a broken answer (ClientPayloadError, a truncated body): the
         # request may have been processed.
         error = APIConnectionError(
-            f"connection lost during {method} {path}: {type(exc).__name__}: {exc}",
+            secret.redact(f"connection lost during {method} {path}: {type(exc).__name__}: {exc}"),
             method=method,
             url=path,
             request_sent=True,
         )
-    del request_headers
+    except RuntimeError as exc:
+        if not session.closed:
+            raise
+        # A session handed in and closed by its owner: nothing was sent.
+        error = APIConnectionError(
+            f"cannot send {method} {path}: the aiohttp session is closed ({exc})",
+            method=method,
+            url=path,
+            request_sent=False,
+        )
+    response = None
     raise error

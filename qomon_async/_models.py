@@ -4,12 +4,13 @@ Two families:
 
 * **Read models** (``Contact``, ``Address``, ``FormData``, ``Note``, ``Tag``, ``Form``,
   ``RefValue``, ``Action``, ``ActionSummary``, ``Problem``): what Qomon answers. Every field is
-  optional, unknown fields are ignored, and the documented variants of ``qomon-api.md`` section 15
+  optional, unknown fields are ignored, and the variants Qomon's answers are known to mix
   are accepted (numbers or strings for address parts, ``birthcity``/``birth_city``,
   ``actions_ids``/``action_ids``, ``customfields``/``custom_fields``, notes with ``content`` or
-  ``data``, tags as objects or strings, dates with 0 to 6 fractional digits). Where the wire has
-  two names for one thing, the model exposes one normalised property and keeps the wire field
-  private.
+  ``data``, tags as objects or strings, dates with 0 to 6 fractional digits; a date without a
+  zone is read as UTC; a contact id beyond the signed 64-bit range is refused). Where the wire
+  has two names for one thing, the model exposes one normalised property and keeps the wire
+  field private.
 * **Write models** (``ContactWrite``, ``AddressWrite``, ``FormDataWrite``, ``NoteWrite``,
   ``TagWrite``, ``UpsertContact``, ``FormValue``): what the client sends. Every field defaults to
   ``UNSET`` and only what was set is encoded, so a write never clears a field by accident (an
@@ -19,9 +20,9 @@ Two families:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from msgspec import UNSET, Struct, UnsetType, field, structs
+from msgspec import UNSET, Meta, Struct, UnsetType, field, structs
 
 __all__ = [
     "Action",
@@ -46,35 +47,43 @@ __all__ = [
     "UpsertContact",
 ]
 
-#: The form types of ``GET /v1/forms/type/{type}`` (``qomon-api.md`` section 9).
+#: The form types of ``GET /v1/forms/type/{type}``.
 FormType = Literal[
     "consent", "level_of_support", "presence_status", "custom_fields", "survey", "tasks"
 ]
 
 
-class LooseStr(str):
-    """A string on the wire that Qomon sometimes sends as a number (``qomon-api.md`` §15).
+if TYPE_CHECKING:
+    LooseStr = str
+else:
+    # On the wire, a string that Qomon sometimes sends as a number (or a bool); decoded as
+    # it comes (no hook), then turned into text by the model's ``__post_init__``.
+    LooseStr = str | int | float | bool
 
-    Decoded through :func:`dec_hook`: ``75000`` and ``"75000"`` both become ``"75000"``. A lost
-    leading zero (``01000`` sent as ``1000``) cannot be recovered; it is not guessed.
-    """
+#: A datetime that carries its zone; a naive one from the wire is read as UTC by the decoders.
+AwareDatetime = Annotated[dt.datetime, Meta(tz=True)]
 
-    __slots__ = ()
+#: An id that fits a signed 64-bit integer (what a database stores): a larger one is refused.
+Id = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
-def dec_hook(tp: type[Any], obj: Any) -> Any:
-    """msgspec decode hook for the loose scalar types of this module."""
-    if tp is LooseStr:
-        if isinstance(obj, str):
-            return LooseStr(obj)
-        if isinstance(obj, bool):  # bool is an int: keep it readable rather than "True"/1
-            return LooseStr("true" if obj else "false")
-        if isinstance(obj, int):
-            return LooseStr(obj)
-        if isinstance(obj, float):
-            return LooseStr(repr(obj) if not obj.is_integer() else str(int(obj)))
-        raise TypeError(f"Expected str or number, got {type(obj).__name__}")
-    raise NotImplementedError(f"no decoder for {tp!r}")
+#: ``int``, typed loosely: the loose fields read as ``str`` to a type checker, ``int`` on the wire.
+_INT: type = int
+
+
+def as_text(value: object) -> str:
+    """A loose scalar as text: ``75000`` and ``"75000"`` both give ``"75000"``; ``True`` gives
+    ``"true"``; ``48.0`` gives ``"48"``. A lost leading zero (``01000`` sent as ``1000``) cannot
+    be recovered and is not guessed."""
+    if type(value) is str:
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,7 +91,7 @@ def dec_hook(tp: type[Any], obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-class Tag(Struct, kw_only=True, frozen=True):
+class Tag(Struct, kw_only=True, frozen=True, gc=False):
     """A tag on a contact. Reads may carry ``appearance_count`` and ``color``."""
 
     name: str | None = None
@@ -90,34 +99,34 @@ class Tag(Struct, kw_only=True, frozen=True):
     color: str | None = None
 
 
-class Address(Struct, kw_only=True, omit_defaults=True):
-    """A contact's postal address as Qomon returns it (``AddressResp``, §7.1.2).
+class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A contact's postal address as Qomon returns it (``AddressResp``).
 
     Every part is a string, whether Qomon sent a string or a number. ``house_number`` and
     ``postal_code`` (the v1 draft's names) are folded into ``housenumber`` and ``postalcode``.
     """
 
-    id: int | None = None
     housenumber: LooseStr | None = None
     street: str | None = None
     postalcode: LooseStr | None = None
     citycode: LooseStr | None = None
     city: str | None = None
-    county: str | None = None
     state: str | None = None
     country: str | None = None
     addition: str | None = None
     infos: str | None = None
     building: str | None = None
-    building_type: str | None = None
     floor: LooseStr | None = None
     door: LooseStr | None = None
     pollingstation: LooseStr | None = None
+    id: int | None = None
     score: float | None = None
     latitude: LooseStr | None = None
     longitude: LooseStr | None = None
     location: str | None = None
     invalid: bool | None = None
+    county: str | None = None
+    building_type: str | None = None
     _house_number: LooseStr | None = field(default=None, name="house_number")
     _postal_code: LooseStr | None = field(default=None, name="postal_code")
 
@@ -126,51 +135,71 @@ class Address(Struct, kw_only=True, omit_defaults=True):
             self.housenumber = self._house_number
         if self.postalcode is None:
             self.postalcode = self._postal_code
-        _plain(self, _ADDRESS_LOOSE)
+        # Written out, not looped: this runs for every address of every answer.
+        value = self.housenumber
+        if value is not None and type(value) is not str:
+            self.housenumber = str(value) if type(value) is _INT else as_text(value)
+        value = self.postalcode
+        if value is not None and type(value) is not str:
+            self.postalcode = str(value) if type(value) is _INT else as_text(value)
+        value = self.citycode
+        if value is not None and type(value) is not str:
+            self.citycode = str(value) if type(value) is _INT else as_text(value)
+        value = self.floor
+        if value is not None and type(value) is not str:
+            self.floor = str(value) if type(value) is _INT else as_text(value)
+        value = self.door
+        if value is not None and type(value) is not str:
+            self.door = str(value) if type(value) is _INT else as_text(value)
+        value = self.pollingstation
+        if value is not None and type(value) is not str:
+            self.pollingstation = str(value) if type(value) is _INT else as_text(value)
+        value = self.latitude
+        if value is not None and type(value) is not str:
+            self.latitude = str(value) if type(value) is _INT else as_text(value)
+        value = self.longitude
+        if value is not None and type(value) is not str:
+            self.longitude = str(value) if type(value) is _INT else as_text(value)
+        value = self._house_number
+        if value is not None and type(value) is not str:
+            self._house_number = str(value) if type(value) is _INT else as_text(value)
+        value = self._postal_code
+        if value is not None and type(value) is not str:
+            self._postal_code = str(value) if type(value) is _INT else as_text(value)
 
 
-_ADDRESS_LOOSE = (
-    "housenumber", "postalcode", "citycode", "floor", "door", "pollingstation", "latitude",
-    "longitude", "_house_number", "_postal_code",
-)  # fmt: skip
+def _plain(obj: Struct, name: str) -> None:
+    """Turn the loose value of field ``name`` into text."""
+    value = getattr(obj, name)
+    if value is not None and type(value) is not str:
+        setattr(obj, name, str(value) if type(value) is _INT else as_text(value))
 
 
-def _plain(obj: Struct, names: tuple[str, ...]) -> None:
-    """Turn the LooseStr values of ``names`` into plain str, so that msgspec can encode them."""
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None:
-            setattr(obj, name, str.__str__(value))
-
-
-class FormData(Struct, kw_only=True, omit_defaults=True):
-    """One answer of a contact to one form (``FormDataResp``, §7.1.3).
+class FormData(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """One answer of a contact to one form (``FormDataResp``).
 
     ``form_ref_id`` names the chosen refvalue; ``data`` is the free-text answer or the
     refvalue's value. Every answer value is a string on the wire.
     """
 
-    id: int | None = None
     form_id: int | None = None
     form_ref_id: int | None = None
-    data: LooseStr | None = None
-    survey_id: int | None = None
+    data: str | None = None  # a number sent here is read as text (by the decoders)
+    id: int | None = None
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    deleted_at: AwareDatetime | None = None
+    date: AwareDatetime | None = None
+    donedate: AwareDatetime | None = None
     label: str | None = None
     type_of_form: str | None = None
     group_id: int | None = None
     contact_id: int | None = None
-    date: dt.datetime | None = None
-    donedate: dt.datetime | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-    deleted_at: dt.datetime | None = None
-
-    def __post_init__(self) -> None:
-        _plain(self, ("data",))
+    survey_id: int | None = None
 
 
-class Note(Struct, kw_only=True, omit_defaults=True):
-    """A note on a contact. Qomon names its text ``content`` or ``data`` (§7.1.4): read ``text``."""
+class Note(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A note on a contact. Qomon names its text ``content`` or ``data``: read ``text``."""
 
     id: int | None = None
     content: str | None = None
@@ -180,8 +209,8 @@ class Note(Struct, kw_only=True, omit_defaults=True):
     group_id: int | None = None
     user_id: int | None = None
     only_super_admin: bool | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
 
     @property
     def text(self) -> str | None:
@@ -189,8 +218,8 @@ class Note(Struct, kw_only=True, omit_defaults=True):
         return self.content if self.content is not None else self.data
 
 
-class Contact(Struct, kw_only=True, omit_defaults=True):
-    """A contact as Qomon returns it (§7.1.1).
+class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A contact as Qomon returns it.
 
     Variant names are normalised: read ``birthcity`` (also sent as ``birth_city``),
     ``action_ids`` (also ``actions_ids``), ``custom_fields`` (``customfields`` and
@@ -198,13 +227,18 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
     object), ``created_at``/``updated_at`` (``CreatedAt``/``UpdatedAt`` or the snake_case names).
     """
 
-    id: int | None = None
+    # In the order Qomon writes them: msgspec finds each key at once when the order matches.
+    # The wire's second spellings and shapes are private; read the properties below.
+    id: Id | None = None
     group_id: int | None = None
+    _created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
+    _updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
+    lastchange: AwareDatetime | None = None
     firstname: str | None = None
     surname: str | None = None
     married_name: str | None = None
     gender: str | None = None
-    birthdate: dt.datetime | None = None
+    birthdate: AwareDatetime | None = None
     age_category: int | None = None
     birthdept: str | None = None
     birthcity: str | None = None
@@ -213,34 +247,30 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
     mail: str | None = None
     phone: str | None = None
     mobile: str | None = None
-    phone_invalid: bool | None = None
-    mobile_invalid: bool | None = None
     address: Address | None = None
+    _tags: list[Tag | str] | None = field(default=None, name="tags")
+    _actions_ids: list[int] | None = field(default=None, name="actions_ids")
     user_id: int | None = None
     user_contact_id: int | None = None
-    lastchangeuserid: int | None = None
     formdatas: list[FormData] | None = None
+    _customfields: list[FormData] | None = field(default=None, name="customfields")
     black_list: bool | None = None
+    _notes: list[Note] | Note | None = field(default=None, name="notes")
+    phone_invalid: bool | None = None
+    mobile_invalid: bool | None = None
+    lastchangeuserid: int | None = None
     nationbuilderid: int | None = None
-    external_id: LooseStr | None = None
+    external_id: str | None = None  # a number sent here is read as text (by the decoders)
     membership_code: str | None = None
     membership_number: int | None = None
-    lastchange: dt.datetime | None = None
     interactions: list[dict[str, Any]] | None = None
-    # Wire fields with two spellings or two shapes; read the properties below.
-    _created_at: dt.datetime | None = field(default=None, name="CreatedAt")
-    _updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
-    _created_at_snake: dt.datetime | None = field(default=None, name="created_at")
-    _updated_at_snake: dt.datetime | None = field(default=None, name="updated_at")
+    _created_at_snake: AwareDatetime | None = field(default=None, name="created_at")
+    _updated_at_snake: AwareDatetime | None = field(default=None, name="updated_at")
     _birth_city: str | None = field(default=None, name="birth_city")
     _birth_country: str | None = field(default=None, name="birth_country")
     _birth_dept: str | None = field(default=None, name="birth_dept")
-    _actions_ids: list[int] | None = field(default=None, name="actions_ids")
     _action_ids: list[int] | None = field(default=None, name="action_ids")
-    _customfields: list[FormData] | None = field(default=None, name="customfields")
     _custom_fields: list[FormData] | None = field(default=None, name="custom_fields")
-    _tags: list[Tag | str] | None = field(default=None, name="tags")
-    _notes: list[Note] | Note | None = field(default=None, name="notes")
 
     def __post_init__(self) -> None:
         if self.birthcity is None:
@@ -249,7 +279,6 @@ class Contact(Struct, kw_only=True, omit_defaults=True):
             self.birthcountry = self._birth_country
         if self.birthdept is None:
             self.birthdept = self._birth_dept
-        _plain(self, ("external_id",))
 
     @property
     def created_at(self) -> dt.datetime | None:
@@ -321,7 +350,7 @@ def confirmed(contact: Contact) -> ConfirmedContact:
     return ConfirmedContact(**values)
 
 
-class RefValue(Struct, kw_only=True, omit_defaults=True):
+class RefValue(Struct, kw_only=True, omit_defaults=True, gc=False):
     """One option of a form (its ``id`` is what ``form_ref_id`` points to)."""
 
     id: int | None = None
@@ -334,12 +363,12 @@ class RefValue(Struct, kw_only=True, omit_defaults=True):
     type: str | None = None
     followed: bool | None = None
     color: str | None = None
-    created_at: dt.datetime | None = field(default=None, name="CreatedAt")
-    updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+    created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
+    updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
 
 
-class Form(Struct, kw_only=True, omit_defaults=True):
-    """An advanced-field definition (§9): consent, level of support, survey question, ..."""
+class Form(Struct, kw_only=True, omit_defaults=True, gc=False):
+    """An advanced-field definition: consent, level of support, survey question, ..."""
 
     id: int | None = None
     label: str | None = None
@@ -351,11 +380,11 @@ class Form(Struct, kw_only=True, omit_defaults=True):
     hidden: bool | None = None
     group_id: list[int] | int | None = None
     refvalues: list[RefValue] | None = None
-    created_at: dt.datetime | None = field(default=None, name="CreatedAt")
-    updated_at: dt.datetime | None = field(default=None, name="UpdatedAt")
+    created_at: AwareDatetime | None = field(default=None, name="CreatedAt")
+    updated_at: AwareDatetime | None = field(default=None, name="UpdatedAt")
 
     def __post_init__(self) -> None:
-        _plain(self, ("activate",))
+        _plain(self, "activate")
 
     def refvalue(self, value_or_label: str) -> RefValue | None:
         """The refvalue whose ``value`` (else ``label``) equals ``value_or_label``."""
@@ -369,8 +398,8 @@ class Form(Struct, kw_only=True, omit_defaults=True):
         return None
 
 
-class Action(Struct, kw_only=True):
-    """An action (campaign) of the space (§10). Only the stable fields are typed."""
+class Action(Struct, kw_only=True, gc=False):
+    """An action (campaign) of the space. Only the stable fields are typed."""
 
     id: int | None = None
     name: str | None = None
@@ -380,12 +409,12 @@ class Action(Struct, kw_only=True):
     status: str | None = None
     link: str | None = None
     goal: int | None = None
-    start: dt.datetime | None = None
-    end: dt.datetime | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
     public: bool | None = None
 
 
-class ActionSummary(Struct, kw_only=True):
+class ActionSummary(Struct, kw_only=True, gc=False):
     """An item of ``GET /actions``: the action and its counters."""
 
     action: Action | None = field(default=None, name="Action")
@@ -403,7 +432,7 @@ class ProblemError(Struct, kw_only=True, frozen=True):
 
 
 class Problem(Struct, kw_only=True):
-    """A Qomon error body: RFC 7807 problem+json, or one of the older JSend shapes (§3.2)."""
+    """A Qomon error body: RFC 7807 problem+json, or one of the older JSend shapes."""
 
     type: str | None = None
     title: str | None = None
@@ -479,7 +508,7 @@ class ContactWrite(_Write):
     """A contact to create (``POST /contacts``) or to write whole (``PATCH``), §7.2.
 
     Only the fields that were set are sent. Birth fields are written with the 1.1.0 names
-    (``birthcity``...); custom fields as ``custom_fields`` (§15).
+    (``birthcity``...); custom fields as ``custom_fields``.
     """
 
     firstname: str | UnsetType | None = UNSET
@@ -516,7 +545,7 @@ class FormValue(_Write):
 
 
 class UpsertContact(_Write):
-    """The ``data`` of ``POST /contacts/upsert`` (§7.6): matched by id, then mail+names, then
+    """The ``data`` of ``POST /contacts/upsert``: matched by id, then mail+names, then
     names+birthdate+address. Advanced fields use the per-type ``FormValue`` lists; an unknown
     form or value makes Qomon drop the whole record silently."""
 

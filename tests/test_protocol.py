@@ -297,7 +297,7 @@ def test_one_odd_field_is_dropped_not_fatal(caplog: pytest.LogCaptureFixture) ->
         None,
     )
     assert c.address is not None and c.address.city == "Lyon" and c.address.floor is None
-    assert "$.contact.age_category" in caplog.text
+    assert "$.data.contact.age_category" in caplog.text
     page = p.decode_contacts_page(
         200, b'{"data":{"contacts":[{"id":1,"lastchange":"garbage"},{"id":2}]}}'
     )
@@ -316,3 +316,79 @@ def test_bare_answers_and_non_answers() -> None:
 
 def test_mail_is_sent_as_it_will_be_searched() -> None:
     assert p.contact_to_dict({"mail": " a@b.fr "})["mail"] == "a@b.fr"
+
+
+def _variants() -> list[bytes]:
+    """Every schema variant of the test data, each in a contact answer and a search page."""
+    seed = json.loads(SEED)["data"]["contact"]
+    variants: list[dict[str, object]] = [seed]
+    for change in (
+        {"birth_city": "Lyon", "birth_country": "France", "birth_dept": "69"},
+        {"action_ids": [4, 5]},
+        {"custom_fields": [{"form_id": 1, "data": 42}], "customfields": [{"data": True}]},
+        {"tags": ["important", {"name": "vip"}]},
+        {"notes": {"id": 9, "data": "one note object"}},
+        {"created_at": "2023-11-07T05:31:56Z", "CreatedAt": None},
+        {"address": {"house_number": 12, "postal_code": "01000", "latitude": 48, "floor": 2.5}},
+        {"address": {"postalcode": "75002", "housenumber": "3bis", "door": True}},
+        {"external_id": 123456},
+        {"lastchange": "2022-10-13T15:50:24Z", "birthdate": "1999-12-31T23:00:00.000Z"},
+    ):
+        variants.append({**seed, **change})
+    bodies = [json.dumps({"status": "success", "data": {"contact": v}}).encode() for v in variants]
+    bodies.append(json.dumps({"data": {"contacts": variants}}).encode())
+    return bodies
+
+
+def _as_text(node: object) -> object:
+    """The answer as Qomon documents it: answers and external ids as strings."""
+    if isinstance(node, list):
+        return [_as_text(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _as_text(v) for k, v in node.items()}
+    for key in ("data", "external_id"):
+        value = out.get(key)
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            out[key] = str(value)
+    return out
+
+
+@pytest.mark.parametrize("body", _variants())
+def test_fast_and_tolerant_paths_decode_every_variant_identically(body: bytes) -> None:
+    page = b'"contacts"' in body
+    decoder = p._contacts_decoder if page else p._contact_answer_decoder
+    tolerant = p._tolerant(body, decoder.type, 200, "answer", ValueError("forced"))
+    try:
+        fast = decoder.decode(body)  # the strict fast path takes the documented variants
+    except msgspec.ValidationError:
+        # A number where the documentation says text (an answer's data, external_id): the fast
+        # path refuses it, the tolerant path reads it as the text the documentation promises.
+        fast = decoder.decode(json.dumps(_as_text(json.loads(body))).encode())
+    assert fast == tolerant
+    assert p._decode(decoder, body, 200, "answer") == tolerant  # type: ignore[misc]
+    contacts = fast.data.contacts if page else [fast.data.contact]  # type: ignore[union-attr]
+    for contact in contacts or []:
+        assert contact is not None and contact.address is not None
+        assert all(
+            v is None or type(v) is str
+            for v in (contact.address.postalcode, contact.address.housenumber)
+        )
+        assert all(type(a.data) is str for a in contact.custom_fields if a.data is not None)
+
+
+def test_an_odd_field_takes_the_tolerant_path_and_keeps_the_rest() -> None:
+    body = json.dumps(
+        {
+            "data": {
+                "contacts": [{"id": i, "floor": 1, "address": {"floor": [i]}} for i in range(50)]
+            }
+        }
+    ).encode()
+    with pytest.raises(msgspec.ValidationError):
+        p._contacts_decoder.decode(body)
+    contacts = p.decode_contacts_page(200, body)  # one repair round for the 50 repeats
+    assert [c.id for c in contacts] == list(range(50))
+    assert all(c.address is not None and c.address.floor is None for c in contacts)
