@@ -16,7 +16,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -30,6 +30,7 @@ from ._config import (
     DEFAULT_USER_AGENT,
     ENV_API_KEY,
     ENV_BASE_URL,
+    ENV_REDIS_URL,
     MAX_PER_PAGE,
     RateLimit,
     RetryPolicy,
@@ -49,6 +50,9 @@ from ._ratelimit import (
 )
 from ._retry import retrying
 from ._stats import ClientStats
+
+if TYPE_CHECKING:
+    from .redis import RedisBucket
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -98,6 +102,10 @@ class QomonClient:
         reconcile_delay: seconds to wait after an ambiguous create before each of the two
             searches for it, so that a create Qomon is still processing, or that its search
             index has not caught up with, is found rather than sent again.
+        shared_bucket: a :class:`~qomon_async.redis.RedisBucket` shared by every process using
+            the space (the ``redis`` extra); the client binds it to its space and never closes
+            it. Without it, ``$QOMON_REDIS_URL`` (when set) makes the client build one (and
+            close it in :meth:`aclose`). Ignored with ``rate_limit=False``.
 
     The session is created lazily inside the running event loop (or in ``async with``); the
     rate limiter is one per client and per event loop.
@@ -117,6 +125,7 @@ class QomonClient:
         rate_limit: RateLimit | bool = True,
         reconcile_margin: float = 120.0,
         reconcile_delay: float = 1.0,
+        shared_bucket: RedisBucket | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
@@ -136,6 +145,25 @@ class QomonClient:
             rate_limit = RateLimit()
         self.rate_limit: RateLimit | None = rate_limit or None
         self.stats = ClientStats()
+        # The shared bucket (issue 10): given, or built from $QOMON_REDIS_URL (then ours).
+        self._owns_bucket = False
+        if self.rate_limit is not None and shared_bucket is None:
+            redis_url = os.environ.get(ENV_REDIS_URL, "").strip()
+            if redis_url:
+                from .redis import RedisBucket  # noqa: PLC0415 - the optional extra
+
+                shared_bucket = RedisBucket(
+                    redis_url,
+                    capacity=self.rate_limit.capacity,
+                    rate=self.rate_limit.rate,
+                    slow_start=self.rate_limit.slow_start,
+                )
+                self._owns_bucket = True
+        self._shared_bucket = shared_bucket if self.rate_limit is not None else None
+        if self._shared_bucket is not None:
+            from ._redis_keys import key_hash  # noqa: PLC0415
+
+            self._shared_bucket.bind(self.base_url, key_hash(self._key.reveal()))
         self._creates = CreateProtocol(
             request=self._request,
             search=self.search_contacts,
@@ -143,11 +171,14 @@ class QomonClient:
             retry=self.retry,
             reconcile_margin=reconcile_margin,
             reconcile_delay=reconcile_delay,
+            # Hook for the in-doubt store (issue 10/11): the shared bucket's, seen by every
+            # process of the space; None keeps the create protocol's own default.
+            in_doubt=self._shared_bucket.in_doubt if self._shared_bucket is not None else None,
         )
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._limiter: Limiter | None = (
+        self._limiter: Limiter | None = self._shared_bucket or (
             LocalLimiter(
                 self.rate_limit.capacity,
                 self.rate_limit.rate,
@@ -162,7 +193,9 @@ class QomonClient:
 
     @property
     def limiter_stats(self) -> LimiterStats | None:
-        """The rate limiter's counters (permits, tokens, waits, 429 pauses, re-syncs)."""
+        """The rate limiter's counters (permits, tokens, waits, 429 pauses, re-syncs); ``kind``
+        says which bucket is in use (``"redis"``, or ``"local"``), ``fallbacks`` how often a
+        shared bucket fell back to the local one, ``reservations`` its bookings in Redis."""
         return self._limiter.stats if self._limiter is not None else None
 
     # ----------------------------------------------------------------------------------------
@@ -181,8 +214,15 @@ class QomonClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own session (a session handed in is left open)."""
+        """Close the client's own session (a session handed in is left open), and the shared
+        bucket if the client built it (from ``$QOMON_REDIS_URL``); a bucket handed in only has
+        its pending updates sent."""
         self._closed = True
+        if self._shared_bucket is not None:
+            if self._owns_bucket:
+                await self._shared_bucket.aclose()
+            else:
+                await self._shared_bucket.flush()
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()

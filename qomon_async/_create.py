@@ -131,6 +131,8 @@ class CreateProtocol:
         reconcile_margin: seconds subtracted from an attempt's start when searching for the
             contact an ambiguous create may have made (clock skew between client and Qomon).
         reconcile_delay: seconds to wait after an ambiguous create before each search for it.
+        in_doubt: where creates whose outcome is unknown are remembered beyond one call (a
+            shared bucket's store, seen by every process of the space), or None.
     """
 
     def __init__(
@@ -142,8 +144,12 @@ class CreateProtocol:
         retry: RetryPolicy,
         reconcile_margin: float,
         reconcile_delay: float,
+        in_doubt: InDoubtStore | None = None,
     ) -> None:
         self._request = request
+        # Minimal hook (shared-bucket branch): the store is kept for the in-doubt logic of the
+        # create loop (web-service branch), which records and looks up creates through it.
+        self.in_doubt = in_doubt
         self._search = search
         self.stats = stats
         self.retry = retry

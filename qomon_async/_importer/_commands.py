@@ -168,6 +168,12 @@ def add_import_command(subparsers: _Subparsers[argparse.ArgumentParser]) -> None
         metavar="URL",
         help="the API's URL (default: $QOMON_BASE_URL, then https://incoming.qomon.app)",
     )
+    sub.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the space's rate-limit bucket with other processes through this Redis "
+        "(default: $QOMON_REDIS_URL; needs the redis extra)",
+    )
     sub.set_defaults(run=cmd_import)
 
 
@@ -236,6 +242,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         progress=args.progress,
         verify=args.verify,
     )
+    if args.redis:  # read by QomonClient when built without shared_bucket=
+        os.environ["QOMON_REDIS_URL"] = args.redis
     key = args.api_key or os.environ.get("QOMON_API_KEY") or ""
     try:
         outcome = asyncio.run(run_import(options))
