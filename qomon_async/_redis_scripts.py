@@ -8,6 +8,8 @@ The bucket of a space is one Redis hash (see :mod:`qomon_async._redis_keys`) wit
 * ``cap``, ``rate``: the shape (tokens, tokens per second), from ``X-Ratelimit-Limit``.
 * ``paused``: the Redis time until which a 429 holds every request.
 * ``epoch``: bumped by each 429 that extends the pause; bookings of an older epoch are void.
+* ``booked``: tokens booked so far (refunds deducted): a permit remembers the figure right
+  after its booking (its *mark*), so that the tokens booked after it are a difference.
 * ``informed``: ``"1"`` once an answer of the space has carried the rate-limit headers.
 * ``probe``: during slow start (not yet informed), the Redis time until which the one request
   allowed out is awaited; nobody else books meanwhile.
@@ -47,7 +49,8 @@ if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local key = KEYS[1]
-local s = redis.call('HMGET', key, 'tat', 'cap', 'rate', 'paused', 'epoch', 'informed', 'probe')
+local s = redis.call('HMGET', key, 'tat', 'cap', 'rate', 'paused', 'epoch', 'informed', 'probe',
+  'booked')
 local cap = tonumber(s[2]) or tonumber(ARGV[1])
 local rate = tonumber(s[3]) or tonumber(ARGV[2])
 local tat = tonumber(s[1]) or now
@@ -55,6 +58,7 @@ local paused = tonumber(s[4]) or 0
 local epoch = tonumber(s[5]) or 0
 local informed = s[6] == '1'
 local probe = tonumber(s[7]) or 0
+local booked = tonumber(s[8]) or 0
 local ttl = tonumber(ARGV[3])
 local function f(x) return string.format('%.6f', x) end
 local function keep()
@@ -92,7 +96,7 @@ if max_pause >= 0 and pause_left > max_pause then
 end
 if not informed and probe_ttl > 0 and probe > now then
   local poll = probe - now
-  if poll > 0.05 then poll = 0.05 end
+  if poll > 0.01 then poll = 0.01 end
   return {'probe', f(poll), '0', tostring(epoch), '0'}
 end
 local amount = cost
@@ -107,7 +111,8 @@ if wait < 0 then wait = 0 end
 if max_wait >= 0 and wait > max_wait then
   return {'timeout', f(wait), '0', tostring(epoch), '0'}
 end
-redis.call('HSET', key, 'tat', f(new_tat), 'cap', f(cap), 'rate', f(rate))
+booked = booked + amount
+redis.call('HSET', key, 'tat', f(new_tat), 'cap', f(cap), 'rate', f(rate), 'booked', f(booked))
 local is_probe = '0'
 if not informed and probe_ttl > 0 then
   redis.call('HSET', key, 'probe', f(now + probe_ttl))
@@ -115,7 +120,7 @@ if not informed and probe_ttl > 0 then
 end
 tat = new_tat
 keep()
-return {'ok', f(wait), f(new_tat), tostring(epoch), is_probe}
+return {'ok', f(wait), f(booked), tostring(epoch), is_probe}
 """,
 )
 
@@ -133,7 +138,7 @@ if ARGV[6] == '1' and permit_epoch == epoch and s[1] then
   if amount > cap then amount = cap end
   local back = tat - amount / rate
   if back < now then back = now end
-  redis.call('HSET', key, 'tat', f(back))
+  redis.call('HSET', key, 'tat', f(back), 'booked', f(booked - amount))
   tat = back
   keep()
   return '1'
@@ -142,8 +147,9 @@ return '0'
 """,
 )
 
-#: ARGV: cap, rate, ttl_ms, mark, epoch, server tokens after the request (-1: unknown),
-#: new capacity (-1), new rate (-1).
+#: ARGV: cap, rate, ttl_ms, mark (``booked`` after the permit's booking), epoch, server tokens
+#: after the request (-1: unknown), new capacity (-1), new rate (-1), age (seconds since the
+#: answer reached its process).
 #: Returns {lowered (0/1), reshaped (0/1)}. Only ever lowers the bucket: a server answer that
 #: says "more" than Redis knows is ignored (other processes may have spent since).
 OBSERVE = Script(
@@ -155,15 +161,14 @@ local permit_epoch = tonumber(ARGV[5])
 local server = tonumber(ARGV[6])
 local new_cap = tonumber(ARGV[7])
 local new_rate = tonumber(ARGV[8])
+local age = tonumber(ARGV[9])
 local reshaped = 0
 local lowered = 0
 if new_cap > 0 and new_rate > 0 and (math.abs(new_cap - cap) > 1e-9
     or math.abs(new_rate - rate) > 1e-9) then
   local level = cap - math.max(tat - now, 0) * rate
   if level > new_cap then level = new_cap end
-  local shift = tat - mark
   tat = now + (new_cap - level) / new_rate
-  mark = tat - shift * rate / new_rate
   cap = new_cap
   rate = new_rate
   reshaped = 1
@@ -176,10 +181,12 @@ if server >= 0 then
   end
   if server > cap then server = cap end
   if permit_epoch == epoch then
-    -- Everything booked after this request (sent or still waiting) counts as spent.
-    local later = tat - mark
+    -- Everything booked after this request (sent or still waiting) counts as spent. The
+    -- refill is credited from when the answer reached its process (``age`` seconds ago), not
+    -- for its way from the server: a margin of half a round trip.
+    local later = booked - mark
     if later < 0 then later = 0 end
-    local target = now + (cap - server) / rate + later
+    local target = now - age + (cap - server + later) / rate
     if target > tat + 1e-9 then
       redis.call('HSET', key, 'tat', f(target), 'cap', f(cap), 'rate', f(rate))
       tat = target

@@ -31,6 +31,7 @@ bucket only decides *when* requests go out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import weakref
@@ -302,6 +303,10 @@ class RedisBucket:
         if loop.time() < self._retry_at:
             return False
         self._retry_at = loop.time() + self.retry_interval
+        if self._given is None:
+            # Connections opened before the failure may point at a dead server: drop them.
+            with contextlib.suppress(RedisError, OSError):
+                await self._client().connection_pool.disconnect()
         try:
             await self._eval(RELEASE, [self.key], [*self._base_args(), 0, -1, 0, 0])
         except _RedisDown as exc:
@@ -397,20 +402,36 @@ class RedisBucket:
         stats = self._stats
         try:
             while True:
-                left = -1.0 if max_wait is None else max(0.0, max_wait - (loop.time() - start))
+                # The gate keeps this process's bookings in its callers' order; during slow
+                # start its head polls for the first answer while the others queue behind it.
                 async with self._gate(loop):
-                    status, wait_s, mark_s, epoch_s, probe_s = await self._bucket_eval(
-                        RESERVE,
-                        [
-                            f"{cost:.6f}",
-                            f"{left:.6f}",
-                            -1 if max_pause is None else f"{max_pause:.6f}",
-                            f"{self.probe_ttl if self.slow_start else 0:.6f}",
-                            epoch,
-                            f"{mark:.6f}",
-                        ],
-                    )
-                wait = float(wait_s)
+                    while True:
+                        left = (
+                            -1.0 if max_wait is None else max(0.0, max_wait - (loop.time() - start))
+                        )
+                        status, wait_s, mark_s, epoch_s, probe_s = await self._bucket_eval(
+                            RESERVE,
+                            [
+                                f"{cost:.6f}",
+                                f"{left:.6f}",
+                                -1 if max_pause is None else f"{max_pause:.6f}",
+                                f"{self.probe_ttl if self.slow_start else 0:.6f}",
+                                epoch,
+                                f"{mark:.6f}",
+                            ],
+                        )
+                        wait = float(wait_s)
+                        if status != "probe":
+                            break
+                        if max_wait is not None and loop.time() - start + wait > max_wait:
+                            raise RateLimitTimeout(
+                                "slow start: the first request of the space has not answered "
+                                f"within max_wait={max_wait:g} s; nothing was sent",
+                                predicted_wait=None,
+                                max_wait=max_wait,
+                            )
+                        await asyncio.sleep(wait)
+                        slept = True
                 if status == "timeout":
                     booked = False
                     raise RateLimitTimeout(
@@ -427,17 +448,6 @@ class RedisBucket:
                         retry_after=wait,
                         status_code=429,
                     )
-                if status == "probe":
-                    if max_wait is not None and loop.time() - start + wait > max_wait:
-                        raise RateLimitTimeout(
-                            "slow start: the first request of the space has not answered "
-                            f"within max_wait={max_wait:g} s; nothing was sent",
-                            predicted_wait=None,
-                            max_wait=max_wait,
-                        )
-                    await asyncio.sleep(wait)
-                    slept = True
-                    continue
                 new_epoch, new_mark = int(epoch_s), float(mark_s)
                 if not (booked and new_epoch == epoch and new_mark == mark):
                     stats.reservations += 1
@@ -519,12 +529,24 @@ class RedisBucket:
             return
         self._stats.syncs += 1
         self._background(
-            self._observe(permit, -1.0 if server is None else server, capacity, rate),
+            self._observe(
+                permit,
+                -1.0 if server is None else server,
+                capacity,
+                rate,
+                asyncio.get_running_loop().time(),
+            ),
         )
 
     async def _observe(
-        self, permit: _RedisPermit, server: float, capacity: float | None, rate: float | None
+        self,
+        permit: _RedisPermit,
+        server: float,
+        capacity: float | None,
+        rate: float | None,
+        answered_at: float,
     ) -> None:
+        age = max(0.0, asyncio.get_running_loop().time() - answered_at)
         lowered, _reshaped = await self._bucket_eval(
             OBSERVE,
             [
@@ -533,6 +555,7 @@ class RedisBucket:
                 f"{server:.6f}",
                 -1 if capacity is None else f"{capacity:.6f}",
                 -1 if rate is None else f"{rate:.6f}",
+                f"{age:.6f}",
             ],
         )
         if lowered == "1":
