@@ -111,7 +111,8 @@ if wait < 0 then wait = 0 end
 if max_wait >= 0 and wait > max_wait then
   return {'timeout', f(wait), '0', tostring(epoch), '0'}
 end
-booked = booked + amount
+-- A booking voided by a 429 and made again is counted once.
+if want_epoch < 0 then booked = booked + amount end
 redis.call('HSET', key, 'tat', f(new_tat), 'cap', f(cap), 'rate', f(rate), 'booked', f(booked))
 local is_probe = '0'
 if not informed and probe_ttl > 0 then
@@ -150,8 +151,9 @@ return '0'
 #: ARGV: cap, rate, ttl_ms, mark (``booked`` after the permit's booking), epoch, server tokens
 #: after the request (-1: unknown), new capacity (-1), new rate (-1), age (seconds since the
 #: answer reached its process).
-#: Returns {lowered (0/1), reshaped (0/1)}. Only ever lowers the bucket: a server answer that
-#: says "more" than Redis knows is ignored (other processes may have spent since).
+#: Returns {lowered (0/1), reshaped (0/1), tokens taken off}. Only ever lowers the bucket: an
+#: answer that says "more" than Redis knows is ignored (other processes may have spent since);
+#: a lowering needs two answers in a row that call for it, and takes the smaller of the two.
 OBSERVE = Script(
     "observe",
     _PROLOGUE
@@ -164,6 +166,7 @@ local new_rate = tonumber(ARGV[8])
 local age = tonumber(ARGV[9])
 local reshaped = 0
 local lowered = 0
+local excess = 0
 if new_cap > 0 and new_rate > 0 and (math.abs(new_cap - cap) > 1e-9
     or math.abs(new_rate - rate) > 1e-9) then
   local level = cap - math.max(tat - now, 0) * rate
@@ -180,22 +183,33 @@ if server >= 0 then
     redis.call('HDEL', key, 'probe')
   end
   if server > cap then server = cap end
-  if permit_epoch == epoch then
-    -- Everything booked after this request (sent or still waiting) counts as spent. The
-    -- refill is credited from when the answer reached its process (``age`` seconds ago), not
-    -- for its way from the server: a margin of half a round trip.
+  do
+    -- Any answer may lower, even one to a request sent before the latest 429 pause: what it
+    -- says was spent, was spent. Everything booked after this request (sent or still
+    -- waiting) counts as spent. The refill is credited from when the answer reached its
+    -- process (``age`` seconds ago), not for its way from the server: a margin of half a
+    -- round trip.
     local later = booked - mark
     if later < 0 then later = 0 end
     local target = now - age + (cap - server + later) / rate
-    if target > tat + 1e-9 then
-      redis.call('HSET', key, 'tat', f(target), 'cap', f(cap), 'rate', f(rate))
-      tat = target
+    -- A correction needs two answers in a row that call for it: an answer that its process
+    -- observed late (a stalled event loop) looks like spending by others once, a real
+    -- consumer outside Redis shows in every answer that follows.
+    local seen = (target - tat) * rate
+    local before = tonumber(redis.call('HGET', key, 'excess')) or 0
+    excess = math.min(seen, before)
+    if excess > 1e-6 then
+      tat = tat + excess / rate
+      redis.call('HSET', key, 'tat', f(tat), 'cap', f(cap), 'rate', f(rate))
       lowered = 1
+    else
+      excess = 0
     end
+    redis.call('HSET', key, 'excess', f(seen - excess))
   end
 end
 keep()
-return {tostring(lowered), tostring(reshaped)}
+return {tostring(lowered), tostring(reshaped), f(excess)}
 """,
 )
 
@@ -215,7 +229,7 @@ if untl > paused then
   tat = now + cap / rate
   extended = 1
   redis.call('HSET', key, 'paused', f(paused), 'epoch', tostring(epoch), 'tat', f(tat),
-    'cap', f(cap), 'rate', f(rate), 'informed', '1')
+    'cap', f(cap), 'rate', f(rate), 'informed', '1', 'excess', '0')
   redis.call('HDEL', key, 'probe')
 end
 keep()

@@ -180,6 +180,7 @@ class RedisBucket:
         self._retry_at = 0.0
         self._emptied: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._refused_shapes: set[tuple[float, float]] = set()
+        self._informed = not slow_start  # a booking has seen the space informed
         self.in_doubt = RedisInDoubtStore(self)
         """The in-doubt store of creates (every process of the space sees its records)."""
 
@@ -402,9 +403,11 @@ class RedisBucket:
         stats = self._stats
         try:
             while True:
-                # The gate keeps this process's bookings in its callers' order; during slow
-                # start its head polls for the first answer while the others queue behind it.
-                async with self._gate(loop):
+                # Until the space is known to be informed, the gate lets one waiter of this
+                # process poll the slow start while the others queue behind it; then bookings
+                # go to Redis at once (in the order the callers came, over several connections).
+                gate = contextlib.nullcontext() if self._informed else self._gate(loop)
+                async with gate:
                     while True:
                         left = (
                             -1.0 if max_wait is None else max(0.0, max_wait - (loop.time() - start))
@@ -448,6 +451,8 @@ class RedisBucket:
                         retry_after=wait,
                         status_code=429,
                     )
+                if probe_s != "1" and self.slow_start:
+                    self._informed = True
                 new_epoch, new_mark = int(epoch_s), float(mark_s)
                 if not (booked and new_epoch == epoch and new_mark == mark):
                     stats.reservations += 1
@@ -547,7 +552,7 @@ class RedisBucket:
         answered_at: float,
     ) -> None:
         age = max(0.0, asyncio.get_running_loop().time() - answered_at)
-        lowered, _reshaped = await self._bucket_eval(
+        lowered, _reshaped, excess = await self._bucket_eval(
             OBSERVE,
             [
                 f"{permit.mark:.6f}",
@@ -560,6 +565,7 @@ class RedisBucket:
         )
         if lowered == "1":
             self._stats.synced_down += 1
+            logger.debug("re-sync down by %s tokens: the server has less than Redis knew", excess)
 
     def pause(self, seconds: float) -> None:
         """A 429 said ``Retry-After: seconds``: every process holds its requests until then."""

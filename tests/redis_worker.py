@@ -23,7 +23,7 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
     bucket = (
         RedisBucket(
             config["redis"],
-            timeout=0.3,
+            timeout=config.get("timeout", 2.0),
             retry_interval=config.get("retry_interval", 0.2),
         )
         if config.get("redis")

@@ -143,6 +143,7 @@ async def test_four_processes_share_the_bucket_exactly(slow_emulator: str, redis
                 "mode": "create",
                 "n": n,
                 "tag": f"w{p}",
+                "concurrency": 4,
             }
             for p in range(procs)
         ]
@@ -161,7 +162,9 @@ async def test_four_processes_share_the_bucket_exactly(slow_emulator: str, redis
     assert best <= elapsed * 1.02 and elapsed <= best * 1.10, (elapsed, best)
     assert sum(r["rate_limited"] for r in reports) <= 2
     assert all(r["kind"] == "redis" and r["fallbacks"] == 0 for r in reports)
-    # Fairness: equal demands finish within 15% of each other.
+    # Fairness: equal demands finish within 15% of each other. (Bookings are served in
+    # arrival order, so a process's requests can trail the others' by one round of its
+    # concurrency: 4 of its 40 here.)
     finished = [r["end"] - start for r in reports]
     assert max(finished) <= min(finished) * 1.15, finished
 
