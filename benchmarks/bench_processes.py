@@ -214,7 +214,7 @@ def _measure(processes: int, n: int, redis_url: str | None) -> dict[str, Any]:
                 text=True,
                 env=_env(),
                 cwd=ROOT,
-            )  # fmt: skip
+            )
             for p in range(processes)
         ]
         try:
