@@ -581,12 +581,18 @@ class RedisBucket:
             task.add_done_callback(self._pausing.discard)
 
     def _background(self, work: Any) -> asyncio.Task[None] | None:
-        """Run a Redis update without blocking the caller; kept until done, flushed by aclose."""
+        """Run a Redis update without blocking the caller; kept until done, flushed by aclose.
+
+        While fallen back, updates of permits granted by Redis earlier are dropped: Redis is
+        failing, and the next booking after it answers again starts from what it holds."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             work.close()
             logger.debug("Redis bucket: no running event loop; an update was dropped")
+            return None
+        if self._fallen:
+            work.close()
             return None
         task = loop.create_task(self._guarded(work))
         self._tasks.add(task)

@@ -7,13 +7,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from qomon_async import QomonClient, RateLimitError, RateLimitTimeout
+from qomon_async import (
+    APIConnectionError,
+    QomonClient,
+    RateLimitError,
+    RateLimitTimeout,
+    RetryPolicy,
+)
 from qomon_async._ratelimit import BucketState
 from qomon_async._redis_keys import key_hash
 from qomon_async.redis import RedisBucket, RedisBucketError
@@ -360,4 +367,23 @@ async def test_client_builds_the_bucket_from_the_environment(
     async with QomonClient(SECRET, base_url=BASE, shared_bucket=bucket) as other:
         assert other.limiter_stats is bucket.stats
     assert bucket.space is not None
+    await bucket.aclose()
+
+
+async def test_a_request_refused_before_leaving_gives_its_booking_back(redis_url: str) -> None:
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bucket = RedisBucket(redis_url, capacity=10, rate=1, slow_start=False)
+    async with QomonClient(
+        SECRET,
+        base_url=f"http://127.0.0.1:{port}",
+        shared_bucket=bucket,
+        retry=RetryPolicy.disabled(),
+    ) as client:
+        with pytest.raises(APIConnectionError):
+            await client.get_contact(1)
+    await bucket.flush()
+    assert bucket.stats.reservations == 1
+    assert (await bucket.snapshot())["tokens"] == pytest.approx(10, abs=0.2)
     await bucket.aclose()
