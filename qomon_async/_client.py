@@ -145,7 +145,7 @@ class QomonClient:
             rate_limit = RateLimit()
         self.rate_limit: RateLimit | None = rate_limit or None
         self.stats = ClientStats()
-        # The shared bucket (issue 10): given, or built from $QOMON_REDIS_URL (then ours).
+        # The shared bucket: given, or built from $QOMON_REDIS_URL (then the client owns it).
         self._owns_bucket = False
         if self.rate_limit is not None and shared_bucket is None:
             redis_url = os.environ.get(ENV_REDIS_URL, "").strip()
@@ -171,8 +171,8 @@ class QomonClient:
             retry=self.retry,
             reconcile_margin=reconcile_margin,
             reconcile_delay=reconcile_delay,
-            # Hook for the in-doubt store (issue 10/11): the shared bucket's, seen by every
-            # process of the space; None keeps the create protocol's own default.
+            # The in-doubt store: the shared bucket's, seen by every process of the space;
+            # None keeps the create protocol's own default.
             in_doubt=self._shared_bucket.in_doubt if self._shared_bucket is not None else None,
         )
         self._session = session

@@ -147,8 +147,8 @@ class CreateProtocol:
         in_doubt: InDoubtStore | None = None,
     ) -> None:
         self._request = request
-        # Minimal hook (shared-bucket branch): the store is kept for the in-doubt logic of the
-        # create loop (web-service branch), which records and looks up creates through it.
+        # Minimal hook: the store is kept here for the in-doubt logic of the create loop, which
+        # records and looks up creates through it.
         self.in_doubt = in_doubt
         self._search = search
         self.stats = stats
