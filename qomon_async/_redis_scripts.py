@@ -70,7 +70,7 @@ end
 """
 
 #: ARGV: cap, rate, ttl_ms, cost, max_wait (-1: none), max_pause (-1: none), probe_ttl,
-#: epoch (-1: a new booking; else confirm the booking ``mark`` of that epoch), mark.
+#: epoch (-1: a new booking; else confirm the booking ``mark`` of that epoch), mark, headroom.
 #: Returns {status, wait, mark, epoch, probe}: status "ok" (booked, go after ``wait`` seconds),
 #: "timeout" (the wait would exceed max_wait: nothing booked), "pause" (a 429 pause longer
 #: than max_pause: ``wait`` is what is left of it), "probe" (slow start: poll after ``wait``);
@@ -85,6 +85,7 @@ local max_pause = tonumber(ARGV[6])
 local probe_ttl = tonumber(ARGV[7])
 local want_epoch = tonumber(ARGV[8])
 local mark = tonumber(ARGV[9])
+local headroom = tonumber(ARGV[10])
 if want_epoch >= 0 and want_epoch == epoch and paused <= now then
   keep()
   return {'ok', '0', f(mark), tostring(epoch), '0'}
@@ -96,7 +97,7 @@ if max_pause >= 0 and pause_left > max_pause then
 end
 if not informed and probe_ttl > 0 and probe > now then
   local poll = probe - now
-  if poll > 0.01 then poll = 0.01 end
+  if poll > 0.002 then poll = 0.002 end
   return {'probe', f(poll), '0', tostring(epoch), '0'}
 end
 local amount = cost
@@ -104,7 +105,11 @@ if amount > cap then amount = cap end
 local base = tat
 if base < now then base = now end
 local new_tat = base + amount / rate
-local allow = new_tat - cap / rate
+-- A request goes when ``headroom`` tokens remain after it: what requests lose on their way
+-- while the server's bucket is full (refill it cannot hold) must not make a 429.
+if headroom > cap - amount then headroom = cap - amount end
+if headroom < 0 then headroom = 0 end
+local allow = new_tat - (cap - headroom) / rate
 if allow < paused then allow = paused end
 local wait = allow - now
 if wait < 0 then wait = 0 end

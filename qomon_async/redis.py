@@ -119,6 +119,9 @@ class RedisBucket:
             process died) no longer holds the others.
         key_ttl: seconds of idleness after which the space's bucket is forgotten by Redis (the
             next user starts with slow start).
+        headroom: tokens left in the bucket after each request (one create's worth by
+            default): requests reach Qomon some time after they leave, and the refill the
+            server's full bucket cannot hold meanwhile must not turn into a 429.
 
     Raises:
         ValueError: a bad argument.
@@ -137,6 +140,7 @@ class RedisBucket:
         slow_start: bool = True,
         probe_ttl: float = 10.0,
         key_ttl: float = 3600.0,
+        headroom: float = 5.0,
     ) -> None:
         if on_error not in ("fallback", "raise"):
             raise ValueError('on_error must be "fallback" or "raise"')
@@ -145,6 +149,8 @@ class RedisBucket:
                 f"capacity must be within [{MIN_CAPACITY:g}, {MAX_CAPACITY:g}] and rate within "
                 f"[{MIN_RATE:g}, {MAX_RATE:g}]"
             )
+        if not (0 <= headroom < capacity):
+            raise ValueError("headroom must be at least 0 and below the capacity")
         if timeout <= 0 or retry_interval <= 0 or probe_ttl <= 0 or key_ttl <= 0:
             raise ValueError("timeout, retry_interval, probe_ttl and key_ttl must be positive")
         if not prefix or any(c in prefix for c in "{} \n"):
@@ -164,6 +170,7 @@ class RedisBucket:
         self.slow_start = slow_start
         self.probe_ttl = float(probe_ttl)
         self.key_ttl = float(key_ttl)
+        self.headroom = float(headroom)
         self._space: str | None = None
         self._stats = LimiterStats(kind="redis")
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _aioredis.Redis] = (
@@ -421,6 +428,7 @@ class RedisBucket:
                                 f"{self.probe_ttl if self.slow_start else 0:.6f}",
                                 epoch,
                                 f"{mark:.6f}",
+                                f"{self.headroom:.6f}",
                             ],
                         )
                         wait = float(wait_s)

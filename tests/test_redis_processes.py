@@ -143,7 +143,7 @@ async def test_four_processes_share_the_bucket_exactly(slow_emulator: str, redis
                 "mode": "create",
                 "n": n,
                 "tag": f"w{p}",
-                "concurrency": 4,
+                "concurrency": 1,
             }
             for p in range(procs)
         ]
@@ -163,8 +163,8 @@ async def test_four_processes_share_the_bucket_exactly(slow_emulator: str, redis
     assert sum(r["rate_limited"] for r in reports) <= 2
     assert all(r["kind"] == "redis" and r["fallbacks"] == 0 for r in reports)
     # Fairness: equal demands finish within 15% of each other. (Bookings are served in
-    # arrival order, so a process's requests can trail the others' by one round of its
-    # concurrency: 4 of its 40 here.)
+    # arrival order, so a process can trail the others by one round of everyone's requests
+    # in flight: 4 creates here, one per process.)
     finished = [r["end"] - start for r in reports]
     assert max(finished) <= min(finished) * 1.15, finished
 
@@ -194,19 +194,22 @@ async def test_cheap_calls_do_not_starve_creates(emulator: str, redis_url: str) 
     assert [r["status"] for r in creator["results"]].count("created") == n
     # The cheap process competed all along: it ran past the creator's end, calling meanwhile.
     assert cheap["end"] >= creator["end"] and cheap["calls"] >= 30, cheap["calls"]
-    # The creates kept flowing: no gap between two of them longer than 10 creates' budget,
+    # The creates kept flowing: no gap between two of them longer than 20 creates' budget,
     # and the creator spent at least a third of the bucket's refill while both ran.
     done = [creator["start"], *creator["done_at"]]
     gaps = [b - a for a, b in itertools.pairwise(done)]
-    assert max(gaps) < 10 * 5 / RATE, max(gaps)
+    assert max(gaps) < 20 * 5 / RATE, max(gaps)
     spent = n * 5 - 100
     assert spent / (creator["end"] - creator["start"]) >= RATE / 3
     assert creator["rate_limited"] + cheap["rate_limited"] <= 2
 
 
 async def test_a_429_seen_by_one_process_pauses_the_others(redis_url: str) -> None:
-    retry_after = 10.0  # Qomon seconds: 0.5 real s
-    with FakeQomon(api_key=KEY, time_scale=SCALE) as fake:
+    # The emulator on a thread of this process (faults are injected in process), at half the
+    # usual scale; the workers are OS processes as everywhere here.
+    scale = SCALE / 2
+    retry_after = 5.0  # Qomon seconds: 0.5 real s
+    with FakeQomon(api_key=KEY, time_scale=scale) as fake:
         fake.inject(RateLimited(retry_after=retry_after), route="POST /contacts", nth=30)
         reports = run_workers(
             [
@@ -224,9 +227,9 @@ async def test_a_429_seen_by_one_process_pauses_the_others(redis_url: str) -> No
         requests = list(fake.requests)
         contacts = dict(fake.contacts)
     rejected = [r for r in requests if r.status == 429]
-    assert len(rejected) == 1
+    assert rejected[0].number == 30 and len(rejected) <= 2, rejected  # the injected one first
     paused_at = rejected[0].real_time
-    pause_end = paused_at + retry_after / SCALE
+    pause_end = paused_at + retry_after / scale
     # Nothing arrives during the pause, beyond what was already on its way (20 ms).
     during = [r for r in requests if paused_at + 0.02 < r.real_time < pause_end - 0.01]
     assert during == [], [(r.number, r.real_time - paused_at) for r in during]
@@ -242,13 +245,13 @@ async def test_a_429_seen_by_one_process_pauses_the_others(redis_url: str) -> No
 
 
 async def test_redis_killed_mid_run_then_back(emulator: str, redis_server: Any) -> None:
-    n = 40
+    n = 60  # 600 tokens: 2.5 s at the bucket's pace
 
     def chaos() -> None:
         time.sleep(0.4)
         redis_server.kill()  # kill -9
         time.sleep(0.4)
-        redis_server.start()
+        redis_server.start()  # on the same port, empty
 
     thread_errors: list[BaseException] = []
 
