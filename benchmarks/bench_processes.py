@@ -343,10 +343,11 @@ CAVEATS = [
     "request in one queue in Redis, in arrival order, on Redis's clock.",
     "One process alone pays for Redis: a round trip to book each request and one to confirm "
     "it after waiting, and the shared slow start polled every 10 ms; at time scale 10 these "
-    "milliseconds weigh ten times what they do at Qomon's pace (about 0.1 s lost per run here).",
+    "milliseconds weigh ten times what they do at Qomon's pace.",
     "Bookings are served in arrival order, so with equal work a process can trail the others "
-    "by one round of its concurrency (8 of its 40 creates here): the fair share of 2 processes "
-    "(0.75) is that granularity, not starvation.",
+    "by one round of everyone's requests in flight (8 per process here): a fair share below "
+    "1 and a finish spread above 1 for the shared bucket are that granularity, not "
+    "starvation.",
     "Every contact is read back through the API after each run: duplicates and missing "
     "contacts are counted (all zero in every run of this table).",
 ]
