@@ -15,7 +15,7 @@ from collections.abc import (
     Callable,
     Iterable,
 )
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 
@@ -30,6 +30,7 @@ from ._config import (
     DEFAULT_USER_AGENT,
     ENV_API_KEY,
     ENV_BASE_URL,
+    ENV_REDIS_URL,
     MAX_PER_PAGE,
     RateLimit,
     RetryPolicy,
@@ -56,6 +57,9 @@ from ._watch import WatchContacts
 
 _C = TypeVar("_C", bound=ContactInput)
 _U = TypeVar("_U", bound=UpsertInput)
+
+if TYPE_CHECKING:
+    from .redis import RedisBucket
 
 __all__ = ["ClientStats", "QomonClient"]
 
@@ -107,6 +111,10 @@ class QomonClient(EnsureContact, WatchContacts):
             32 MiB, far above Qomon's largest, a 1,000-contact page). A larger 2xx raises
             :class:`ResponseDecodeError`; the body of a larger error status is dropped.
 
+        shared_bucket: a :class:`~qomon_async.redis.RedisBucket` shared by every process using
+            the space (the ``redis`` extra); the client binds it to its space and never closes
+            it. Without it, ``$QOMON_REDIS_URL`` (when set) makes the client build one (and
+            close it in :meth:`aclose`). Ignored with ``rate_limit=False``.
     Raises:
         ValueError: no API key, a key with a control character (a pasted newline or tab; the
             message names its position, never the key), a ``user_agent`` with one, a bad
@@ -136,6 +144,7 @@ class QomonClient(EnsureContact, WatchContacts):
         strict: bool = True,
         max_wait: float | None = None,
         max_response_bytes: int = _http.DEFAULT_MAX_RESPONSE_BYTES,
+        shared_bucket: RedisBucket | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key:
@@ -161,6 +170,25 @@ class QomonClient(EnsureContact, WatchContacts):
             rate_limit = RateLimit()
         self.rate_limit: RateLimit | None = rate_limit or None
         self.stats = ClientStats()
+        # The shared bucket: given, or built from $QOMON_REDIS_URL (then the client owns it).
+        self._owns_bucket = False
+        if self.rate_limit is not None and shared_bucket is None:
+            redis_url = os.environ.get(ENV_REDIS_URL, "").strip()
+            if redis_url:
+                from .redis import RedisBucket  # noqa: PLC0415 - the optional extra
+
+                shared_bucket = RedisBucket(
+                    redis_url,
+                    capacity=self.rate_limit.capacity,
+                    rate=self.rate_limit.rate,
+                    slow_start=self.rate_limit.slow_start,
+                )
+                self._owns_bucket = True
+        self._shared_bucket = shared_bucket if self.rate_limit is not None else None
+        if self._shared_bucket is not None:
+            from ._redis_keys import key_hash  # noqa: PLC0415
+
+            self._shared_bucket.bind(self.base_url, key_hash(self._key.reveal()))
         self._creates = CreateProtocol(
             request=self._request,
             search=self.search_contacts,
@@ -169,14 +197,14 @@ class QomonClient(EnsureContact, WatchContacts):
             reconcile_margin=reconcile_margin,
             # reconcile_delay (before 0.2): two lookups that far apart, i.e. a lag of twice it.
             reconcile_lag=reconcile_lag if reconcile_delay is None else 2 * reconcile_delay,
-            in_doubt=(MemoryInDoubtStore() if in_doubt is True else in_doubt or None),
+            in_doubt=self._in_doubt_store(in_doubt),
             in_doubt_ttl=in_doubt_ttl,
         )
         self._ensures = EnsureFlights()
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._limiter: Limiter | None = (
+        self._limiter: Limiter | None = self._shared_bucket or (
             LocalLimiter(
                 self.rate_limit.capacity,
                 self.rate_limit.rate,
@@ -189,9 +217,20 @@ class QomonClient(EnsureContact, WatchContacts):
     def __repr__(self) -> str:
         return f"QomonClient(base_url={self.base_url!r}, api_key=<redacted>)"
 
+    def _in_doubt_store(self, in_doubt: InDoubtStore | bool) -> InDoubtStore | None:
+        """Where in-doubt creates are remembered: ``True`` means the shared bucket's store (seen
+        by every process of the space) when there is one, else this client's memory."""
+        if in_doubt is not True:
+            return in_doubt or None
+        if self._shared_bucket is not None:
+            return self._shared_bucket.in_doubt
+        return MemoryInDoubtStore()
+
     @property
     def limiter_stats(self) -> LimiterStats | None:
-        """The rate limiter's counters (permits, tokens, waits, 429 pauses, re-syncs)."""
+        """The rate limiter's counters (permits, tokens, waits, 429 pauses, re-syncs); ``kind``
+        says which bucket is in use (``"redis"``, or ``"local"``), ``fallbacks`` how often a
+        shared bucket fell back to the local one, ``reservations`` its bookings in Redis."""
         return self._limiter.stats if self._limiter is not None else None
 
     # ----------------------------------------------------------------------------------------
@@ -210,8 +249,15 @@ class QomonClient(EnsureContact, WatchContacts):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own session (a session handed in is left open)."""
+        """Close the client's own session (a session handed in is left open), and the shared
+        bucket if the client built it (from ``$QOMON_REDIS_URL``); a bucket handed in only has
+        its pending updates sent."""
         self._closed = True
+        if self._shared_bucket is not None:
+            if self._owns_bucket:
+                await self._shared_bucket.aclose()
+            else:
+                await self._shared_bucket.flush()
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()

@@ -17,6 +17,8 @@ US_BASE_URL = "https://incoming-us.qomon.app"
 #: Environment variables read when the constructor is not given a key or a URL.
 ENV_API_KEY = "QOMON_API_KEY"
 ENV_BASE_URL = "QOMON_BASE_URL"
+#: A Redis URL: clients built without ``shared_bucket=`` share the space's bucket through it.
+ENV_REDIS_URL = "QOMON_REDIS_URL"
 #: An explicit, descriptive User-Agent: Qomon has blocked generic ones (§2).
 DEFAULT_USER_AGENT = f"qomon-async/{__version__} (+https://pypi.org/project/qomon-async/)"
 

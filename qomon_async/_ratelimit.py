@@ -240,6 +240,11 @@ class LimiterStats:
         synced_down: syncs that lowered the local model (someone else spent tokens).
         synced_up: syncs that raised it (the local model had over-charged).
         shape_changes: times ``X-Ratelimit-Limit`` advertised a new shape.
+        kind: the bucket in use: ``"local"``, or ``"redis"`` (a shared bucket; ``"local"``
+            while it has fallen back to the local limiter).
+        fallbacks: times a shared bucket fell back to the local limiter (Redis failing).
+        reservations: bookings made in a shared bucket (a booking voided by a 429 and made
+            again counts twice).
     """
 
     permits: int = 0
@@ -252,6 +257,9 @@ class LimiterStats:
     synced_down: int = 0
     synced_up: int = 0
     shape_changes: int = 0
+    kind: Literal["local", "redis"] = "local"
+    fallbacks: int = 0
+    reservations: int = 0
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ def test_all_is_the_public_surface() -> None:
     assert len(qomon_async.__all__) == len(set(qomon_async.__all__))
     for name in qomon_async.__all__:
         assert hasattr(qomon_async, name), name
-    public_attrs = {n for n in dir(qomon_async) if n[0] not in "_@"} - {"testing"}
+    public_attrs = {n for n in dir(qomon_async) if n[0] not in "_@"} - {"testing", "redis"}
     assert public_attrs <= PUBLIC | {"annotations"}
 
 
@@ -33,6 +33,13 @@ def test_testing_exports() -> None:
     for name in qomon_async.testing.__all__:
         assert hasattr(qomon_async.testing, name)
     assert "FakeQomon" in qomon_async.testing.__all__
+
+
+def test_redis_exports() -> None:
+    import qomon_async.redis  # noqa: PLC0415 - the optional extra
+
+    assert qomon_async.redis.__all__ == ["RedisBucket", "RedisBucketError", "RedisInDoubtStore"]
+    assert issubclass(qomon_async.redis.RedisBucketError, qomon_async.QomonError)
 
 
 def test_version_comes_from_the_metadata() -> None:

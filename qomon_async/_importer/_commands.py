@@ -179,6 +179,12 @@ def add_import_command(subparsers: _Subparsers[argparse.ArgumentParser]) -> None
         metavar="URL",
         help="the API's URL (default: $QOMON_BASE_URL, then https://incoming.qomon.app)",
     )
+    sub.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the space's rate-limit bucket with other processes through this Redis "
+        "(default: $QOMON_REDIS_URL; needs the redis extra)",
+    )
     sub.set_defaults(run=cmd_import)
 
 
@@ -248,6 +254,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         verify=args.verify,
         dedupe_key=args.dedupe_key,
     )
+    if args.redis:  # read by QomonClient when built without shared_bucket=
+        os.environ["QOMON_REDIS_URL"] = args.redis
     key = args.api_key or os.environ.get("QOMON_API_KEY") or ""
     try:
         outcome = asyncio.run(run_import(options))

@@ -1,0 +1,701 @@
+"""One bucket per space, shared through Redis by every process that uses it (extra ``redis``).
+
+Qomon meters a *space*, not a process: the workers of a web service, an ETL job and a bot all
+spend the same bucket. :class:`RedisBucket` keeps that bucket in Redis (or Valkey), so that
+every process books its requests in one queue::
+
+    from qomon_async import QomonClient
+    from qomon_async.redis import RedisBucket
+
+    async with QomonClient(shared_bucket=RedisBucket("redis://localhost:6379/0")) as client:
+        await client.create_contact({"firstname": "Jeanne", "mail": "jeanne@example.org"})
+
+Setting ``QOMON_REDIS_URL`` does the same for every client built without ``shared_bucket``.
+
+How it works: each operation is one Lua script, atomic in Redis and timed by Redis's own clock.
+A request *books* its tokens (virtual time, GCRA): it gets the moment the bucket will hold them
+and sleeps until then in its own process, so requests go out in the order they were booked,
+across processes, whatever their cost. A booking never used (cancelled, aborted, refused
+connection) is given back. Every answer's ``X-Ratelimit-*`` headers lower the shared level when
+the server has less than Redis thought (spending by Qomon's UI or another tool) and set the
+shape; a 429 pauses every process until its ``Retry-After``; until a first answer has told the
+truth, one request at a time goes out (slow start), whichever process sends it.
+
+When Redis cannot be reached or answers later than ``timeout``, the bucket logs one warning and
+falls back to a local limiter (from an empty bucket), tries Redis again every
+``retry_interval`` seconds and returns to it when it answers; ``on_error="raise"`` raises
+:class:`RedisBucketError` instead. A request is never sent twice or lost because of Redis: the
+bucket only decides *when* requests go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+try:
+    import redis.asyncio as _aioredis
+    from redis.exceptions import NoScriptError, RedisError
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "qomon_async.redis needs redis-py: pip install 'qomon-async[redis]'"
+    ) from _exc
+
+from ._exceptions import QomonError, RateLimitError, RateLimitTimeout
+from ._local_limiter import LocalLimiter
+from ._ratelimit import DEFAULT_CAPACITY, DEFAULT_RATE, BucketState, LimiterStats, Permit
+from ._redis_indoubt import RedisInDoubtStore
+from ._redis_keys import DEFAULT_PREFIX, bucket_key, space_id
+from ._redis_scripts import OBSERVE, PAUSE, RELEASE, RESERVE, Script
+
+__all__ = ["RedisBucket", "RedisBucketError", "RedisInDoubtStore"]
+
+logger = logging.getLogger("qomon_async")
+
+#: Shapes accepted from ``X-Ratelimit-Limit``; anything outside is logged and ignored.
+MIN_CAPACITY, MAX_CAPACITY = 1.0, 1_000_000.0
+MIN_RATE, MAX_RATE = 0.01, 1_000_000.0
+
+
+class RedisBucketError(QomonError):
+    """Redis could not be used by a :class:`RedisBucket` built with ``on_error="raise"``.
+
+    Raised by the call that needed the bucket, before anything was sent. The cause (redis-py's
+    error, or a timeout) is chained as ``__cause__``; the message never carries the API key.
+    """
+
+
+class _RedisDown(Exception):
+    """Internal: a Redis call failed or timed out."""
+
+
+@dataclass(frozen=True)
+class _RedisPermit(Permit):
+    """A permit booked in Redis: where it sits in the shared queue."""
+
+    mark: float = 0.0
+    epoch: int = 0
+    probe: bool = False
+
+
+def sane_shape(capacity: float | None, rate: float | None) -> bool:
+    """Whether a shape advertised by ``X-Ratelimit-Limit`` is within sane bounds."""
+    return (
+        capacity is not None
+        and rate is not None
+        and math.isfinite(capacity)
+        and math.isfinite(rate)
+        and MIN_CAPACITY <= capacity <= MAX_CAPACITY
+        and MIN_RATE <= rate <= MAX_RATE
+    )
+
+
+class RedisBucket:
+    """A space's token bucket kept in Redis: every process using it shares one queue.
+
+    Implements the client's limiter interface (``acquire``, ``observe``, ``release``,
+    ``pause``, ``aclose``); hand it to ``QomonClient(shared_bucket=...)``, which binds it to
+    the client's space. One ``RedisBucket`` serves one space (one base URL and key).
+
+    Args:
+        redis: a URL (``"redis://host:6379/0"``, ``"rediss://..."``, ``"unix://..."``), or an
+            already built ``redis.asyncio.Redis``, which is used as is and never closed here.
+        prefix: the prefix of every key written (``qomon`` by default).
+        capacity: the bucket's size in tokens until an answer has said otherwise.
+        rate: its refill in tokens per second until an answer has said otherwise.
+        timeout: seconds a Redis call may take before Redis counts as failing.
+        retry_interval: seconds between attempts to return to Redis after a failure.
+        on_error: ``"fallback"`` (default): a failing Redis switches to a local limiter, with
+            one warning; ``"raise"``: the call raises :class:`RedisBucketError`.
+        slow_start: until an answer of the space has carried the rate-limit headers, let one
+            request out at a time, across every process.
+        probe_ttl: seconds after which a slow-start request that never reported back (its
+            process died) no longer holds the others.
+        key_ttl: seconds of idleness after which the space's bucket is forgotten by Redis (the
+            next user starts with slow start).
+        headroom: tokens left in the bucket after each request (one create's worth by
+            default): requests reach Qomon some time after they leave, and the refill the
+            server's full bucket cannot hold meanwhile must not turn into a 429.
+
+    Raises:
+        ValueError: a bad argument.
+    """
+
+    def __init__(
+        self,
+        redis: str | _aioredis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        capacity: float = DEFAULT_CAPACITY,
+        rate: float = DEFAULT_RATE,
+        timeout: float = 0.5,
+        retry_interval: float = 5.0,
+        on_error: Literal["fallback", "raise"] = "fallback",
+        slow_start: bool = True,
+        probe_ttl: float = 10.0,
+        key_ttl: float = 3600.0,
+        headroom: float = 5.0,
+    ) -> None:
+        if on_error not in ("fallback", "raise"):
+            raise ValueError('on_error must be "fallback" or "raise"')
+        if not sane_shape(capacity, rate):
+            raise ValueError(
+                f"capacity must be within [{MIN_CAPACITY:g}, {MAX_CAPACITY:g}] and rate within "
+                f"[{MIN_RATE:g}, {MAX_RATE:g}]"
+            )
+        if not (0 <= headroom < capacity):
+            raise ValueError("headroom must be at least 0 and below the capacity")
+        if timeout <= 0 or retry_interval <= 0 or probe_ttl <= 0 or key_ttl <= 0:
+            raise ValueError("timeout, retry_interval, probe_ttl and key_ttl must be positive")
+        if not prefix or any(c in prefix for c in "{} \n"):
+            raise ValueError("prefix must be a non-empty string without braces or spaces")
+        if isinstance(redis, str):
+            self._url: str | None = redis
+            self._given: _aioredis.Redis | None = None
+        else:
+            self._url = None
+            self._given = redis
+        self.prefix = prefix
+        self.capacity = float(capacity)
+        self.rate = float(rate)
+        self.timeout = float(timeout)
+        self.retry_interval = float(retry_interval)
+        self.on_error = on_error
+        self.slow_start = slow_start
+        self.probe_ttl = float(probe_ttl)
+        self.key_ttl = float(key_ttl)
+        self.headroom = float(headroom)
+        self._space: str | None = None
+        self._stats = LimiterStats(kind="redis")
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _aioredis.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pausing: set[asyncio.Task[None]] = set()
+        self._seq = 0
+        self._local: LocalLimiter | None = None  # the fallback while Redis fails
+        self._fallen = False
+        self._retry_at = 0.0
+        self._emptied: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._refused_shapes: set[tuple[float, float]] = set()
+        self._informed = not slow_start  # a booking has seen the space informed
+        self.in_doubt = RedisInDoubtStore(self)
+        """The in-doubt store of creates (every process of the space sees its records)."""
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def bind(self, base_url: str, api_key_hash: str) -> None:
+        """Attach the bucket to one space; the client calls it once with its base URL and the
+        digest of its key (``qomon_async._redis_keys.key_hash``), never the key itself.
+
+        Raises:
+            ValueError: the bucket is already bound to another space.
+        """
+        space = space_id(base_url, api_key_hash)
+        if self._space is not None and self._space != space:
+            raise ValueError("this RedisBucket already serves another space: build one per space")
+        self._space = space
+
+    @property
+    def space(self) -> str | None:
+        """The id of the space served (a digest; None before :meth:`bind`)."""
+        return self._space
+
+    def require_space(self) -> str:
+        if self._space is None:
+            raise RuntimeError("RedisBucket.bind() was never called (QomonClient does it)")
+        return self._space
+
+    @property
+    def key(self) -> str:
+        """The Redis key of the bucket."""
+        return bucket_key(self.prefix, self.require_space())
+
+    @property
+    def kind(self) -> Literal["local", "redis"]:
+        """``"redis"``, or ``"local"`` while fallen back to the local limiter."""
+        return "local" if self._fallen else "redis"
+
+    @property
+    def stats(self) -> LimiterStats:
+        """Counters: permits, waits, reservations in Redis, fallbacks, pauses, re-syncs."""
+        return self._stats
+
+    def __repr__(self) -> str:
+        where = "a given Redis client" if self._url is None else _redact_url(self._url)
+        return (
+            f"<RedisBucket {where} prefix={self.prefix!r} kind={self.kind} "
+            f"space={self._space or 'unbound'} permits={self._stats.permits}>"
+        )
+
+    # -- Redis calls -------------------------------------------------------------------------
+
+    def _client(self) -> _aioredis.Redis:
+        if self._given is not None:
+            return self._given
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            assert self._url is not None
+            client = _aioredis.Redis.from_url(
+                self._url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry_on_timeout=False,
+            )
+            self._clients[loop] = client
+        return client
+
+    def _base_args(self) -> list[Any]:
+        return [f"{self.capacity:.6f}", f"{self.rate:.6f}", round(self.key_ttl * 1000)]
+
+    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` (EVALSHA; loaded on NOSCRIPT) within the timeout."""
+        client = self._client()
+        try:
+            try:
+                result = await asyncio.wait_for(
+                    client.evalsha(script.sha, len(keys), *keys, *args), self.timeout
+                )
+            except NoScriptError:
+                await asyncio.wait_for(client.script_load(script.source), self.timeout)
+                result = await asyncio.wait_for(
+                    client.evalsha(script.sha, len(keys), *keys, *args), self.timeout
+                )
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise _RedisDown(f"{type(exc).__name__}: {exc}") from exc
+        return _decode(result)
+
+    async def _bucket_eval(self, script: Script, args: Sequence[Any]) -> Any:
+        return await self._eval(script, [self.key], [*self._base_args(), *args])
+
+    def _failed(self, exc: _RedisDown, *, background: bool = False) -> None:
+        """Redis failed: raise (``on_error="raise"``) or switch to the local limiter."""
+        if self.on_error == "raise":
+            if background:
+                logger.warning("Redis bucket: a background update failed (%s)", exc)
+                return
+            raise RedisBucketError(f"the shared rate-limit bucket is unavailable: {exc}") from exc
+        if self._fallen:
+            return
+        self._fallen = True
+        self._stats.fallbacks += 1
+        self._stats.kind = "local"
+        loop = asyncio.get_running_loop()
+        self._retry_at = loop.time() + self.retry_interval
+        local = LocalLimiter(self.capacity, self.rate, slow_start=self.slow_start)
+        local._stats = self._stats  # one set of counters, whichever limiter grants
+        self._local = local
+        self._emptied = weakref.WeakSet()
+        logger.warning(
+            "Redis bucket unavailable (%s): falling back to a local rate limiter; "
+            "retrying Redis every %g s",
+            exc,
+            self.retry_interval,
+        )
+
+    async def _recovered(self) -> bool:
+        """While fallen back: try Redis again when due; True once back on it."""
+        if not self._fallen:
+            return True
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._retry_at:
+            return False
+        self._retry_at = loop.time() + self.retry_interval
+        if self._given is None:
+            # Connections opened before the failure may point at a dead server: drop them.
+            with contextlib.suppress(RedisError, OSError):
+                await self._client().connection_pool.disconnect()
+        try:
+            await self._eval(RELEASE, [self.key], [*self._base_args(), 0, -1, 0, 0])
+        except _RedisDown as exc:
+            logger.debug("Redis bucket still unavailable: %s", exc)
+            return False
+        self._fallen = False
+        self._stats.kind = "redis"
+        logger.warning("Redis bucket answers again: back to the shared bucket")
+        return True
+
+    async def _store_call(self, script: Script, keys: list[str], args: list[Any]) -> Any | None:
+        """For the in-doubt store: a script, or None when Redis failed (and we fall back)."""
+        if self._fallen and not await self._recovered():
+            return None
+        try:
+            return await self._eval(script, keys, args)
+        except _RedisDown as exc:
+            self._failed(exc)
+            return None
+
+    async def _store_command(self, op: Literal["get", "delete"], key: str) -> tuple[Any] | None:
+        """For the in-doubt store: GET or DEL, its answer in a 1-tuple, or None on failure."""
+        if self._fallen and not await self._recovered():
+            return None
+        client = self._client()
+        try:
+            command = client.get(key) if op == "get" else client.delete(key)
+            answer = await asyncio.wait_for(command, self.timeout)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(_RedisDown(f"{type(exc).__name__}: {exc}"))
+            return None
+        return (answer,)
+
+    # -- the limiter interface ---------------------------------------------------------------
+
+    def _local_limiter(self) -> LocalLimiter:
+        local = self._local
+        assert local is not None
+        loop = asyncio.get_running_loop()
+        if loop not in self._emptied:
+            # Falling back starts from an empty bucket: others may have spent it all.
+            self._emptied.add(loop)
+            limiter = local.get()
+            limiter._bucket.set_state(loop.time(), 0.0)
+        return local
+
+    async def acquire(
+        self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
+    ) -> Permit:
+        """Book ``cost`` tokens in the shared bucket and wait for them; see the ``Limiter``
+        protocol of the client.
+
+        Raises:
+            RateLimitTimeout: the predicted wait exceeds ``max_wait`` (nothing booked).
+            RateLimitError: a 429 pause of the space lasts longer than ``max_pause``.
+            RedisBucketError: Redis failed and ``on_error="raise"``.
+            ValueError: ``cost`` is negative or not a number.
+        """
+        if not (cost >= 0 and math.isfinite(cost)):
+            raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        self.require_space()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        if self._pausing:  # a 429 of this process goes to Redis before the next booking
+            await asyncio.gather(*list(self._pausing), return_exceptions=True)
+        if await self._recovered():
+            try:
+                return await self._acquire_shared(cost, max_wait, max_pause, loop, start)
+            except _RedisDown as exc:
+                self._failed(exc)
+        remaining = None if max_wait is None else max(0.0, max_wait - (loop.time() - start))
+        permit = await self._local_limiter().acquire(cost, max_wait=remaining, max_pause=max_pause)
+        if permit.waited != loop.time() - start:
+            permit = Permit(permit.seq, permit.cost, loop.time() - start, permit.granted_at)
+        return permit
+
+    def _gate(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Lock()
+        return gate
+
+    async def _acquire_shared(
+        self,
+        cost: float,
+        max_wait: float | None,
+        max_pause: float | None,
+        loop: asyncio.AbstractEventLoop,
+        start: float,
+    ) -> Permit:
+        epoch, mark, probe = -1, 0.0, False
+        booked = slept = False
+        stats = self._stats
+        try:
+            while True:
+                # Until the space is known to be informed, the gate lets one waiter of this
+                # process poll the slow start while the others queue behind it; then bookings
+                # go to Redis at once (in the order the callers came, over several connections).
+                gate = contextlib.nullcontext() if self._informed else self._gate(loop)
+                async with gate:
+                    while True:
+                        left = (
+                            -1.0 if max_wait is None else max(0.0, max_wait - (loop.time() - start))
+                        )
+                        status, wait_s, mark_s, epoch_s, probe_s = await self._bucket_eval(
+                            RESERVE,
+                            [
+                                f"{cost:.6f}",
+                                f"{left:.6f}",
+                                -1 if max_pause is None else f"{max_pause:.6f}",
+                                f"{self.probe_ttl if self.slow_start else 0:.6f}",
+                                epoch,
+                                f"{mark:.6f}",
+                                f"{self.headroom:.6f}",
+                            ],
+                        )
+                        wait = float(wait_s)
+                        if status != "probe":
+                            break
+                        if max_wait is not None and loop.time() - start + wait > max_wait:
+                            raise RateLimitTimeout(
+                                "slow start: the first request of the space has not answered "
+                                f"within max_wait={max_wait:g} s; nothing was sent",
+                                predicted_wait=None,
+                                max_wait=max_wait,
+                            )
+                        await asyncio.sleep(wait)
+                        slept = True
+                if status == "timeout":
+                    booked = False
+                    raise RateLimitTimeout(
+                        f"the shared bucket would make this request wait {wait:.3f} s, "
+                        f"beyond max_wait={max_wait:g} s; nothing was sent",
+                        predicted_wait=wait,
+                        max_wait=max_wait,
+                    )
+                if status == "pause":
+                    booked = False
+                    raise RateLimitError(
+                        f"the space is paused by a 429 for {wait:.3f} s more, beyond "
+                        f"max_pause={max_pause:g} s; nothing was sent",
+                        retry_after=wait,
+                        status_code=429,
+                    )
+                if probe_s != "1" and self.slow_start:
+                    self._informed = True
+                new_epoch, new_mark = int(epoch_s), float(mark_s)
+                if not (booked and new_epoch == epoch and new_mark == mark):
+                    stats.reservations += 1
+                    probe = probe_s == "1"
+                epoch, mark, booked = new_epoch, new_mark, True
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)  # then confirm: a 429 may have voided the booking
+                slept = True
+        except asyncio.CancelledError:
+            stats.cancelled += 1
+            if booked:
+                self._give_back(cost, epoch, probe)
+            raise
+        except _RedisDown:
+            raise
+        # A wait is time spent for tokens, a pause or slow start; Redis's round trip is not one.
+        waited = loop.time() - start if slept else 0.0
+        self._seq += 1
+        stats.permits += 1
+        stats.tokens += cost
+        if waited > 0:
+            stats.waits += 1
+            stats.wait_seconds += waited
+        return _RedisPermit(
+            seq=self._seq,
+            cost=cost,
+            waited=waited,
+            granted_at=loop.time(),
+            mark=mark,
+            epoch=epoch,
+            probe=probe,
+        )
+
+    def _give_back(self, cost: float, epoch: int, probe: bool) -> None:
+        self._background(self._bucket_eval(RELEASE, [f"{cost:.6f}", epoch, 1, 1 if probe else 0]))
+
+    def release(self, permit: Permit, *, refund: bool = False) -> None:
+        """The request of ``permit`` got no response; ``refund`` gives its tokens back (only
+        when it surely never left). Sent to Redis in the background."""
+        if not isinstance(permit, _RedisPermit):
+            if self._local is not None:
+                self._local.release(permit, refund=refund)
+            return
+        if refund:
+            self._stats.tokens -= permit.cost
+        if refund or permit.probe:
+            self._background(
+                self._bucket_eval(
+                    RELEASE,
+                    [f"{permit.cost:.6f}", permit.epoch, int(refund), int(permit.probe)],
+                )
+            )
+
+    def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
+        """An answer to the request of ``permit`` came back: correct the shared bucket (in the
+        background). Never raises the level above what Redis knows; follows a sane shape."""
+        if not isinstance(permit, _RedisPermit):
+            if self._local is not None:
+                self._local.observe(permit, state, rejected=rejected)
+            return
+        capacity, rate = (None, None) if state is None else (state.capacity, state.rate)
+        if capacity is not None and rate is not None and not sane_shape(capacity, rate):
+            if (capacity, rate) not in self._refused_shapes:
+                self._refused_shapes.add((capacity, rate))
+                logger.warning(
+                    "ignoring an implausible rate-limit shape: burst %g, rate %g/s", capacity, rate
+                )
+            capacity = rate = None
+        server = None if state is None else _server_tokens(state, capacity, rate, self)
+        if capacity is not None and rate is not None:
+            if (capacity, rate) != (self.capacity, self.rate):
+                self._stats.shape_changes += 1
+                logger.info("rate limit shape: burst %g, %g/s", capacity, rate)
+            self.capacity, self.rate = capacity, rate
+        if server is None and capacity is None:
+            if permit.probe:  # no headers: let the next request probe
+                self.release(permit)
+            return
+        self._stats.syncs += 1
+        self._background(
+            self._observe(
+                permit,
+                -1.0 if server is None else server,
+                capacity,
+                rate,
+                asyncio.get_running_loop().time(),
+            ),
+        )
+
+    async def _observe(
+        self,
+        permit: _RedisPermit,
+        server: float,
+        capacity: float | None,
+        rate: float | None,
+        answered_at: float,
+    ) -> None:
+        age = max(0.0, asyncio.get_running_loop().time() - answered_at)
+        lowered, _reshaped, excess = await self._bucket_eval(
+            OBSERVE,
+            [
+                f"{permit.mark:.6f}",
+                permit.epoch,
+                f"{server:.6f}",
+                -1 if capacity is None else f"{capacity:.6f}",
+                -1 if rate is None else f"{rate:.6f}",
+                f"{age:.6f}",
+            ],
+        )
+        if lowered == "1":
+            self._stats.synced_down += 1
+            logger.debug("re-sync down by %s tokens: the server has less than Redis knew", excess)
+
+    def pause(self, seconds: float) -> None:
+        """A 429 said ``Retry-After: seconds``: every process holds its requests until then."""
+        seconds = max(0.0, seconds) if math.isfinite(seconds) else 0.0
+        self._stats.pauses += 1
+        if self._fallen and self._local is not None:
+            self._local.pause(seconds)
+            return
+        logger.info("429 Too Many Requests: pausing the whole space for %.3f s", seconds)
+        task = self._background(self._bucket_eval(PAUSE, [f"{seconds:.6f}"]))
+        if task is not None:
+            self._pausing.add(task)
+            task.add_done_callback(self._pausing.discard)
+
+    def _background(self, work: Any) -> asyncio.Task[None] | None:
+        """Run a Redis update without blocking the caller; kept until done, flushed by aclose.
+
+        While fallen back, updates of permits granted by Redis earlier are dropped: Redis is
+        failing, and the next booking after it answers again starts from what it holds."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            work.close()
+            logger.debug("Redis bucket: no running event loop; an update was dropped")
+            return None
+        if self._fallen:
+            work.close()
+            return None
+        task = loop.create_task(self._guarded(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guarded(self, work: Any) -> None:
+        try:
+            await work
+        except _RedisDown as exc:
+            self._failed(exc, background=True)
+        except Exception:  # pragma: no cover - a bug, never a lost task
+            logger.exception("Redis bucket: a background update failed")
+
+    async def flush(self) -> None:
+        """Wait until every background update has reached Redis (or failed)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Send what is pending, then close the connections this bucket opened (a Redis
+        client handed in is left open). The bucket can be used again afterwards."""
+        await self.flush()
+        if self._given is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # pragma: no cover
+                return
+            client = self._clients.pop(loop, None)
+            if client is not None:
+                await client.aclose()
+
+    # -- introspection -----------------------------------------------------------------------
+
+    async def snapshot(self) -> dict[str, float]:
+        """The shared bucket as Redis holds it now: ``tokens`` (negative: bookings waiting),
+        ``capacity``, ``rate``, ``paused_for`` (seconds), ``epoch``, ``informed`` (0/1).
+
+        Raises:
+            RedisBucketError: Redis could not be read.
+        """
+        client = self._client()
+        try:
+            now_s, now_us = await asyncio.wait_for(client.time(), self.timeout)
+            raw = await asyncio.wait_for(client.hgetall(self.key), self.timeout)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise RedisBucketError(f"cannot read the shared bucket: {exc}") from exc
+        now = now_s + now_us / 1e6
+        state = {_text(k): _text(v) for k, v in raw.items()}
+        cap = float(state.get("cap", self.capacity))
+        rate = float(state.get("rate", self.rate))
+        tat = float(state.get("tat", now))
+        return {
+            "tokens": cap - max(tat - now, 0.0) * rate,
+            "capacity": cap,
+            "rate": rate,
+            "paused_for": max(float(state.get("paused", 0)) - now, 0.0),
+            "epoch": float(state.get("epoch", 0)),
+            "informed": 1.0 if state.get("informed") == "1" else 0.0,
+        }
+
+
+def _server_tokens(
+    state: BucketState, capacity: float | None, rate: float | None, bucket: RedisBucket
+) -> float | None:
+    """Tokens the server had right after the request: Remaining, refined by Reset."""
+    cap = capacity if capacity is not None else bucket.capacity
+    per_s = rate if rate is not None else bucket.rate
+    tokens = state.remaining
+    if state.reset is not None:
+        from_reset = cap - state.reset * per_s
+        if tokens is None or abs(from_reset - tokens) < 1:
+            tokens = from_reset
+    if tokens is None:
+        return None
+    return min(max(tokens, 0.0), cap)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _redact_url(url: str) -> str:
+    """A Redis URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    auth, _, host = rest.rpartition("@")
+    user = auth.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"
