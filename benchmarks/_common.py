@@ -193,6 +193,19 @@ def request_headers() -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
+def run_queue_wait() -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat).
+
+    Read at the start and the end of a timed span: the difference, over the span's wall time,
+    is how much of it the machine's other load took. NaN where the kernel does not say.
+    """
+    try:
+        fields = Path("/proc/thread-self/schedstat").read_text().split()
+        return int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def cpu_model() -> str:
     try:
         text = Path("/proc/cpuinfo").read_text()
