@@ -55,7 +55,7 @@ from benchmarks._common import (
     ratio,
     request_headers,
     run_queue_wait,
-    run_worker,
+    run_worker_retrying,
     server,
     spread,
     worker_main,
@@ -93,6 +93,7 @@ FULL = {"sizes": (2_000, 20_000, 100_000), "rounds": {2_000: 5, 20_000: 3, 100_0
 QUICK = {"sizes": (2_000, 20_000), "rounds": {2_000: 3, 20_000: 2}}
 CONCURRENCIES = (1, 8, 64, 256)
 REFERENCE_CONCURRENCIES = (1, 8, 64)
+REFERENCE_ROUNDS = 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,10 +345,13 @@ def plan(settings: Settings) -> list[dict[str, Any]]:
     jobs = []
     for n in sizes:
         for concurrency in CONCURRENCIES:
-            contenders = list(MAIN)
-            if not settings.quick and n == sizes[0] and concurrency in REFERENCE_CONCURRENCIES:
-                contenders += REFERENCES
+            with_references = (
+                not settings.quick and n == sizes[0] and concurrency in REFERENCE_CONCURRENCIES
+            )
             for repeat in range(rounds[n]):
+                contenders = list(MAIN)
+                if with_references and repeat < REFERENCE_ROUNDS:
+                    contenders += REFERENCES
                 shift = repeat % len(contenders)
                 for contender in contenders[shift:] + contenders[:shift]:
                     count = max(int(n * SHARE.get(contender, 1.0)), 50)
@@ -367,10 +371,11 @@ def plan(settings: Settings) -> list[dict[str, Any]]:
 def run(settings: Settings) -> dict[str, Any]:
     jobs = plan(settings)
     runs: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
     started = time.perf_counter()
     with server("tiny") as srv:
         for number, job in enumerate(jobs, 1):
-            answer = run_worker(
+            answer = run_worker_retrying(
                 "bench_client_cost",
                 {
                     **job,
@@ -378,6 +383,7 @@ def run(settings: Settings) -> dict[str, Any]:
                     "server_pid": srv.pid,
                     "tag": f"r{job['repeat']}{job['contender']}{job['concurrency']}n{job['n']}-",
                 },
+                failures,
                 timeout=3600,
             )
             runs.append({**job, **answer})
@@ -402,6 +408,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 "contenders": list(REFERENCES) if not settings.quick else [],
                 "size": matrix["sizes"][0],  # type: ignore[index]
                 "concurrencies": list(REFERENCE_CONCURRENCIES),
+                "rounds": REFERENCE_ROUNDS,
                 "httpx_share": SHARE["httpx"],
             },
             "warmup": "max(200, 2 x c) creates on a throwaway client",
@@ -410,6 +417,7 @@ def run(settings: Settings) -> dict[str, Any]:
         },
         "summary": summary,
         "runs": runs,
+        "failures": failures,
     }
     write_json(settings, NAME, payload)
     return payload
@@ -582,9 +590,17 @@ def render(document: dict[str, Any], out: Path) -> str:
             "client's thread was ready to run but waited for a core, the machine's other load):",
             detail,
             f"![{TITLE}]({NAME}.png)",
-            "Caveats:\n\n" + "\n".join(f"- {c}" for c in CAVEATS),
+            "Caveats:\n\n" + "\n".join(f"- {c}" for c in [*CAVEATS, *failure_notes(document)]),
         ]
     )
+
+
+def failure_notes(document: dict[str, Any]) -> list[str]:
+    """One caveat per worker that failed and was run again (none in a clean run)."""
+    return [
+        f"A job failed and was run again in a fresh process: {f['params']}: {f['error']}"
+        for f in document.get("failures", [])
+    ]
 
 
 def docs_summary(document: dict[str, Any]) -> str:

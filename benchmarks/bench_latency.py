@@ -27,12 +27,12 @@ from benchmarks._common import (
     pyplot,
     ratio,
     run_queue_wait,
-    run_worker,
+    run_worker_retrying,
     server,
     worker_main,
     write_json,
 )
-from benchmarks.bench_client_cost import opener
+from benchmarks.bench_client_cost import failure_notes, opener
 
 NAME = "latency"
 TITLE = "Latency hiding"
@@ -95,12 +95,13 @@ def run(settings: Settings) -> dict[str, Any]:
         latencies, concurrencies = (0.05, 0.2), (1, 2, 4, 8, 16, 32, 64, 128, 256)
         repeats, per_worker, minimum = 3, 20, 40
     runs = []
+    failures: list[dict[str, Any]] = []
     for latency in latencies:
         with server("tiny", latency=latency) as srv:
             for repeat in range(repeats):
                 shift = repeat % len(CLIENTS)
                 for client in CLIENTS[shift:] + CLIENTS[:shift]:
-                    answer = run_worker(
+                    answer = run_worker_retrying(
                         "bench_latency",
                         {
                             "client": client,
@@ -110,6 +111,7 @@ def run(settings: Settings) -> dict[str, Any]:
                             "minimum": minimum,
                             "tag": f"l{latency}r{repeat}{client}",
                         },
+                        failures,
                     )
                     for point in answer["points"]:
                         runs.append(
@@ -165,6 +167,7 @@ def run(settings: Settings) -> dict[str, Any]:
         },
         "summary": summary,
         "runs": runs,
+        "failures": failures,
     }
     write_json(settings, NAME, payload)
     return payload
@@ -239,7 +242,7 @@ def render(document: dict[str, Any], out: Path) -> str:
             "waited for a core (the machine's other load).",
             table,
             f"![{TITLE}]({NAME}.png)",
-            "Caveats:\n\n" + "\n".join(f"- {c}" for c in CAVEATS),
+            "Caveats:\n\n" + "\n".join(f"- {c}" for c in [*CAVEATS, *failure_notes(document)]),
         ]
     )
 
