@@ -39,7 +39,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="fewer rounds and shorter jobs, into benchmarks/results/quick (client_cost and "
-        "latency: about 6 minutes on 2 idle cores, 16 under heavy load; the full run: 40 to 60 "
+        "latency: about 5 minutes on 2 idle cores, 16 under heavy load; the full run: 40 to 60 "
         "minutes idle, two hours or more under load)",
     )
     parser.add_argument(
