@@ -96,6 +96,26 @@ def run_worker(module: str, params: Mapping[str, Any], *, timeout: float = 600.0
     return answer
 
 
+def run_worker_retrying(
+    module: str,
+    params: Mapping[str, Any],
+    failures: list[dict[str, Any]],
+    *,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """:func:`run_worker`, once more in a fresh process if it fails; each failure is appended
+    to ``failures`` (the parameters and the end of the error) so that the report can say so.
+    A second failure is raised: a benchmark that cannot run is not silently skipped."""
+    try:
+        return run_worker(module, params, timeout=timeout)
+    except (WorkerError, subprocess.TimeoutExpired) as exc:
+        shown = {k: v for k, v in params.items() if k not in ("url", "server_pid", "tag")}
+        last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+        failures.append({"params": shown, "error": last[0][:300]})
+        log(f"{module}: a worker failed ({last[0][:200]}); running it again")
+        return run_worker(module, params, timeout=timeout)
+
+
 def worker_main(worker: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """The ``__main__`` of a bench module: ``--worker JSON`` runs one measurement."""
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
@@ -191,6 +211,19 @@ def request_headers() -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 # Machine facts
 # --------------------------------------------------------------------------------------------
+
+
+def run_queue_wait() -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat).
+
+    Read at the start and the end of a timed span: the difference, over the span's wall time,
+    is how much of it the machine's other load took. NaN where the kernel does not say.
+    """
+    try:
+        fields = Path("/proc/thread-self/schedstat").read_text().split()
+        return int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def cpu_model() -> str:
