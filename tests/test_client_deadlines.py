@@ -309,18 +309,20 @@ async def test_a_bulk_run_bounds_each_request_by_max_wait(slow_fake: FakeQomon) 
         await client.aclose()
 
 
-async def test_headers_and_timeout_are_built_once_and_the_key_stays_hidden() -> None:
+async def test_headers_are_built_once_and_the_key_stays_hidden() -> None:
     async with (
         FakeQomon(api_key=KEY, time_scale=1000) as fake,
         QomonClient(KEY, base_url=fake.base_url, retry=FAST) as client,
     ):
-        headers, timeout = client._headers, client._default_timeout
+        auth = client._auth
+        headers, json_headers = auth.headers, auth.json_headers
         await client.list_actions()
         await client.create_contact({"firstname": "A", "mail": "a@example.org"})
-        assert client._headers is headers and client._default_timeout is timeout
+        assert client._auth is auth
+        assert auth.headers is headers and auth.json_headers is json_headers
         assert headers["Authorization"] == f"Bearer {KEY}"
-        assert (timeout.total, timeout.connect) == (client.timeout, client.connect_timeout)
-        shown = repr(vars(client)) + repr(headers) + str(headers)
+        assert [r.status for r in fake.requests] == [200, 200]  # the key was sent and accepted
+        shown = repr(vars(client)) + repr(auth) + repr(headers) + repr(json_headers)
         assert KEY not in shown
 
 

@@ -24,7 +24,7 @@ Conventions (also in docs/development.md):
   page's working directory, which every runnable block of that page shares, in page order: a
   page can show an input file and a mapping, then run the import on them.
 * ``redis://localhost:6379/0`` in a block is replaced by the URL of a ``redis-server`` that the
-  tests start.
+  tests start, and a block that names ``QOMON_REDIS_URL`` runs with it set to that URL.
 """
 
 from __future__ import annotations
@@ -150,6 +150,15 @@ def _workdir(block: Block, page_dirs: dict[Path, Path], factory: pytest.TempPath
     return where
 
 
+def _env_for(
+    code: str, docs_env: dict[str, str], request: pytest.FixtureRequest
+) -> dict[str, str]:
+    env = dict(docs_env)
+    if "QOMON_REDIS_URL" in code:
+        env["QOMON_REDIS_URL"] = request.getfixturevalue("redis_url")
+    return env
+
+
 def _substitute(code: str, request: pytest.FixtureRequest) -> str:
     if "redis://localhost:6379/0" in code:
         redis_url: str = request.getfixturevalue("redis_url")
@@ -172,6 +181,7 @@ def test_python_block_runs(
 ) -> None:
     tmp_path = _workdir(block, page_dirs, tmp_path_factory)
     code = _substitute(block.code, request)
+    env = _env_for(code, docs_env, request)
     if re.search(r"^def test_", code, re.M):  # a pytest module, as a reader would save it
         module = tmp_path / f"test_snippet_{block.line}.py"
         module.write_text(code, encoding="utf-8")
@@ -181,7 +191,7 @@ def test_python_block_runs(
         argv = ["-W", "error::ResourceWarning", "-c", code]
     proc = subprocess.run(
         [sys.executable, *argv], check=False,
-        cwd=tmp_path, env=docs_env, capture_output=True, text=True, timeout=SNIPPET_TIMEOUT,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SNIPPET_TIMEOUT,
     )  # fmt: skip
     assert proc.returncode == 0, f"{block.id} failed:\n{proc.stdout}\n{proc.stderr}"
     _check_stderr(block, proc.stderr)
@@ -228,7 +238,7 @@ def test_console_block_runs(
     tmp_path = _workdir(block, page_dirs, tmp_path_factory)
     for command, expected in _commands(block):
         words = shlex.split(_substitute(command, request))
-        env = dict(docs_env)
+        env = _env_for(command, docs_env, request)
         while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
             name, _, value = words.pop(0).partition("=")
             env[name] = value
