@@ -8,21 +8,17 @@ module of the package that imports :mod:`aiolimiter`.
 
 Public surface (private module; the client is the only caller)::
 
-    route_cost(method, path) -> int                  # 5 for POST /contacts, PATCH /contacts/{id}
-    parse_ratelimit_headers(headers) -> BucketState | None   # X-Ratelimit-* of any response
-    parse_retry_after(value, *, now=None) -> float | None    # Retry-After of a 429, in seconds
-
-    registry = LimiterRegistry(capacity=100, rate=10)  # one per client, built anywhere
-    limiter = registry.get()                # the RateLimiter of the running loop (lazy)
-    permit = await limiter.acquire(cost)    # FIFO; waits for tokens, a 429 pause, slow start
-    limiter.observe(permit, state)          # a response came back (any status): re-sync
-    limiter.release(permit, refund=False)   # no response came back (transport failure)
-    limiter.pause(retry_after)              # a 429: every request waits that long
-    registry.stats / limiter.stats          # LimiterStats counters
+    limiter = LocalLimiter(capacity=100, rate=10)   # one per client, built anywhere
+    rl = limiter.get()                      # the RateLimiter of the running loop (lazy)
+    permit = await rl.acquire(cost, max_wait=None, max_pause=None)
+    rl.observe(permit, state)               # a response came back (any status): re-sync
+    rl.release(permit, refund=False)        # no response came back (transport failure)
+    rl.pause(retry_after)                   # a 429: every request waits that long
+    limiter.stats / rl.stats                # LimiterStats counters
 
 Around each request the client does::
 
-    permit = await limiter.acquire(route_cost(method, path))
+    permit = await limiter.acquire(route_cost(method, path), max_wait=..., max_pause=...)
     try:
         response = await send(...)
     except BaseException:
@@ -31,6 +27,14 @@ Around each request the client does::
     limiter.observe(permit, parse_ratelimit_headers(response.headers))
     if response.status == 429:
         limiter.pause(parse_retry_after(response.headers.get("Retry-After")) or 1.0)
+
+Granting (``acquire``): callers are served first come, first served. When nobody waits, no 429
+pause holds and the bucket covers the cost, the permit is granted at once, without suspending
+the caller. Otherwise the caller joins a FIFO queue; the queue is served by one function
+(``_dispatch``) that runs whenever something changes (an answer, a release, a pause, the head's
+timer) and grants, in order, every waiter the bucket covers, then sets one timer for the next.
+aiolimiter's own queue orders its waiters by amount (1-token calls would starve a 5-token
+create), so only its level arithmetic is used.
 
 How the local model follows the server (``observe``): a response's ``X-Ratelimit-Remaining``
 is the server's bucket right after *that* request, which predates the permits we granted after
@@ -50,32 +54,50 @@ bucket gains the refill and loses what we were granted; what else it lost, other
 one bucket's worth of refill time, that is a rate: the local bucket then refills at the server's
 rate minus it, and keeps the largest bite others took in reserve, so that a bite landing just
 before a request does not turn it into a 429. When others stop, both fade within that window.
+The work per answer does not grow with that window nor with the requests in flight
+(:mod:`qomon_async._limiter_ledger`).
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens. Until a first response has carried these headers the limiter
-lets only one request out at a time (slow start). A 429 empties the local bucket and holds
-every waiter until ``Retry-After`` has passed; then the refill paces them.
+lets only one request out at a time (slow start); the first answer that carries them releases
+every waiter the bucket covers at once. A 429 empties the local bucket and holds every waiter
+until ``Retry-After`` has passed; then the refill paces them.
+
+Bounds: a waiter's ``max_wait`` and ``max_pause`` bound its own wait (a pause longer than its
+``max_pause`` raises :class:`~qomon_async.RateLimitError` for it at once, even when it was
+already queued); a waiter without them waits as long as the server says. An advertised shape
+outside :data:`~qomon_async._ratelimit.MIN_BURST` .. ``MAX_BURST`` tokens and ``MIN_RATE`` ..
+``MAX_RATE`` tokens/s is refused (logged once per value; the previous shape stays), and the
+server's ``Remaining`` and ``Reset`` are clamped to the bucket, so that a re-sync never implies
+a wait longer than ``capacity / rate``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import math
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 from aiolimiter import AsyncLimiter
 
+from ._exceptions import RateLimitError, RateLimitTimeout
+from ._limiter_ledger import InFlight, InFlightLedger, OthersWindow
 from ._ratelimit import (
     DEFAULT_CAPACITY,
     DEFAULT_RATE,
+    MAX_BURST,
+    MAX_RATE,
+    MIN_BURST,
+    MIN_RATE,
     BucketState,
     LimiterStats,
     Permit,
+    shape_within_bounds,
 )
 
 __all__ = ["LimiterRegistry", "LocalLimiter", "RateLimiter"]
@@ -84,6 +106,22 @@ logger = logging.getLogger("qomon_async")
 
 # A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
 _LONG_WAIT = 5.0
+# Tokens of float noise below which a bucket counts as covering a request: without it a timer
+# computed from the leak could land a hair early, and be re-armed for ever on a still clock.
+_EPSILON = 1e-9
+# Seconds past a measure's expiry at which a waiter looks again (expiry is strict).
+_FADE_MARGIN = 1e-6
+# Refused shapes remembered (to log each once); beyond, the oldest are forgotten.
+_REFUSED_MEMORY = 64
+
+# Why a queued waiter waited (a bit set, for its log line).
+_QUEUED, _PAUSED, _SLOW_START, _EMPTY = 1, 2, 4, 8
+_REASONS = (
+    (_QUEUED, "queued"),
+    (_PAUSED, "paused by 429"),
+    (_SLOW_START, "slow start"),
+    (_EMPTY, "bucket empty"),
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,12 +134,12 @@ class _Bucket(AsyncLimiter):
 
     aiolimiter models the bucket as a *level* of spent capacity that leaks at ``max_rate /
     time_period`` per second; it has no public way to read or set that level, and following the
-    server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its waiter
-    and its wake-up timer, so this subclass reads and writes the three private attributes
-    ``_level``, ``_last_check`` and ``_rate_per_sec`` in :meth:`tokens` and :meth:`set_state`
-    only, then calls ``_wake_next`` (aiolimiter >= 1.2) so that a waiting ``acquire`` re-times
-    itself at once. ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails
-    if these internals change meaning.
+    server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its state, so
+    this subclass reads and writes the three private attributes ``_level``, ``_last_check`` and
+    ``_rate_per_sec`` in :meth:`tokens`, :meth:`take` and :meth:`set_state` only (and calls
+    ``_wake_next``, aiolimiter >= 1.2, so that a task waiting in :meth:`acquire` re-times
+    itself). ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
+    internals change meaning.
     """
 
     def tokens(self, now: float) -> float:
@@ -111,6 +149,14 @@ class _Bucket(AsyncLimiter):
             # Mirrors AsyncLimiter._leak: the level drains from _last_check, never below zero.
             level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
         return self.max_rate - level
+
+    def take(self, now: float, amount: float) -> None:
+        """Charge ``amount`` tokens at loop time ``now`` (what ``acquire`` does once covered)."""
+        level = self._level
+        if level:
+            level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
+        self._level = level + amount
+        self._last_check = now
 
     def set_state(
         self,
@@ -132,7 +178,7 @@ class _Bucket(AsyncLimiter):
         self._level = self.max_rate - min(available, self.max_rate)
         self._last_check = now
         wake: Callable[[], None] | None = getattr(self, "_wake_next", None)
-        if wake is not None:
+        if wake is not None and self._waiters:
             wake()
 
     @property
@@ -140,40 +186,78 @@ class _Bucket(AsyncLimiter):
         """Refill rate in tokens per second (the bucket's shape)."""
         return self.max_rate / self.time_period
 
+    @property
+    def leak(self) -> float:
+        """The refill actually applied, in tokens per second (the rate less others' share)."""
+        return self._rate_per_sec
+
     def set_leak(self, now: float, rate: float) -> None:
         """Refill at ``rate`` tokens per second from ``now`` on, the shape unchanged.
 
         Used to leave to other consumers of the space the share of the refill they are seen
-        to spend (``RateLimiter._note_external``).
+        to spend (``RateLimiter._measure_others``).
         """
         available = self.tokens(now)
         self._rate_per_sec = rate
         self.set_state(now, available)
 
 
-@dataclass(frozen=True)
-class _InFlight:
-    """What the limiter remembers of a permit until its response (or failure) comes back."""
+class _Waiter:
+    """A caller queued in :meth:`RateLimiter.acquire`."""
 
-    cost: float
-    granted_total: float  # RateLimiter._granted_total right after this grant
-    in_flight_before: float  # tokens of the permits in flight when this one was granted
+    __slots__ = (
+        "amount",
+        "cost",
+        "deadline",
+        "future",
+        "live",
+        "max_pause",
+        "max_wait",
+        "reasons",
+        "started",
+    )
+
+    def __init__(
+        self,
+        cost: float,
+        amount: float,
+        future: asyncio.Future[Permit],
+        *,
+        started: float,
+        max_pause: float | None,
+        max_wait: float | None,
+    ) -> None:
+        self.cost = cost
+        self.amount = amount  # what it was counted for in the queue's total
+        self.future = future
+        self.started = started
+        self.max_pause = max_pause
+        self.max_wait = max_wait
+        self.deadline = None if max_wait is None else started + max_wait
+        self.live = True  # in the queue, neither granted, failed nor cancelled
+        self.reasons = 0
+
+
+def _check_limit(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not value >= 0:  # negative or NaN
+        raise ValueError(f"{name} must be a non-negative number of seconds or None, got {value!r}")
+    return None if value == math.inf else float(value)
 
 
 class RateLimiter:
     """A local model of one Qomon bucket, shared by every request of a client on one loop.
 
-    Bound to the first event loop that uses it; use :class:`LimiterRegistry` to get one per
-    loop. Waiters are served first come, first served: only the head of the queue waits inside
-    aiolimiter, whose own queue orders by amount and would let 1-token calls starve a 5-token
-    create.
+    Bound to the first event loop that uses it; use :class:`LocalLimiter` to get one per loop.
+    Waiters are served first come, first served.
 
     Args:
         capacity: bucket size in tokens (``burst``); the server's ``X-Ratelimit-Limit`` wins.
         rate: refill in tokens per second.
         slow_start: until a response has carried the rate-limit headers, let only one request
             out at a time (the bucket may already be drained by another process).
-        stats: counters to add to (a registry shares one across its limiters).
+        stats: counters to add to (a :class:`LocalLimiter` shares one across its limiters).
     """
 
     def __init__(
@@ -187,27 +271,31 @@ class RateLimiter:
         if not (capacity > 0 and rate > 0 and math.isfinite(capacity) and math.isfinite(rate)):
             raise ValueError("capacity and rate must be positive numbers")
         self._bucket = _Bucket(max_rate=capacity, time_period=capacity / rate)
+        self._shape = (float(capacity), float(rate))  # as given or advertised
         self.stats = stats if stats is not None else LimiterStats()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # FIFO gate: asyncio.Lock wakes its waiters in arrival order and never lets a newcomer
-        # overtake a queued waiter; the holder is the only task inside the aiolimiter bucket.
-        self._gate = asyncio.Lock()
-        self._changed = asyncio.Event()  # set by observe/release: wakes a slow-start wait
-        self._waiting = 0
+        # The FIFO queue of waiters; cancelled, expired and failed ones are skipped lazily.
+        self._queue: collections.deque[_Waiter] = collections.deque()
+        self._live = 0  # waiters in the queue still waiting
+        self._queued_amount = 0.0  # tokens they wait for
+        self._timer: asyncio.TimerHandle | None = None  # wakes the head of the queue
+        self._timer_when = 0.0
         self._seq = 0
         self._granted_total = 0.0  # tokens granted so far: later-permit costs by difference
-        self._in_flight_cost = 0.0  # tokens of the permits not yet answered
-        self._unanswered: dict[int, _InFlight] = {}
+        self._ledger = InFlightLedger()  # the permits not yet answered
         self._slow_start = slow_start
         self._informed = False  # a response has carried the headers
         self._paused_until = -math.inf
         self._no_rise_upto = 0  # responses to permits up to this seq may not raise the model
-        self._on_reshape: Callable[[float, float], None] | None = None  # set by the registry
-        # Tokens other consumers of the space were seen to spend: (loop time, tokens), and the
-        # server reading they are measured from: (loop time, tokens, our tokens granted so far).
-        self._external: collections.deque[tuple[float, float]] = collections.deque()
+        self._on_reshape: Callable[[float, float], None] | None = None  # set by LocalLimiter
+        # Refused shapes already logged (shared by the limiters of one LocalLimiter).
+        self._refused_shapes: dict[tuple[float, float], None] = {}
+        # Tokens other consumers of the space were seen to spend, per reading, and the server
+        # reading they are measured from: (loop time, tokens, seq, our tokens granted so far).
+        self._others = OthersWindow()
         self._reading: tuple[float, float, int, float] | None = None
-        self._rejected: dict[int, float] = {}  # seq -> cost of permits answered 429
+        # (seq, cost) of permits answered 429 after the latest reading, to deduct from ours.
+        self._rejected: list[tuple[int, float]] = []
         self._reserve = 0.0  # tokens kept back while others spend (see _measure_others)
 
     # -- state -------------------------------------------------------------------------------
@@ -218,7 +306,7 @@ class RateLimiter:
             self._loop = loop
         elif self._loop is not loop:
             raise RuntimeError(
-                "this RateLimiter belongs to another event loop; use LimiterRegistry.get()"
+                "this RateLimiter belongs to another event loop; use LocalLimiter.get()"
             )
         return loop
 
@@ -244,12 +332,12 @@ class RateLimiter:
     @property
     def waiters(self) -> int:
         """Callers waiting in :meth:`acquire`."""
-        return self._waiting
+        return self._live
 
     @property
     def in_flight(self) -> int:
         """Permits granted and not yet observed or released."""
-        return len(self._unanswered)
+        return len(self._ledger)
 
     @property
     def paused_until(self) -> float | None:
@@ -274,7 +362,17 @@ class RateLimiter:
     # -- acquiring ---------------------------------------------------------------------------
 
     def _slow_start_blocks(self) -> bool:
-        return self._slow_start and not self._informed and bool(self._unanswered)
+        return self._slow_start and not self._informed and bool(self._ledger)
+
+    def _covers(self, now: float, amount: float) -> bool:
+        """Whether the bucket pays ``amount`` now, with the reserve kept while others spend."""
+        bucket = self._bucket
+        reserve = self._reserve
+        if reserve:
+            # While others spend the same bucket in bites, keep the largest bite in reserve: a
+            # bite landing just before this request then does not turn it into a 429.
+            reserve = min(reserve, bucket.max_rate - amount)
+        return bucket.tokens(now) + _EPSILON >= amount + reserve
 
     async def acquire(
         self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
@@ -283,100 +381,248 @@ class RateLimiter:
 
         Callers are served in arrival order. A caller waits while an earlier one waits, while a
         429 pause lasts, during slow start while a request is in flight, and until the bucket
-        holds ``cost`` tokens. Cancelling a waiter charges nothing and keeps the queue intact.
+        holds ``cost`` tokens. When nothing holds it, the permit is granted without suspending
+        the caller. Cancelling a waiter charges nothing and keeps the queue intact.
 
         Args:
             cost: tokens the request costs (see :func:`route_cost`); a cost above the capacity
                 takes the whole bucket.
+            max_wait: seconds this caller may wait at most; ``None`` (or infinity) for no
+                limit. When the queue ahead, the refill and a 429 pause already add up to more,
+                :class:`~qomon_async.RateLimitTimeout` is raised at once (``predicted_wait``
+                set); when the time runs out while waiting, it is raised then
+                (``predicted_wait=None``). Either way nothing is charged and the waiters
+                behind move up.
+            max_pause: the longest 429 pause this caller waits out (seconds; ``None``: any).
+                When a pause holds longer, :class:`~qomon_async.RateLimitError` (status 429,
+                ``retry_after`` = the seconds left) is raised at once, also for a caller
+                already queued when the pause is set. The pause itself stays for the others.
 
         Returns:
             A :class:`Permit`; hand it back to :meth:`observe` or :meth:`release`.
 
         Raises:
-            ValueError: ``cost`` is negative or not a number.
+            ValueError: ``cost`` is negative or not a number, or a limit is negative.
+            RateLimitTimeout: the wait would exceed, or exceeded, ``max_wait``.
+            RateLimitError: a 429 pause lasts longer than ``max_pause``.
         """
         if not (cost >= 0 and math.isfinite(cost)):
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        if max_wait is not None:
+            max_wait = _check_limit("max_wait", max_wait)
+        if max_pause is not None:
+            max_pause = _check_limit("max_pause", max_pause)
         loop = self._bind()
-        start = loop.time()
-        reasons: list[str] = []
-        self._waiting += 1
+        now = loop.time()
+        paused = self._paused_until > now
+        if paused and max_pause is not None and self._paused_until - now > max_pause:
+            raise _pause_error(self._paused_until - now, max_pause)
+        amount = min(cost, self._bucket.max_rate)
+        if (
+            not self._live
+            and not paused
+            and not self._slow_start_blocks()
+            and self._covers(now, amount)
+        ):  # the fast path: granted at once, without suspending the caller
+            self._bucket.take(now, amount)
+            return self._grant(cost, 0.0, now, 0)
+        if max_wait is not None:
+            predicted = self._predict(now, amount)
+            if predicted > max_wait:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "request refused at once: predicted wait %.3f s > max_wait %.3f s",
+                        predicted,
+                        max_wait,
+                    )
+                raise RateLimitTimeout(
+                    f"the rate limiter predicts a wait of {predicted:.3f} s, beyond max_wait "
+                    f"({max_wait:g} s); nothing was sent",
+                    predicted_wait=predicted,
+                    max_wait=max_wait,
+                )
+        return await self._wait(loop, now, cost, amount, max_wait=max_wait, max_pause=max_pause)
+
+    def _predict(self, now: float, amount: float) -> float:
+        """Seconds until a new waiter of ``amount`` tokens would be served, as things stand.
+
+        The queue ahead, the refill (less what others are seen to spend) and a 429 pause count;
+        slow start counts for nothing (it ends with the first answer, typically one round trip).
+        """
+        bucket = self._bucket
+        leak = bucket.leak
+        need = self._queued_amount + amount + min(self._reserve, bucket.max_rate - amount)
+        pause = self._paused_until - now
+        if pause > 0:
+            # The bucket refills during the pause, up to its capacity.
+            supply = min(bucket.tokens(now) + pause * leak, bucket.max_rate)
+            return pause + max(need - supply, 0.0) / leak
+        return max(need - bucket.tokens(now), 0.0) / leak
+
+    async def _wait(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        now: float,
+        cost: float,
+        amount: float,
+        *,
+        max_wait: float | None,
+        max_pause: float | None,
+    ) -> Permit:
+        waiter = _Waiter(
+            cost, amount, loop.create_future(), started=now, max_pause=max_pause, max_wait=max_wait
+        )
+        deadline = waiter.deadline
+        if self._live:
+            waiter.reasons |= _QUEUED
+        self._queue.append(waiter)
+        self._live += 1
+        self._queued_amount += amount
+        expiry = None if deadline is None else loop.call_at(deadline, self._expire, waiter)
+        if self._live == 1:
+            self._dispatch()  # the new head: arm its timer
         try:
-            if self._gate.locked():
-                reasons.append(f"queued behind {self._waiting - 1}")
-            async with self._gate:
-                await self._wait_turn(loop, cost, reasons)
-                return self._grant(cost, loop.time() - start, reasons)
+            return await waiter.future
         except asyncio.CancelledError:
             self.stats.cancelled += 1
+            future = waiter.future
+            if waiter.live:
+                self._leave(waiter)
+                self._dispatch()  # the waiters behind move up
+            elif future.done() and not future.cancelled() and future.exception() is None:
+                # Granted in the same iteration as the cancellation: give it all back.
+                self._revoke(future.result())
             raise
         finally:
-            self._waiting -= 1
+            if expiry is not None:
+                expiry.cancel()
 
-    async def _wait_turn(
-        self, loop: asyncio.AbstractEventLoop, cost: float, reasons: list[str]
-    ) -> None:
-        """As head of the queue: wait out a pause, slow start and the bucket, then charge."""
-        while True:
-            now = loop.time()
-            if self._paused_until > now:
-                delay = self._paused_until - now
-                reasons.append(f"paused by 429 until {self._paused_until:.3f}")
-                logger.debug("request waits %.3f s: paused by a 429", delay)
-                await asyncio.sleep(delay)
-                continue
-            if self._slow_start_blocks():
-                reasons.append("slow start")
-                logger.debug("request waits: slow start, for the first rate-limit headers")
-                self._changed.clear()
-                await self._changed.wait()
-                continue
-            amount = min(cost, self._bucket.max_rate)
-            # While others spend the same bucket in bites, keep the largest bite in reserve: a
-            # bite landing just before this request then does not turn it into a 429.
-            reserve = min(self._reserve, self._bucket.max_rate - amount)
-            missing = amount + reserve - self._bucket.tokens(now)
-            if missing > 0:
-                reasons.append("bucket empty")
-                logger.debug(
-                    "request waits ~%.3f s: bucket empty (%.2f tokens available, %g needed)",
-                    missing / self._bucket.rate,
-                    amount - missing,
-                    amount,
-                )
-            await self._bucket.acquire(amount + reserve)
-            if reserve:
-                now = loop.time()
-                self._bucket.set_state(now, self._bucket.tokens(now) + reserve)
-            if self._paused_until > loop.time():
-                # A 429 arrived while we waited inside the bucket: give the tokens back and
-                # wait out the pause (nothing may leave before Retry-After has passed).
-                now = loop.time()
-                self._bucket.set_state(now, self._bucket.tokens(now) + amount)
-                continue
+    def _leave(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the live queue (granted, failed or cancelled)."""
+        waiter.live = False
+        self._live -= 1
+        self._queued_amount -= waiter.amount
+        if not self._live:
+            self._queued_amount = 0.0  # no float residue
+            self._queue.clear()
+            self._disarm()
+
+    def _fail(self, waiter: _Waiter, error: BaseException) -> None:
+        self._leave(waiter)
+        if not waiter.future.done():
+            waiter.future.set_exception(error)
+
+    def _expire(self, waiter: _Waiter) -> None:
+        """``max_wait`` ran out while ``waiter`` was queued (a timer callback)."""
+        if not waiter.live:
             return
+        self._fail(
+            waiter,
+            RateLimitTimeout(
+                f"the rate limiter could not grant the request within max_wait "
+                f"({waiter.max_wait:g} s); nothing was sent",
+                predicted_wait=None,
+                max_wait=waiter.max_wait,
+            ),
+        )
+        self._dispatch()
 
-    def _grant(self, cost: float, waited: float, reasons: list[str]) -> Permit:
+    def _dispatch(self) -> None:
+        """Grant, in order, every queued waiter the bucket covers; time the next one."""
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        queue = self._queue
+        bucket = self._bucket
+        while queue:
+            waiter = queue[0]
+            if not waiter.live or waiter.future.done():
+                queue.popleft()
+                if waiter.live:  # its task was cancelled and has not run yet
+                    self._leave(waiter)
+                continue
+            if self._paused_until > now:
+                waiter.reasons |= _PAUSED
+                self._arm(self._paused_until)
+                return
+            if self._slow_start_blocks():
+                waiter.reasons |= _SLOW_START
+                self._disarm()  # an answer or a release calls back
+                return
+            amount = min(waiter.cost, bucket.max_rate)
+            if not self._covers(now, amount):
+                waiter.reasons |= _EMPTY
+                reserve = min(self._reserve, bucket.max_rate - amount)
+                missing = amount + reserve - bucket.tokens(now)
+                when = now + missing / bucket.leak
+                oldest = self._others.oldest()
+                if oldest is not None and (reserve or bucket.leak < self.rate):
+                    # What others were seen to spend fades as its measures leave the window,
+                    # answers or not: look again when the oldest one does.
+                    when = min(when, oldest + self.capacity / self.rate + _FADE_MARGIN)
+                self._arm(when)
+                return
+            queue.popleft()
+            self._leave(waiter)
+            bucket.take(now, amount)
+            waiter.future.set_result(
+                self._grant(waiter.cost, now - waiter.started, now, waiter.reasons or _EMPTY)
+            )
+        self._disarm()
+
+    def _arm(self, when: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if self._timer_when == when:
+                return
+            timer.cancel()
+        assert self._loop is not None
+        self._timer_when = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._loop is not None and len(self._others):
+            self._apply_others(self._loop.time())
+        self._dispatch()
+
+    def _grant(self, cost: float, waited: float, now: float, reasons: int) -> Permit:
+        """Record a permit; ``reasons`` is 0 for a grant that did not wait at all."""
         self._seq += 1
+        seq = self._seq
         self._granted_total += cost
-        now = self._loop.time() if self._loop is not None else 0.0
-        self._unanswered[self._seq] = _InFlight(cost, self._granted_total, self._in_flight_cost)
-        self._in_flight_cost += cost
+        ledger = self._ledger
+        ledger.add(seq, InFlight(cost, self._granted_total, ledger.total))
         stats = self.stats
         stats.permits += 1
         stats.tokens += cost
-        if waited > 0:
+        if reasons:
             stats.waits += 1
             stats.wait_seconds += waited
-            logger.log(
-                logging.INFO if waited >= _LONG_WAIT else logging.DEBUG,
-                "permit #%d (cost %g) granted after waiting %.3f s (%s)",
-                self._seq,
-                cost,
-                waited,
-                ", ".join(dict.fromkeys(reasons)) or "bucket empty",
-            )
-        return Permit(seq=self._seq, cost=cost, waited=waited, granted_at=now)
+            level = logging.INFO if waited >= _LONG_WAIT else logging.DEBUG
+            if logger.isEnabledFor(level):
+                logger.log(
+                    level,
+                    "permit #%d (cost %g) granted after waiting %.3f s (%s)",
+                    seq,
+                    cost,
+                    waited,
+                    ", ".join(text for bit, text in _REASONS if reasons & bit),
+                )
+        return Permit(seq=seq, cost=cost, waited=waited, granted_at=now)
+
+    def _revoke(self, permit: Permit) -> None:
+        """Undo a grant whose caller was cancelled before it could use it."""
+        self.release(permit, refund=True)
+        self.stats.permits -= 1
+        self.stats.waits -= 1  # only a queued waiter can be granted and then cancelled
+        self.stats.wait_seconds -= permit.waited
 
     # -- hearing back ------------------------------------------------------------------------
 
@@ -388,65 +634,83 @@ class RateLimiter:
             refund: give the tokens back; only when the request surely never reached the server
                 (the connection was never made). By default the tokens stay spent.
         """
-        entry = self._answered(permit)
+        entry = self._ledger.pop(permit.seq)
         if entry is not None and refund and self._loop is not None:
             now = self._loop.time()
             self._bucket.set_state(now, self._bucket.tokens(now) + permit.cost)
             self.stats.tokens -= permit.cost
+        if self._live:
+            self._dispatch()
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
         """A response to the request of ``permit`` came back (any status): re-sync.
 
-        Follows the shape of ``X-Ratelimit-Limit`` and corrects the local model with
-        ``X-Ratelimit-Remaining`` (refined by ``X-Ratelimit-Reset``), allowing for the permits
-        granted since (module docstring). A second observation of one permit is ignored.
+        Follows the shape of ``X-Ratelimit-Limit`` (within bounds) and corrects the local model
+        with ``X-Ratelimit-Remaining`` (refined by ``X-Ratelimit-Reset``), allowing for the
+        permits granted since (module docstring). A second observation of one permit is ignored.
 
         Args:
             permit: from :meth:`acquire`.
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
             rejected: the answer was a 429: the server charged nothing for it.
         """
-        entry = self._answered(permit)
+        self._sync(permit, state, rejected)
+        if self._live:
+            self._dispatch()
+
+    def _sync(self, permit: Permit, state: BucketState | None, rejected: bool) -> None:
+        entry = self._ledger.pop(permit.seq)
+        if entry is None:
+            return
         if rejected:
-            self._rejected[permit.seq] = permit.cost
-        if entry is None or state is None or self._loop is None:
+            reading = self._reading
+            # Only a permit after the latest reading can count between two readings.
+            if reading is None or permit.seq > reading[2]:
+                heapq.heappush(self._rejected, (permit.seq, permit.cost))
+        if state is None or self._loop is None:
             return
         now = self._loop.time()
-        if state.capacity is not None and state.rate is not None:
-            self._reshape(now, state.capacity, state.rate)
-        server = self._server_tokens(state)
+        capacity, rate = self._shape
+        if (
+            state.capacity is not None
+            and state.rate is not None
+            and self._reshape(now, state.capacity, state.rate)
+        ):
+            capacity, rate = state.capacity, state.rate
+        server = self._server_tokens(state, capacity, rate)
         if server is None:
             return
         self._informed = True
         # The band [low, high] of module docstring: "high" assumes the server processed our
         # requests in grant order; "low" holds in any order (everything granted after this
         # permit, and everything in flight when it was granted, may have come after it).
-        later_unanswered = sum(f.cost for s, f in self._unanswered.items() if s > permit.seq)
-        high = server - later_unanswered
+        high = server - self._ledger.later(permit.seq)
         low = server - (self._granted_total - entry.granted_total) - entry.in_flight_before
         local = self._bucket.tokens(now)
         self.stats.syncs += 1
         self._measure_others(now, server, permit.seq, entry.granted_total)
         if local > high + 1e-9:
             self.stats.synced_down += 1
-            logger.debug(
-                "re-sync down: %.2f -> %.2f tokens (server: %g remaining after #%d)",
-                local,
-                high,
-                server,
-                permit.seq,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "re-sync down: %.2f -> %.2f tokens (server: %g remaining after #%d)",
+                    local,
+                    high,
+                    server,
+                    permit.seq,
+                )
             self._bucket.set_state(now, high)
         elif local < low - 1e-9 and permit.seq > self._no_rise_upto:
             target = min(low, self._bucket.max_rate)
             self.stats.synced_up += 1
-            logger.debug(
-                "re-sync up: %.2f -> %.2f tokens (server: %g remaining after #%d)",
-                local,
-                target,
-                server,
-                permit.seq,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "re-sync up: %.2f -> %.2f tokens (server: %g remaining after #%d)",
+                    local,
+                    target,
+                    server,
+                    permit.seq,
+                )
             self._bucket.set_state(now, target)
 
     def _measure_others(self, now: float, server: float, seq: int, granted_total: float) -> None:
@@ -457,52 +721,49 @@ class RateLimiter:
         (one bucket's worth of refill) those tokens are a rate, and the local bucket refills at
         the server's rate minus it (at least a tenth of it), so that the client stops racing
         others for tokens it cannot have. The measures are signed, so that the jitter of the
-        answers' arrival times cancels out.
+        answers' arrival times cancels out. Amortised O(1): running sums, no scan.
         """
         previous = self._reading
         if previous is not None and seq < previous[2]:
             return  # an answer overtaken by a later one: measure from the latest only
         self._reading = (now, server, seq, granted_total)
+        # Ours between the two readings: what we were granted, less what the server refused.
+        refused = 0.0
+        rejected = self._rejected
+        while rejected and rejected[0][0] <= seq:
+            refused += heapq.heappop(rejected)[1]
         if previous is not None:
-            then, tokens, since, granted = previous
-            # Ours between the two readings: what we were granted, less what the server refused.
-            refused = sum(cost for s, cost in self._rejected.items() if since < s <= seq)
+            then, tokens, _since, granted = previous
             ours = granted_total - granted - refused
             expected = min(tokens + self.rate * (now - then), self.capacity)
-            self._external.append((now, expected - ours - server))
-            for old in [s for s in self._rejected if s <= seq]:
-                del self._rejected[old]
-        window = self.capacity / self.rate
-        while self._external and self._external[0][0] < now - window:
-            self._external.popleft()
-        others = max(sum(spent for _, spent in self._external) / window, 0.0)
+            self._others.add(now, expected - ours - server)
+        self._apply_others(now)
+
+    def _apply_others(self, now: float) -> None:
+        """Drop the measures older than the window; set the reserve and the refill from it."""
+        others = self._others
+        rate = self.rate
+        window = self.capacity / rate
+        others.expire(now - window)
+        spending = max(others.total / window, 0.0)
         # Below 2% of the refill, "others" is the jitter of the answers' arrival times.
-        significant = others > 0.02 * self.rate
-        self._reserve = (
-            max((spent for _, spent in self._external), default=0.0) if significant else 0.0
-        )
-        leak = max(self.rate - others, 0.1 * self.rate)
-        if abs(leak - self._bucket._rate_per_sec) > 1e-9:
-            if leak < self.rate:
+        self._reserve = others.largest() if spending > 0.02 * rate else 0.0
+        leak = max(rate - spending, 0.1 * rate)
+        if abs(leak - self._bucket.leak) > 1e-9:
+            if leak < rate and logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
-                    "other consumers spend about %.2f tokens/s: refilling at %.2f/s", others, leak
+                    "other consumers spend about %.2f tokens/s: refilling at %.2f/s",
+                    spending,
+                    leak,
                 )
             self._bucket.set_leak(now, leak)
 
-    def _answered(self, permit: Permit) -> _InFlight | None:
-        """Forget ``permit`` as in flight; wake a slow-start wait. None if already forgotten."""
-        entry = self._unanswered.pop(permit.seq, None)
-        if entry is not None:
-            self._in_flight_cost -= entry.cost
-            if not self._unanswered:
-                self._in_flight_cost = 0.0  # no float residue
-        self._changed.set()
-        return entry
+    def _server_tokens(self, state: BucketState, capacity: float, rate: float) -> float | None:
+        """Tokens the server had right after the request, from Remaining refined by Reset.
 
-    def _server_tokens(self, state: BucketState) -> float | None:
-        """Tokens the server had right after the request, from Remaining refined by Reset."""
-        capacity = state.capacity if state.capacity is not None else self.capacity
-        rate = state.rate if state.rate is not None else self.rate
+        Clamped to ``[0, capacity]``: whatever the server says, a re-sync never implies a wait
+        longer than ``capacity / rate``.
+        """
         tokens = state.remaining
         if state.reset is not None:
             # Reset = (capacity - tokens) / rate; it carries the fraction that an integer
@@ -514,20 +775,41 @@ class RateLimiter:
             return None
         return min(max(tokens, 0.0), capacity)
 
-    def _reshape(self, now: float, capacity: float, rate: float) -> None:
-        if capacity == self.capacity and rate == self.rate:
-            return
+    def _reshape(self, now: float, capacity: float, rate: float) -> bool:
+        """Adopt an advertised shape; False (and logged once) when it is out of bounds."""
+        if (capacity, rate) == self._shape:
+            return True
+        if not shape_within_bounds(capacity, rate):
+            self.stats.shapes_refused += 1
+            refused = self._refused_shapes
+            if (capacity, rate) not in refused:
+                if len(refused) >= _REFUSED_MEMORY:
+                    del refused[next(iter(refused))]
+                refused[capacity, rate] = None
+                logger.warning(
+                    "X-Ratelimit-Limit refused: burst %g, rate %g/s is outside burst [%g, %g] "
+                    "and rate [%g, %g]/s; keeping burst %g, %g/s",
+                    capacity,
+                    rate,
+                    MIN_BURST,
+                    MAX_BURST,
+                    MIN_RATE,
+                    MAX_RATE,
+                    *self._shape,
+                )
+            return False
         logger.info(
             "rate limit shape changed: burst %g, %g/s -> burst %g, %g/s",
-            self.capacity,
-            self.rate,
+            *self._shape,
             capacity,
             rate,
         )
+        self._shape = (capacity, rate)
         self.stats.shape_changes += 1
         self._bucket.set_state(now, self._bucket.tokens(now), capacity=capacity, rate=rate)
         if self._on_reshape is not None:
             self._on_reshape(capacity, rate)
+        return True
 
     # -- 429 ---------------------------------------------------------------------------------
 
@@ -536,7 +818,10 @@ class RateLimiter:
 
         The local bucket is emptied now, so that when the pause ends the refill lets requests
         out one by one rather than all at once. A pause is never shortened by a later, shorter
-        one. Call it from the limiter's event loop.
+        one. It is the server's word and stays whole, however long, for the waiters without
+        limits; a queued waiter whose ``max_pause`` it exceeds raises
+        :class:`~qomon_async.RateLimitError` now, and one whose ``max_wait`` ends before it
+        :class:`~qomon_async.RateLimitTimeout`. Call it from the limiter's event loop.
         """
         loop = self._bind()
         now = loop.time()
@@ -552,10 +837,43 @@ class RateLimiter:
                 until,
             )
             self._paused_until = until
+            if self._live:
+                self._enforce_limits(now)
         else:
             logger.info(
                 "429 Too Many Requests: already paused until loop time %.3f", self._paused_until
             )
+        if self._live:
+            self._dispatch()
+
+    def _enforce_limits(self, now: float) -> None:
+        """Fail at once the queued waiters whose own limits the current pause exceeds."""
+        until = self._paused_until
+        left = until - now
+        for waiter in list(self._queue):
+            if not waiter.live or waiter.future.done():
+                continue
+            if waiter.max_pause is not None and left > waiter.max_pause:
+                self._fail(waiter, _pause_error(left, waiter.max_pause))
+            elif waiter.deadline is not None and until > waiter.deadline:
+                self._fail(
+                    waiter,
+                    RateLimitTimeout(
+                        f"a 429 pause holds every request for {left:.3f} s, beyond max_wait "
+                        f"({waiter.max_wait:g} s); nothing was sent",
+                        predicted_wait=until - waiter.started,
+                        max_wait=waiter.max_wait,
+                    ),
+                )
+
+
+def _pause_error(left: float, max_pause: float) -> RateLimitError:
+    return RateLimitError(
+        f"429 Too Many Requests: the server asked to wait {left:.3f} s, beyond max_pause "
+        f"({max_pause:g} s); nothing was sent",
+        retry_after=left,
+        status_code=429,
+    )
 
 
 class LocalLimiter:
@@ -589,6 +907,8 @@ class LocalLimiter:
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RateLimiter] = (
             weakref.WeakKeyDictionary()
         )
+        self._last: RateLimiter | None = None  # the limiter of the loop that called last
+        self._refused_shapes: dict[tuple[float, float], None] = {}  # logged once each
 
     @property
     def kind(self) -> Literal["local", "redis"]:
@@ -606,13 +926,19 @@ class LocalLimiter:
             RuntimeError: no event loop is running.
         """
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last._loop is loop:
+            return last
         limiter = self._limiters.get(loop)
         if limiter is None:
             limiter = RateLimiter(
                 self.capacity, self.rate, slow_start=self.slow_start, stats=self._stats
             )
             limiter._on_reshape = self._remember_shape
+            limiter._refused_shapes = self._refused_shapes
+            limiter._loop = loop
             self._limiters[loop] = limiter
+        self._last = limiter
         return limiter
 
     async def acquire(
