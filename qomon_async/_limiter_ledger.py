@@ -4,10 +4,11 @@ Two structures serve :class:`qomon_async._local_limiter.RateLimiter` on every an
 
 * :class:`InFlightLedger`: the permits granted and not yet answered. An answer needs the tokens
   of the permits granted *after* it and still unanswered. Answers arrive in any order, so this
-  is a prefix sum over a set that loses arbitrary members: a Fenwick tree over a ring of
-  sequence numbers gives it in O(log n) steps, n being the spread of sequence numbers in flight
-  (about the concurrency; the ring doubles when a straggler stays in flight that long), and in
-  O(1) when the oldest permit in flight is the one answered (answers in order).
+  is a prefix sum over a set that loses arbitrary members (no exact O(1) method is known for
+  that in general). Here: O(1) for an answer to the oldest permit in flight (answers in order),
+  and O(log n) for one that overtook older permits, n being the spread of sequence numbers in
+  flight (a Fenwick tree over a ring of sequence numbers, which doubles when a straggler stays
+  in flight that long).
 * :class:`OthersWindow`: what other consumers of the space were seen to spend, per server
   reading, over a sliding window of time: a running sum (added on arrival, subtracted on
   expiry) and a monotonic deque for the largest bite, each amortised O(1) per reading.
@@ -32,19 +33,26 @@ class InFlight(NamedTuple):
 class InFlightLedger:
     """The permits in flight, by sequence number (granted in increasing order, answered in any).
 
+    The tokens granted between two permits are known from their ``granted_total``; what is
+    missing from that range is the permits already answered in it, the *holes* left by answers
+    that overtook an older permit. Only holes go into a Fenwick tree (over a ring of sequence
+    numbers), and leave it when the oldest permit in flight moves past them: answers in order
+    cost no tree operation at all, an answer out of order O(log n).
+
     Attributes:
         total: tokens of the permits in flight.
     """
 
-    __slots__ = ("_entries", "_mask", "_newest", "_oldest", "_size", "_tree", "total")
+    __slots__ = ("_entries", "_holes", "_mask", "_newest", "_oldest", "_size", "_tree", "total")
 
     def __init__(self, size: int = 64) -> None:
         if size < 1 or size & (size - 1):
             raise ValueError("size must be a power of two")
         self._entries: dict[int, InFlight] = {}
+        self._holes: dict[int, float] = {}  # seq -> cost, answered while an older one is not
         self._size = size
         self._mask = size - 1
-        # Fenwick tree over ring positions 0..size-1 (1-based inside the list).
+        # Fenwick tree of the holes' costs over ring positions 0..size-1 (1-based in the list).
         self._tree = [0.0] * (size + 1)
         self._oldest = 0  # the lowest sequence number in flight (when any is)
         self._newest = 0
@@ -65,35 +73,45 @@ class InFlightLedger:
         self._newest = seq
         self._entries[seq] = entry
         self.total += entry.cost
-        self._update(seq & self._mask, entry.cost)
 
     def pop(self, seq: int) -> InFlight | None:
         """Forget the permit ``seq``; None when it is not (or no longer) in flight."""
-        entry = self._entries.pop(seq, None)
+        entries = self._entries
+        entry = entries.pop(seq, None)
         if entry is None:
             return None
-        self._update(seq & self._mask, -entry.cost)
-        entries = self._entries
-        if not entries:
-            self.total = 0.0  # no float residue
-            self._oldest = self._newest + 1
-        else:
+        if entries:
             self.total -= entry.cost
-            if seq == self._oldest:
-                # Each sequence number is stepped over once: amortised O(1).
-                oldest = seq + 1
-                while oldest not in entries:
-                    oldest += 1
-                self._oldest = oldest
+        else:
+            self.total = 0.0  # no float residue
+        if seq != self._oldest:
+            self._holes[seq] = entry.cost
+            self._update(seq & self._mask, entry.cost)
+            return entry
+        # The oldest one: step over the holes up to the next permit in flight. Each sequence
+        # number is stepped over once: amortised O(1).
+        holes = self._holes
+        newest = self._newest
+        oldest = seq + 1
+        while oldest <= newest and oldest not in entries:
+            cost = holes.pop(oldest, None)
+            if cost is not None:
+                self._update(oldest & self._mask, -cost)
+            oldest += 1
+        self._oldest = oldest
         return entry
 
-    def later(self, seq: int) -> float:
-        """Tokens of the permits in flight granted after ``seq`` (``seq`` itself popped)."""
-        if seq < self._oldest:
+    def later(self, seq: int, entry: InFlight) -> float:
+        """Tokens of the permits in flight granted after ``seq``, just popped (its ``entry``)."""
+        oldest = self._oldest
+        if seq < oldest:
             return self.total  # nothing older is in flight: everything in flight is later
-        return self.total - self._between(self._oldest, seq)
+        first = self._entries[oldest]
+        # Granted from the oldest in flight up to seq (excluded), less the holes among them.
+        granted = (entry.granted_total - entry.cost) - (first.granted_total - first.cost)
+        return self.total - (granted - self._between(oldest + 1, seq))
 
-    # -- the Fenwick tree --------------------------------------------------------------------
+    # -- the Fenwick tree of holes -----------------------------------------------------------
 
     def _update(self, position: int, value: float) -> None:
         tree, size = self._tree, self._size
@@ -113,9 +131,11 @@ class InFlightLedger:
         return total
 
     def _between(self, low: int, high: int) -> float:
-        """Tokens in flight with ``low <= seq < high`` (``high - low`` below the ring's size)."""
+        """Holes with ``low <= seq < high`` (``high - low`` below the ring's size)."""
+        if high <= low:
+            return 0.0
         a, b = low & self._mask, high & self._mask
-        if a <= b:
+        if a < b:
             return self._prefix(b) - self._prefix(a)
         return self._tree[self._size] - self._prefix(a) + self._prefix(b)
 
@@ -125,8 +145,8 @@ class InFlightLedger:
             size *= 2
         self._size, self._mask = size, size - 1
         self._tree = [0.0] * (size + 1)
-        for seq, entry in self._entries.items():
-            self._update(seq & self._mask, entry.cost)
+        for seq, cost in self._holes.items():
+            self._update(seq & self._mask, cost)
 
 
 class OthersWindow:

@@ -684,7 +684,7 @@ class RateLimiter:
         # The band [low, high] of module docstring: "high" assumes the server processed our
         # requests in grant order; "low" holds in any order (everything granted after this
         # permit, and everything in flight when it was granted, may have come after it).
-        high = server - self._ledger.later(permit.seq)
+        high = server - self._ledger.later(permit.seq, entry)
         low = server - (self._granted_total - entry.granted_total) - entry.in_flight_before
         local = self._bucket.tokens(now)
         self.stats.syncs += 1

@@ -233,7 +233,7 @@ def test_in_flight_ledger_matches_a_plain_sum() -> None:
     rng = random.Random(7)
     ledger = InFlightLedger(size=4)  # small: the ring must grow for stragglers
     plain: dict[int, float] = {}
-    seq = 0
+    seq, granted = 0, 0.0
     for _ in range(5000):
         if plain and rng.random() < 0.48:
             # Mostly the oldest few, sometimes anything (a straggler stays for long).
@@ -241,14 +241,15 @@ def test_in_flight_ledger_matches_a_plain_sum() -> None:
             victim = keys[min(int(rng.expovariate(0.3)), len(keys) - 1)]
             entry = ledger.pop(victim)
             assert entry is not None and entry.cost == plain.pop(victim)
-            assert ledger.later(victim) == pytest.approx(
+            assert ledger.later(victim, entry) == pytest.approx(
                 sum(c for s, c in plain.items() if s > victim)
             )
             assert ledger.pop(victim) is None
         else:
             seq += 1
             cost = rng.choice([1.0, 5.0, 0.5])
-            ledger.add(seq, InFlight(cost, 0.0, ledger.total))
+            granted += cost
+            ledger.add(seq, InFlight(cost, granted, ledger.total))
             plain[seq] = cost
         assert ledger.total == pytest.approx(sum(plain.values()))
         assert len(ledger) == len(plain)
@@ -352,9 +353,12 @@ class CountingLedger(InFlightLedger):
             self._entries.allow_iteration = False  # type: ignore[attr-defined]
 
 
-async def _work_per_answer(window_readings: int, concurrency: int) -> dict[str, float]:
-    """Answers at 1,000/s, in random order, ``concurrency`` in flight; a window holding
-    ``window_readings`` measures. Returns the operations per answer in the steady state."""
+async def _work_per_answer(
+    window_readings: int, concurrency: int, *, in_order: bool = False
+) -> dict[str, float]:
+    """Answers at 1,000/s, in random order (or in order), ``concurrency`` in flight; a window
+    holding ``window_readings`` measures. Returns the operations per answer in the steady
+    state."""
     rng = random.Random(window_readings * 7 + concurrency)
     dt, rate = 0.001, 10_000.0
     limiter = RateLimiter(capacity=window_readings * dt * rate, rate=rate, slow_start=False)
@@ -375,7 +379,7 @@ async def _work_per_answer(window_readings: int, concurrency: int) -> dict[str, 
         while len(pending) < concurrency:
             pending.append(await limiter.acquire(1))
         await asyncio.sleep(dt)
-        permit = pending.pop(rng.randrange(len(pending)))
+        permit = pending.pop(0 if in_order else rng.randrange(len(pending)))
         # Another consumer takes a bite now and then: the reserve and the max are in use.
         server = min(capacity, server + dt * rate) - 1 - (rng.random() < 0.1) * rng.uniform(0, 30)
         remaining = max(0.0, math.floor(server + rng.uniform(-2, 2)))
@@ -407,11 +411,14 @@ def test_work_per_answer_does_not_grow_with_the_window() -> None:
 def test_work_per_answer_grows_at_most_logarithmically_with_the_permits_in_flight() -> None:
     results = {c: run(lambda c=c: _work_per_answer(200, c)) for c in (1, 16, 256)}  # type: ignore[misc]
     for c, result in results.items():
-        # Answers in random order: a Fenwick query and two updates per permit, each at most
-        # log2(ring) + 1 steps. The ring spans the sequence numbers in flight, stragglers
+        # Answers in random order: at most a Fenwick query and two updates per answer, each at
+        # most log2(ring) + 1 steps. The ring spans the sequence numbers in flight, stragglers
         # included; it doubled a few times, then stayed.
         bound = 3 * (math.log2(result["ring"]) + 1)
         assert result["fenwick_steps"] <= bound, (c, result)
         assert result["grown"] <= math.log2(result["ring"]), (c, result)
     # The permits in flight themselves are never summed (the dict refuses iteration).
     assert results[256]["fenwick_steps"] < 256 / 4
+    # Answers in order (the oldest in flight answered first) need no tree at all.
+    in_order = run(lambda: _work_per_answer(200, 256, in_order=True))
+    assert in_order["fenwick_steps"] == 0
