@@ -14,7 +14,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks import bench_budget, bench_client_cost, bench_decode, bench_latency, bench_memory
+from benchmarks import (
+    bench_budget,
+    bench_client_cost,
+    bench_decode,
+    bench_latency,
+    bench_limiter,
+    bench_memory,
+)
 from benchmarks._common import RESULTS_DIR, Settings, log, machine_info, markdown_table, read_json
 
 BENCHMARKS: dict[str, ModuleType] = {
@@ -23,6 +30,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "latency": bench_latency,
     "memory": bench_memory,
     "decode": bench_decode,
+    "limiter": bench_limiter,
 }
 ALIASES = {"client-cost": "client_cost", "cost": "client_cost", "decoding": "decode"}
 
