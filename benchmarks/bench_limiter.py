@@ -230,17 +230,18 @@ def render(document: dict[str, Any], out: Path) -> str:
     )
     _plot(document, out / f"{NAME}.png")
     costs = [s["qomon_async_us"] for s in summary]
-    low_t = [s for s in summary if s["throughput"] == min(document["parameters"]["throughputs"])]
-    high_t = [s for s in summary if s["throughput"] == max(document["parameters"]["throughputs"])]
+    throughputs = document["parameters"]["throughputs"]
+    low_t = [s for s in summary if s["throughput"] == min(throughputs)]
+    high_t = [s for s in summary if s["throughput"] == max(throughputs)]
     growth = median([h["qomon_async_us"] for h in high_t]) / median(
         [lo["qomon_async_us"] for lo in low_t]
     )
+    lowest, highest = min(throughputs), max(throughputs)
     headline = (
         f"An acquire plus an observe costs {min(costs):.1f} to {max(costs):.1f} µs of CPU "
         f"({min(s['ratio'] for s in summary):.1f}x to {max(s['ratio'] for s in summary):.1f}x a "
-        f"bare aiolimiter acquire); from {min(document['parameters']['throughputs']):,} to "
-        f"{max(document['parameters']['throughputs']):,} requests/s (a window of answers a "
-        f"thousand times larger) the cost changes by {growth:.2f}x."
+        f"bare aiolimiter acquire); from {lowest:,} to {highest:,} requests/s (a window of "
+        f"answers {highest // lowest:,} times larger) the cost changes by {growth:.2f}x."
     )
     return "\n\n".join(
         [
