@@ -165,6 +165,9 @@ class RateLimiter(BucketModel):
         self._timer_when = 0.0
         self._slow_start = slow_start
         self._paused_until = -math.inf
+        # Set when slow start ends with waiters queued: the refill since then is not credited
+        # until the next answer (see _tokens).
+        self._refill_held_since: float | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -208,15 +211,29 @@ class RateLimiter(BucketModel):
     def _slow_start_blocks(self) -> bool:
         return self._slow_start and not self._informed and bool(self._ledger)
 
+    def _tokens(self, now: float) -> float:
+        """Tokens the bucket may spend now.
+
+        When slow start ends with callers queued, the ones the bucket covers leave at once,
+        and reach the server over the next round trip; until then the server's bucket may sit
+        full, its refill lost. So no refill is credited from that moment until the next answer
+        (or release), which re-syncs the model.
+        """
+        bucket = self._bucket
+        tokens = bucket.tokens(now)
+        held = self._refill_held_since
+        if held is not None and now > held:
+            tokens -= (now - held) * bucket.leak
+        return tokens
+
     def _covers(self, now: float, amount: float) -> bool:
         """Whether the bucket pays ``amount`` now, with the reserve kept while others spend."""
-        bucket = self._bucket
         reserve = self._reserve
         if reserve:
             # While others spend the same bucket in bites, keep the largest bite in reserve: a
             # bite landing just before this request then does not turn it into a 429.
-            reserve = min(reserve, bucket.max_rate - amount)
-        return bucket.tokens(now) + _EPSILON >= amount + reserve
+            reserve = min(reserve, self._bucket.max_rate - amount)
+        return self._tokens(now) + _EPSILON >= amount + reserve
 
     async def acquire(
         self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
@@ -397,6 +414,9 @@ class RateLimiter(BucketModel):
             amount = min(waiter.cost, bucket.max_rate)
             if not self._covers(now, amount):
                 waiter.reasons |= _EMPTY
+                if self._refill_held_since is not None:
+                    self._disarm()  # the next answer or release calls back
+                    return
                 reserve = min(self._reserve, bucket.max_rate - amount)
                 missing = amount + reserve - bucket.tokens(now)
                 when = now + missing / bucket.leak
@@ -478,6 +498,7 @@ class RateLimiter(BucketModel):
             refund: give the tokens back; only when the request surely never reached the server
                 (the connection was never made). By default the tokens stay spent.
         """
+        self._refill_held_since = None
         entry = self._ledger.pop(permit.seq)
         if entry is not None and refund and self._loop is not None:
             now = self._loop.time()
@@ -498,8 +519,12 @@ class RateLimiter(BucketModel):
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
             rejected: the answer was a 429: the server charged nothing for it.
         """
+        informed = self._informed
+        self._refill_held_since = None
         self._sync(permit, state, rejected)
         if self._live:
+            if self._slow_start and self._informed and not informed and self._loop is not None:
+                self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
             self._dispatch()
 
     # -- 429 ---------------------------------------------------------------------------------

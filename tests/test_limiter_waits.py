@@ -323,8 +323,17 @@ def test_the_slow_start_queue_drains_in_one_pass() -> None:
         granted = [await w for w in waiters[:6]]
         assert [p.seq for p in granted] == [2, 3, 4, 5, 6, 7]
         assert {p.granted_at for p in granted} == {first.granted_at}
+        # Those six reach the server over the next round trip, while its bucket may sit full:
+        # no refill is credited before the next answer (without that, the other four would
+        # have left by +0.4 s).
+        await asyncio.sleep(1)
+        assert limiter.waiters == 4
+        # The answer to #2: 15 left (the refill of that second, less what reached the server).
+        t0 = now()
+        limiter.observe(granted[0], state(15))
         rest = [await w for w in waiters[6:]]
         assert [p.seq for p in rest] == [8, 9, 10, 11]
+        assert {p.granted_at for p in rest} == {t0}
 
     run(main)
 
