@@ -40,7 +40,8 @@ How the local model follows the server (``observe``): see :mod:`qomon_async._lim
 the base class :class:`~qomon_async._limiter_model.BucketModel` (re-sync from the headers, the
 estimate of other consumers, shape bounds). Until a first response has carried the headers the
 limiter lets only one request out at a time (slow start); the first answer that carries them
-releases every waiter the bucket covers at once. A 429 empties the local bucket and holds every
+releases every waiter the bucket covers at once, and no refill is credited until the next answer
+(those requests reach the server over a round trip, while its bucket may sit full). A 429 empties the local bucket and holds every
 waiter until ``Retry-After`` has passed; then the refill paces them.
 
 Bounds: a waiter's ``max_wait`` and ``max_pause`` bound its own wait (a pause longer than its
