@@ -23,6 +23,7 @@ from benchmarks import (
     bench_client_cost,
     bench_decode,
     bench_latency,
+    bench_limiter,
     bench_memory,
     bench_processes,
 )
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "latency": bench_latency,
     "memory": bench_memory,
     "decode": bench_decode,
+    "limiter": bench_limiter,
     "processes": bench_processes,
 }
 ALIASES = {"client-cost": "client_cost", "cost": "client_cost", "decoding": "decode"}

@@ -3,26 +3,22 @@
 Qomon meters each space with one bucket (100 tokens, refilled at 10/s; ``POST /contacts`` and
 ``PATCH /contacts/{id}`` cost 5, everything else 1) shared by every process using the space.
 This module models that bucket locally so that the client spends it exactly: no 429 it could
-have avoided, no token left idle while work waits, first come first served. It is the only
-module of the package that imports :mod:`aiolimiter`.
+have avoided, no token left idle while work waits, first come first served. The bucket itself
+is aiolimiter's (in :mod:`qomon_async._limiter_model`, the only other module that knows it).
 
 Public surface (private module; the client is the only caller)::
 
-    route_cost(method, path) -> int                  # 5 for POST /contacts, PATCH /contacts/{id}
-    parse_ratelimit_headers(headers) -> BucketState | None   # X-Ratelimit-* of any response
-    parse_retry_after(value, *, now=None) -> float | None    # Retry-After of a 429, in seconds
-
-    registry = LimiterRegistry(capacity=100, rate=10)  # one per client, built anywhere
-    limiter = registry.get()                # the RateLimiter of the running loop (lazy)
-    permit = await limiter.acquire(cost)    # FIFO; waits for tokens, a 429 pause, slow start
-    limiter.observe(permit, state)          # a response came back (any status): re-sync
-    limiter.release(permit, refund=False)   # no response came back (transport failure)
-    limiter.pause(retry_after)              # a 429: every request waits that long
-    registry.stats / limiter.stats          # LimiterStats counters
+    limiter = LocalLimiter(capacity=100, rate=10)   # one per client, built anywhere
+    rl = limiter.get()                      # the RateLimiter of the running loop (lazy)
+    permit = await rl.acquire(cost, max_wait=None, max_pause=None)
+    rl.observe(permit, state)               # a response came back (any status): re-sync
+    rl.release(permit, refund=False)        # no response came back (transport failure)
+    rl.pause(retry_after)                   # a 429: every request waits that long
+    limiter.stats / rl.stats                # LimiterStats counters
 
 Around each request the client does::
 
-    permit = await limiter.acquire(route_cost(method, path))
+    permit = await limiter.acquire(route_cost(method, path), max_wait=..., max_pause=...)
     try:
         response = await send(...)
     except BaseException:
@@ -32,29 +28,26 @@ Around each request the client does::
     if response.status == 429:
         limiter.pause(parse_retry_after(response.headers.get("Retry-After")) or 1.0)
 
-How the local model follows the server (``observe``): a response's ``X-Ratelimit-Remaining``
-is the server's bucket right after *that* request, which predates the permits we granted after
-it. The limiter keeps the permits it granted and has not heard back from, by sequence number,
-and turns the server's figure into a band for the bucket *now*:
+Granting (``acquire``): callers are served first come, first served. When nobody waits, no 429
+pause holds and the bucket covers the cost, the permit is granted at once, without suspending
+the caller. Otherwise the caller joins a FIFO queue; the queue is served by one function
+(``_dispatch``) that runs whenever something changes (an answer, a release, a pause, the head's
+timer) and grants, in order, every waiter the bucket covers, then sets one timer for the next.
+aiolimiter's own queue orders its waiters by amount (1-token calls would starve a 5-token
+create), so only its level arithmetic is used.
 
-* ``high = remaining - cost(later permits still unanswered)``: the likely truth; when the local
-  model holds more than ``high`` (another process spent tokens), it drops to ``high``.
-* ``low = remaining - cost(every later permit) - cost(permits in flight when it was granted)``:
-  what is certain whatever order the server processed our requests in; when the local model
-  holds less than ``low`` (it over-charged, e.g. for requests the server rejected), it rises to
-  ``low``, never above the capacity, and never from a response to a request sent before the
-  latest 429 pause.
+How the local model follows the server (``observe``): see :mod:`qomon_async._limiter_model`,
+the base class :class:`~qomon_async._limiter_model.BucketModel` (re-sync from the headers, the
+estimate of other consumers, shape bounds). Until a first response has carried the headers the
+limiter lets only one request out at a time (slow start); the first answer that carries them
+releases every waiter the bucket covers at once, and no refill is credited until the next answer
+(those requests reach the server over a round trip, while its bucket may sit full). A 429
+empties the local bucket and holds every waiter until ``Retry-After`` has passed; then the
+refill paces them.
 
-Other consumers of the space are measured, not only suffered: between two server readings the
-bucket gains the refill and loses what we were granted; what else it lost, others spent. Over
-one bucket's worth of refill time, that is a rate: the local bucket then refills at the server's
-rate minus it, and keeps the largest bite others took in reserve, so that a bite landing just
-before a request does not turn it into a 429. When others stop, both fade within that window.
-
-No refill is credited for the time between the server's answer and now, which leaves a margin
-of about one round trip of tokens. Until a first response has carried these headers the limiter
-lets only one request out at a time (slow start). A 429 empties the local bucket and holds
-every waiter until ``Retry-After`` has passed; then the refill paces them.
+Bounds: a waiter's ``max_wait`` and ``max_pause`` bound its own wait (a pause longer than its
+``max_pause`` raises :class:`~qomon_async.RateLimitError` for it at once, even when it was
+already queued); a waiter without them waits as long as the server says.
 """
 
 from __future__ import annotations
@@ -64,12 +57,11 @@ import collections
 import logging
 import math
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
-from aiolimiter import AsyncLimiter
-
+from ._exceptions import RateLimitError, RateLimitTimeout
+from ._limiter_ledger import InFlight
+from ._limiter_model import BucketModel
 from ._ratelimit import (
     DEFAULT_CAPACITY,
     DEFAULT_RATE,
@@ -84,96 +76,78 @@ logger = logging.getLogger("qomon_async")
 
 # A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
 _LONG_WAIT = 5.0
+# Tokens of float noise below which a bucket counts as covering a request: without it a timer
+# computed from the leak could land a hair early, and be re-armed for ever on a still clock.
+_EPSILON = 1e-9
+# Seconds past a measure's expiry at which a waiter looks again (expiry is strict).
+_FADE_MARGIN = 1e-6
+
+# Why a queued waiter waited (a bit set, for its log line).
+_QUEUED, _PAUSED, _SLOW_START, _EMPTY = 1, 2, 4, 8
+_REASONS = (
+    (_QUEUED, "queued"),
+    (_PAUSED, "paused by 429"),
+    (_SLOW_START, "slow start"),
+    (_EMPTY, "bucket empty"),
+)
 
 
-# --------------------------------------------------------------------------------------------
-# The aiolimiter bucket, and the one place that touches its internals
-# --------------------------------------------------------------------------------------------
+class _Waiter:
+    """A caller queued in :meth:`RateLimiter.acquire`."""
 
+    __slots__ = (
+        "amount",
+        "cost",
+        "deadline",
+        "future",
+        "live",
+        "max_pause",
+        "max_wait",
+        "reasons",
+        "started",
+    )
 
-class _Bucket(AsyncLimiter):
-    """aiolimiter's leaky bucket, plus a reader and a writer of its level.
-
-    aiolimiter models the bucket as a *level* of spent capacity that leaks at ``max_rate /
-    time_period`` per second; it has no public way to read or set that level, and following the
-    server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its waiter
-    and its wake-up timer, so this subclass reads and writes the three private attributes
-    ``_level``, ``_last_check`` and ``_rate_per_sec`` in :meth:`tokens` and :meth:`set_state`
-    only, then calls ``_wake_next`` (aiolimiter >= 1.2) so that a waiting ``acquire`` re-times
-    itself at once. ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails
-    if these internals change meaning.
-    """
-
-    def tokens(self, now: float) -> float:
-        """Tokens available at loop time ``now`` (may be negative: a debt), without side effect."""
-        level = self._level
-        if level:
-            # Mirrors AsyncLimiter._leak: the level drains from _last_check, never below zero.
-            level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
-        return self.max_rate - level
-
-    def set_state(
+    def __init__(
         self,
-        now: float,
-        available: float,
+        cost: float,
+        amount: float,
+        future: asyncio.Future[Permit],
         *,
-        capacity: float | None = None,
-        rate: float | None = None,
+        started: float,
+        max_pause: float | None,
+        max_wait: float | None,
     ) -> None:
-        """Make the bucket hold ``available`` tokens at loop time ``now``; optionally reshape.
-
-        ``available`` may be negative (requests in flight that the server has yet to charge);
-        it is capped at the capacity.
-        """
-        if capacity is not None and rate is not None:
-            self.max_rate = capacity
-            self.time_period = capacity / rate
-            self._rate_per_sec = rate
-        self._level = self.max_rate - min(available, self.max_rate)
-        self._last_check = now
-        wake: Callable[[], None] | None = getattr(self, "_wake_next", None)
-        if wake is not None:
-            wake()
-
-    @property
-    def rate(self) -> float:
-        """Refill rate in tokens per second (the bucket's shape)."""
-        return self.max_rate / self.time_period
-
-    def set_leak(self, now: float, rate: float) -> None:
-        """Refill at ``rate`` tokens per second from ``now`` on, the shape unchanged.
-
-        Used to leave to other consumers of the space the share of the refill they are seen
-        to spend (``RateLimiter._note_external``).
-        """
-        available = self.tokens(now)
-        self._rate_per_sec = rate
-        self.set_state(now, available)
+        self.cost = cost
+        self.amount = amount  # what it was counted for in the queue's total
+        self.future = future
+        self.started = started
+        self.max_pause = max_pause
+        self.max_wait = max_wait
+        self.deadline = None if max_wait is None else started + max_wait
+        self.live = True  # in the queue, neither granted, failed nor cancelled
+        self.reasons = 0
 
 
-@dataclass(frozen=True)
-class _InFlight:
-    """What the limiter remembers of a permit until its response (or failure) comes back."""
+def _check_limit(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not value >= 0:  # negative or NaN
+        raise ValueError(f"{name} must be a non-negative number of seconds or None, got {value!r}")
+    return None if value == math.inf else float(value)
 
-    cost: float
-    granted_total: float  # RateLimiter._granted_total right after this grant
-    in_flight_before: float  # tokens of the permits in flight when this one was granted
 
-
-class RateLimiter:
+class RateLimiter(BucketModel):
     """A local model of one Qomon bucket, shared by every request of a client on one loop.
 
-    Bound to the first event loop that uses it; use :class:`LimiterRegistry` to get one per
-    loop. Waiters are served first come, first served: only the head of the queue waits inside
-    aiolimiter, whose own queue orders by amount and would let 1-token calls starve a 5-token
-    create.
+    Bound to the first event loop that uses it; use :class:`LocalLimiter` to get one per loop.
+    Waiters are served first come, first served.
 
     Args:
         capacity: bucket size in tokens (``burst``); the server's ``X-Ratelimit-Limit`` wins.
         rate: refill in tokens per second.
         slow_start: until a response has carried the rate-limit headers, let only one request
             out at a time (the bucket may already be drained by another process).
-        stats: counters to add to (a registry shares one across its limiters).
+        stats: counters to add to (a :class:`LocalLimiter` shares one across its limiters).
     """
 
     def __init__(
@@ -184,31 +158,18 @@ class RateLimiter:
         slow_start: bool = True,
         stats: LimiterStats | None = None,
     ) -> None:
-        if not (capacity > 0 and rate > 0 and math.isfinite(capacity) and math.isfinite(rate)):
-            raise ValueError("capacity and rate must be positive numbers")
-        self._bucket = _Bucket(max_rate=capacity, time_period=capacity / rate)
-        self.stats = stats if stats is not None else LimiterStats()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # FIFO gate: asyncio.Lock wakes its waiters in arrival order and never lets a newcomer
-        # overtake a queued waiter; the holder is the only task inside the aiolimiter bucket.
-        self._gate = asyncio.Lock()
-        self._changed = asyncio.Event()  # set by observe/release: wakes a slow-start wait
-        self._waiting = 0
-        self._seq = 0
-        self._granted_total = 0.0  # tokens granted so far: later-permit costs by difference
-        self._in_flight_cost = 0.0  # tokens of the permits not yet answered
-        self._unanswered: dict[int, _InFlight] = {}
+        super().__init__(capacity, rate, stats)
+        # The FIFO queue of waiters; cancelled, expired and failed ones are skipped lazily.
+        self._queue: collections.deque[_Waiter] = collections.deque()
+        self._live = 0  # waiters in the queue still waiting
+        self._queued_amount = 0.0  # tokens they wait for
+        self._timer: asyncio.TimerHandle | None = None  # wakes the head of the queue
+        self._timer_when = 0.0
         self._slow_start = slow_start
-        self._informed = False  # a response has carried the headers
         self._paused_until = -math.inf
-        self._no_rise_upto = 0  # responses to permits up to this seq may not raise the model
-        self._on_reshape: Callable[[float, float], None] | None = None  # set by the registry
-        # Tokens other consumers of the space were seen to spend: (loop time, tokens), and the
-        # server reading they are measured from: (loop time, tokens, our tokens granted so far).
-        self._external: collections.deque[tuple[float, float]] = collections.deque()
-        self._reading: tuple[float, float, int, float] | None = None
-        self._rejected: dict[int, float] = {}  # seq -> cost of permits answered 429
-        self._reserve = 0.0  # tokens kept back while others spend (see _measure_others)
+        # Set when slow start ends with waiters queued: the refill since then is not credited
+        # until the next answer (see _tokens).
+        self._refill_held_since: float | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -218,38 +179,14 @@ class RateLimiter:
             self._loop = loop
         elif self._loop is not loop:
             raise RuntimeError(
-                "this RateLimiter belongs to another event loop; use LimiterRegistry.get()"
+                "this RateLimiter belongs to another event loop; use LocalLimiter.get()"
             )
         return loop
-
-    def _now(self) -> float | None:
-        return self._loop.time() if self._loop is not None else None
-
-    @property
-    def capacity(self) -> float:
-        """Bucket size in tokens."""
-        return float(self._bucket.max_rate)
-
-    @property
-    def rate(self) -> float:
-        """Refill rate in tokens per second."""
-        return self._bucket.rate
-
-    @property
-    def available(self) -> float:
-        """Tokens the local model holds now (negative: a debt of requests in flight)."""
-        now = self._now()
-        return self.capacity if now is None else self._bucket.tokens(now)
 
     @property
     def waiters(self) -> int:
         """Callers waiting in :meth:`acquire`."""
-        return self._waiting
-
-    @property
-    def in_flight(self) -> int:
-        """Permits granted and not yet observed or released."""
-        return len(self._unanswered)
+        return self._live
 
     @property
     def paused_until(self) -> float | None:
@@ -274,7 +211,31 @@ class RateLimiter:
     # -- acquiring ---------------------------------------------------------------------------
 
     def _slow_start_blocks(self) -> bool:
-        return self._slow_start and not self._informed and bool(self._unanswered)
+        return self._slow_start and not self._informed and bool(self._ledger)
+
+    def _tokens(self, now: float) -> float:
+        """Tokens the bucket may spend now.
+
+        When slow start ends with callers queued, the ones the bucket covers leave at once,
+        and reach the server over the next round trip; until then the server's bucket may sit
+        full, its refill lost. So no refill is credited from that moment until the next answer
+        (or release), which re-syncs the model.
+        """
+        bucket = self._bucket
+        tokens = bucket.tokens(now)
+        held = self._refill_held_since
+        if held is not None and now > held:
+            tokens -= (now - held) * bucket.leak
+        return tokens
+
+    def _covers(self, now: float, amount: float) -> bool:
+        """Whether the bucket pays ``amount`` now, with the reserve kept while others spend."""
+        reserve = self._reserve
+        if reserve:
+            # While others spend the same bucket in bites, keep the largest bite in reserve: a
+            # bite landing just before this request then does not turn it into a 429.
+            reserve = min(reserve, self._bucket.max_rate - amount)
+        return self._tokens(now) + _EPSILON >= amount + reserve
 
     async def acquire(
         self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
@@ -283,100 +244,251 @@ class RateLimiter:
 
         Callers are served in arrival order. A caller waits while an earlier one waits, while a
         429 pause lasts, during slow start while a request is in flight, and until the bucket
-        holds ``cost`` tokens. Cancelling a waiter charges nothing and keeps the queue intact.
+        holds ``cost`` tokens. When nothing holds it, the permit is granted without suspending
+        the caller. Cancelling a waiter charges nothing and keeps the queue intact.
 
         Args:
             cost: tokens the request costs (see :func:`route_cost`); a cost above the capacity
                 takes the whole bucket.
+            max_wait: seconds this caller may wait at most; ``None`` (or infinity) for no
+                limit. When the queue ahead, the refill and a 429 pause already add up to more,
+                :class:`~qomon_async.RateLimitTimeout` is raised at once (``predicted_wait``
+                set); when the time runs out while waiting, it is raised then
+                (``predicted_wait=None``). Either way nothing is charged and the waiters
+                behind move up.
+            max_pause: the longest 429 pause this caller waits out (seconds; ``None``: any).
+                When a pause holds longer, :class:`~qomon_async.RateLimitError` (status 429,
+                ``retry_after`` = the seconds left) is raised at once, also for a caller
+                already queued when the pause is set. The pause itself stays for the others.
 
         Returns:
             A :class:`Permit`; hand it back to :meth:`observe` or :meth:`release`.
 
         Raises:
-            ValueError: ``cost`` is negative or not a number.
+            ValueError: ``cost`` is negative or not a number, or a limit is negative.
+            RateLimitTimeout: the wait would exceed, or exceeded, ``max_wait``.
+            RateLimitError: a 429 pause lasts longer than ``max_pause``.
         """
         if not (cost >= 0 and math.isfinite(cost)):
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        if max_wait is not None:
+            max_wait = _check_limit("max_wait", max_wait)
+        if max_pause is not None:
+            max_pause = _check_limit("max_pause", max_pause)
         loop = self._bind()
-        start = loop.time()
-        reasons: list[str] = []
-        self._waiting += 1
+        now = loop.time()
+        paused = self._paused_until > now
+        if paused and max_pause is not None and self._paused_until - now > max_pause:
+            raise _pause_error(self._paused_until - now, max_pause)
+        amount = min(cost, self._bucket.max_rate)
+        if (
+            not self._live
+            and not paused
+            and not self._slow_start_blocks()
+            and self._covers(now, amount)
+        ):  # the fast path: granted at once, without suspending the caller
+            self._bucket.take(now, amount)
+            return self._grant(cost, 0.0, now, 0)
+        if max_wait is not None:
+            predicted = self._predict(now, amount)
+            if predicted > max_wait:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "request refused at once: predicted wait %.3f s > max_wait %.3f s",
+                        predicted,
+                        max_wait,
+                    )
+                raise RateLimitTimeout(
+                    f"the rate limiter predicts a wait of {predicted:.3f} s, beyond max_wait "
+                    f"({max_wait:g} s); nothing was sent",
+                    predicted_wait=predicted,
+                    max_wait=max_wait,
+                )
+        return await self._wait(loop, now, cost, amount, max_wait=max_wait, max_pause=max_pause)
+
+    def _predict(self, now: float, amount: float) -> float:
+        """Seconds until a new waiter of ``amount`` tokens would be served, as things stand.
+
+        The queue ahead, the refill (less what others are seen to spend) and a 429 pause count;
+        slow start counts for nothing (it ends with the first answer, typically one round trip).
+        """
+        bucket = self._bucket
+        leak = bucket.leak
+        need = self._queued_amount + amount + min(self._reserve, bucket.max_rate - amount)
+        pause = self._paused_until - now
+        if pause > 0:
+            # The bucket refills during the pause, up to its capacity.
+            supply = min(bucket.tokens(now) + pause * leak, bucket.max_rate)
+            return pause + max(need - supply, 0.0) / leak
+        return max(need - bucket.tokens(now), 0.0) / leak
+
+    async def _wait(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        now: float,
+        cost: float,
+        amount: float,
+        *,
+        max_wait: float | None,
+        max_pause: float | None,
+    ) -> Permit:
+        waiter = _Waiter(
+            cost, amount, loop.create_future(), started=now, max_pause=max_pause, max_wait=max_wait
+        )
+        deadline = waiter.deadline
+        if self._live:
+            waiter.reasons |= _QUEUED
+        self._queue.append(waiter)
+        self._live += 1
+        self._queued_amount += amount
+        expiry = None if deadline is None else loop.call_at(deadline, self._expire, waiter)
+        if self._live == 1:
+            self._dispatch()  # the new head: arm its timer
         try:
-            if self._gate.locked():
-                reasons.append(f"queued behind {self._waiting - 1}")
-            async with self._gate:
-                await self._wait_turn(loop, cost, reasons)
-                return self._grant(cost, loop.time() - start, reasons)
+            return await waiter.future
         except asyncio.CancelledError:
             self.stats.cancelled += 1
+            future = waiter.future
+            if waiter.live:
+                self._leave(waiter)
+                self._dispatch()  # the waiters behind move up
+            elif future.done() and not future.cancelled() and future.exception() is None:
+                # Granted in the same iteration as the cancellation: give it all back.
+                self._revoke(future.result())
             raise
         finally:
-            self._waiting -= 1
+            if expiry is not None:
+                expiry.cancel()
 
-    async def _wait_turn(
-        self, loop: asyncio.AbstractEventLoop, cost: float, reasons: list[str]
-    ) -> None:
-        """As head of the queue: wait out a pause, slow start and the bucket, then charge."""
-        while True:
-            now = loop.time()
-            if self._paused_until > now:
-                delay = self._paused_until - now
-                reasons.append(f"paused by 429 until {self._paused_until:.3f}")
-                logger.debug("request waits %.3f s: paused by a 429", delay)
-                await asyncio.sleep(delay)
-                continue
-            if self._slow_start_blocks():
-                reasons.append("slow start")
-                logger.debug("request waits: slow start, for the first rate-limit headers")
-                self._changed.clear()
-                await self._changed.wait()
-                continue
-            amount = min(cost, self._bucket.max_rate)
-            # While others spend the same bucket in bites, keep the largest bite in reserve: a
-            # bite landing just before this request then does not turn it into a 429.
-            reserve = min(self._reserve, self._bucket.max_rate - amount)
-            missing = amount + reserve - self._bucket.tokens(now)
-            if missing > 0:
-                reasons.append("bucket empty")
-                logger.debug(
-                    "request waits ~%.3f s: bucket empty (%.2f tokens available, %g needed)",
-                    missing / self._bucket.rate,
-                    amount - missing,
-                    amount,
-                )
-            await self._bucket.acquire(amount + reserve)
-            if reserve:
-                now = loop.time()
-                self._bucket.set_state(now, self._bucket.tokens(now) + reserve)
-            if self._paused_until > loop.time():
-                # A 429 arrived while we waited inside the bucket: give the tokens back and
-                # wait out the pause (nothing may leave before Retry-After has passed).
-                now = loop.time()
-                self._bucket.set_state(now, self._bucket.tokens(now) + amount)
-                continue
+    def _leave(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the live queue (granted, failed or cancelled)."""
+        waiter.live = False
+        self._live -= 1
+        self._queued_amount -= waiter.amount
+        if not self._live:
+            self._queued_amount = 0.0  # no float residue
+            self._queue.clear()
+            self._disarm()
+
+    def _fail(self, waiter: _Waiter, error: BaseException) -> None:
+        self._leave(waiter)
+        if not waiter.future.done():
+            waiter.future.set_exception(error)
+
+    def _expire(self, waiter: _Waiter) -> None:
+        """``max_wait`` ran out while ``waiter`` was queued (a timer callback)."""
+        if not waiter.live:
             return
+        self._fail(
+            waiter,
+            RateLimitTimeout(
+                f"the rate limiter could not grant the request within max_wait "
+                f"({waiter.max_wait:g} s); nothing was sent",
+                predicted_wait=None,
+                max_wait=waiter.max_wait,
+            ),
+        )
+        self._dispatch()
 
-    def _grant(self, cost: float, waited: float, reasons: list[str]) -> Permit:
+    def _dispatch(self) -> None:
+        """Grant, in order, every queued waiter the bucket covers; time the next one."""
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        queue = self._queue
+        bucket = self._bucket
+        while queue:
+            waiter = queue[0]
+            if not waiter.live or waiter.future.done():
+                queue.popleft()
+                if waiter.live:  # its task was cancelled and has not run yet
+                    self._leave(waiter)
+                continue
+            if self._paused_until > now:
+                waiter.reasons |= _PAUSED
+                self._arm(self._paused_until)
+                return
+            if self._slow_start_blocks():
+                waiter.reasons |= _SLOW_START
+                self._disarm()  # an answer or a release calls back
+                return
+            amount = min(waiter.cost, bucket.max_rate)
+            if not self._covers(now, amount):
+                waiter.reasons |= _EMPTY
+                if self._refill_held_since is not None:
+                    self._disarm()  # the next answer or release calls back
+                    return
+                reserve = min(self._reserve, bucket.max_rate - amount)
+                missing = amount + reserve - bucket.tokens(now)
+                when = now + missing / bucket.leak
+                oldest = self._others.oldest()
+                if oldest is not None and (reserve or bucket.leak < self.rate):
+                    # What others were seen to spend fades as its measures leave the window,
+                    # answers or not: look again when the oldest one does.
+                    when = min(when, oldest + self.capacity / self.rate + _FADE_MARGIN)
+                self._arm(when)
+                return
+            queue.popleft()
+            self._leave(waiter)
+            bucket.take(now, amount)
+            waiter.future.set_result(
+                self._grant(waiter.cost, now - waiter.started, now, waiter.reasons or _EMPTY)
+            )
+        self._disarm()
+
+    def _arm(self, when: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if self._timer_when == when:
+                return
+            timer.cancel()
+        assert self._loop is not None
+        self._timer_when = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._loop is not None and len(self._others):
+            self._apply_others(self._loop.time())
+        self._dispatch()
+
+    def _grant(self, cost: float, waited: float, now: float, reasons: int) -> Permit:
+        """Record a permit; ``reasons`` is 0 for a grant that did not wait at all."""
         self._seq += 1
+        seq = self._seq
         self._granted_total += cost
-        now = self._loop.time() if self._loop is not None else 0.0
-        self._unanswered[self._seq] = _InFlight(cost, self._granted_total, self._in_flight_cost)
-        self._in_flight_cost += cost
+        ledger = self._ledger
+        ledger.add(seq, InFlight(cost, self._granted_total, ledger.total))
         stats = self.stats
         stats.permits += 1
         stats.tokens += cost
-        if waited > 0:
+        if reasons:
             stats.waits += 1
             stats.wait_seconds += waited
-            logger.log(
-                logging.INFO if waited >= _LONG_WAIT else logging.DEBUG,
-                "permit #%d (cost %g) granted after waiting %.3f s (%s)",
-                self._seq,
-                cost,
-                waited,
-                ", ".join(dict.fromkeys(reasons)) or "bucket empty",
-            )
-        return Permit(seq=self._seq, cost=cost, waited=waited, granted_at=now)
+            level = logging.INFO if waited >= _LONG_WAIT else logging.DEBUG
+            if logger.isEnabledFor(level):
+                logger.log(
+                    level,
+                    "permit #%d (cost %g) granted after waiting %.3f s (%s)",
+                    seq,
+                    cost,
+                    waited,
+                    ", ".join(text for bit, text in _REASONS if reasons & bit),
+                )
+        return Permit(seq=seq, cost=cost, waited=waited, granted_at=now)
+
+    def _revoke(self, permit: Permit) -> None:
+        """Undo a grant whose caller was cancelled before it could use it."""
+        self.release(permit, refund=True)
+        self.stats.permits -= 1
+        self.stats.waits -= 1  # only a queued waiter can be granted and then cancelled
+        self.stats.wait_seconds -= permit.waited
 
     # -- hearing back ------------------------------------------------------------------------
 
@@ -388,146 +500,34 @@ class RateLimiter:
             refund: give the tokens back; only when the request surely never reached the server
                 (the connection was never made). By default the tokens stay spent.
         """
-        entry = self._answered(permit)
+        self._refill_held_since = None
+        entry = self._ledger.pop(permit.seq)
         if entry is not None and refund and self._loop is not None:
             now = self._loop.time()
             self._bucket.set_state(now, self._bucket.tokens(now) + permit.cost)
             self.stats.tokens -= permit.cost
+        if self._live:
+            self._dispatch()
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
         """A response to the request of ``permit`` came back (any status): re-sync.
 
-        Follows the shape of ``X-Ratelimit-Limit`` and corrects the local model with
-        ``X-Ratelimit-Remaining`` (refined by ``X-Ratelimit-Reset``), allowing for the permits
-        granted since (module docstring). A second observation of one permit is ignored.
+        Follows the shape of ``X-Ratelimit-Limit`` (within bounds) and corrects the local model
+        with ``X-Ratelimit-Remaining`` (refined by ``X-Ratelimit-Reset``), allowing for the
+        permits granted since (module docstring). A second observation of one permit is ignored.
 
         Args:
             permit: from :meth:`acquire`.
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
             rejected: the answer was a 429: the server charged nothing for it.
         """
-        entry = self._answered(permit)
-        if rejected:
-            self._rejected[permit.seq] = permit.cost
-        if entry is None or state is None or self._loop is None:
-            return
-        now = self._loop.time()
-        if state.capacity is not None and state.rate is not None:
-            self._reshape(now, state.capacity, state.rate)
-        server = self._server_tokens(state)
-        if server is None:
-            return
-        self._informed = True
-        # The band [low, high] of module docstring: "high" assumes the server processed our
-        # requests in grant order; "low" holds in any order (everything granted after this
-        # permit, and everything in flight when it was granted, may have come after it).
-        later_unanswered = sum(f.cost for s, f in self._unanswered.items() if s > permit.seq)
-        high = server - later_unanswered
-        low = server - (self._granted_total - entry.granted_total) - entry.in_flight_before
-        local = self._bucket.tokens(now)
-        self.stats.syncs += 1
-        self._measure_others(now, server, permit.seq, entry.granted_total)
-        if local > high + 1e-9:
-            self.stats.synced_down += 1
-            logger.debug(
-                "re-sync down: %.2f -> %.2f tokens (server: %g remaining after #%d)",
-                local,
-                high,
-                server,
-                permit.seq,
-            )
-            self._bucket.set_state(now, high)
-        elif local < low - 1e-9 and permit.seq > self._no_rise_upto:
-            target = min(low, self._bucket.max_rate)
-            self.stats.synced_up += 1
-            logger.debug(
-                "re-sync up: %.2f -> %.2f tokens (server: %g remaining after #%d)",
-                local,
-                target,
-                server,
-                permit.seq,
-            )
-            self._bucket.set_state(now, target)
-
-    def _measure_others(self, now: float, server: float, seq: int, granted_total: float) -> None:
-        """Estimate what other consumers of the space spend; keep the rest of the refill.
-
-        Between two server readings, the bucket gained the refill and lost what we were granted
-        in between; what else it lost, others spent. Over the last ``capacity / rate`` seconds
-        (one bucket's worth of refill) those tokens are a rate, and the local bucket refills at
-        the server's rate minus it (at least a tenth of it), so that the client stops racing
-        others for tokens it cannot have. The measures are signed, so that the jitter of the
-        answers' arrival times cancels out.
-        """
-        previous = self._reading
-        if previous is not None and seq < previous[2]:
-            return  # an answer overtaken by a later one: measure from the latest only
-        self._reading = (now, server, seq, granted_total)
-        if previous is not None:
-            then, tokens, since, granted = previous
-            # Ours between the two readings: what we were granted, less what the server refused.
-            refused = sum(cost for s, cost in self._rejected.items() if since < s <= seq)
-            ours = granted_total - granted - refused
-            expected = min(tokens + self.rate * (now - then), self.capacity)
-            self._external.append((now, expected - ours - server))
-            for old in [s for s in self._rejected if s <= seq]:
-                del self._rejected[old]
-        window = self.capacity / self.rate
-        while self._external and self._external[0][0] < now - window:
-            self._external.popleft()
-        others = max(sum(spent for _, spent in self._external) / window, 0.0)
-        # Below 2% of the refill, "others" is the jitter of the answers' arrival times.
-        significant = others > 0.02 * self.rate
-        self._reserve = (
-            max((spent for _, spent in self._external), default=0.0) if significant else 0.0
-        )
-        leak = max(self.rate - others, 0.1 * self.rate)
-        if abs(leak - self._bucket._rate_per_sec) > 1e-9:
-            if leak < self.rate:
-                logger.debug(
-                    "other consumers spend about %.2f tokens/s: refilling at %.2f/s", others, leak
-                )
-            self._bucket.set_leak(now, leak)
-
-    def _answered(self, permit: Permit) -> _InFlight | None:
-        """Forget ``permit`` as in flight; wake a slow-start wait. None if already forgotten."""
-        entry = self._unanswered.pop(permit.seq, None)
-        if entry is not None:
-            self._in_flight_cost -= entry.cost
-            if not self._unanswered:
-                self._in_flight_cost = 0.0  # no float residue
-        self._changed.set()
-        return entry
-
-    def _server_tokens(self, state: BucketState) -> float | None:
-        """Tokens the server had right after the request, from Remaining refined by Reset."""
-        capacity = state.capacity if state.capacity is not None else self.capacity
-        rate = state.rate if state.rate is not None else self.rate
-        tokens = state.remaining
-        if state.reset is not None:
-            # Reset = (capacity - tokens) / rate; it carries the fraction that an integer
-            # Remaining drops, so it wins when both agree to within one token.
-            from_reset = capacity - state.reset * rate
-            if tokens is None or abs(from_reset - tokens) < 1:
-                tokens = from_reset
-        if tokens is None:
-            return None
-        return min(max(tokens, 0.0), capacity)
-
-    def _reshape(self, now: float, capacity: float, rate: float) -> None:
-        if capacity == self.capacity and rate == self.rate:
-            return
-        logger.info(
-            "rate limit shape changed: burst %g, %g/s -> burst %g, %g/s",
-            self.capacity,
-            self.rate,
-            capacity,
-            rate,
-        )
-        self.stats.shape_changes += 1
-        self._bucket.set_state(now, self._bucket.tokens(now), capacity=capacity, rate=rate)
-        if self._on_reshape is not None:
-            self._on_reshape(capacity, rate)
+        informed = self._informed
+        self._refill_held_since = None
+        self._sync(permit, state, rejected)
+        if self._live:
+            if self._slow_start and self._informed and not informed and self._loop is not None:
+                self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
+            self._dispatch()
 
     # -- 429 ---------------------------------------------------------------------------------
 
@@ -536,7 +536,10 @@ class RateLimiter:
 
         The local bucket is emptied now, so that when the pause ends the refill lets requests
         out one by one rather than all at once. A pause is never shortened by a later, shorter
-        one. Call it from the limiter's event loop.
+        one. It is the server's word and stays whole, however long, for the waiters without
+        limits; a queued waiter whose ``max_pause`` it exceeds raises
+        :class:`~qomon_async.RateLimitError` now, and one whose ``max_wait`` ends before it
+        :class:`~qomon_async.RateLimitTimeout`. Call it from the limiter's event loop.
         """
         loop = self._bind()
         now = loop.time()
@@ -552,10 +555,43 @@ class RateLimiter:
                 until,
             )
             self._paused_until = until
+            if self._live:
+                self._enforce_limits(now)
         else:
             logger.info(
                 "429 Too Many Requests: already paused until loop time %.3f", self._paused_until
             )
+        if self._live:
+            self._dispatch()
+
+    def _enforce_limits(self, now: float) -> None:
+        """Fail at once the queued waiters whose own limits the current pause exceeds."""
+        until = self._paused_until
+        left = until - now
+        for waiter in list(self._queue):
+            if not waiter.live or waiter.future.done():
+                continue
+            if waiter.max_pause is not None and left > waiter.max_pause:
+                self._fail(waiter, _pause_error(left, waiter.max_pause))
+            elif waiter.deadline is not None and until > waiter.deadline:
+                self._fail(
+                    waiter,
+                    RateLimitTimeout(
+                        f"a 429 pause holds every request for {left:.3f} s, beyond max_wait "
+                        f"({waiter.max_wait:g} s); nothing was sent",
+                        predicted_wait=until - waiter.started,
+                        max_wait=waiter.max_wait,
+                    ),
+                )
+
+
+def _pause_error(left: float, max_pause: float) -> RateLimitError:
+    return RateLimitError(
+        f"429 Too Many Requests: the server asked to wait {left:.3f} s, beyond max_pause "
+        f"({max_pause:g} s); nothing was sent",
+        retry_after=left,
+        status_code=429,
+    )
 
 
 class LocalLimiter:
@@ -589,6 +625,8 @@ class LocalLimiter:
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RateLimiter] = (
             weakref.WeakKeyDictionary()
         )
+        self._last: RateLimiter | None = None  # the limiter of the loop that called last
+        self._refused_shapes: dict[tuple[float, float], None] = {}  # logged once each
 
     @property
     def kind(self) -> Literal["local", "redis"]:
@@ -606,13 +644,19 @@ class LocalLimiter:
             RuntimeError: no event loop is running.
         """
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last._loop is loop:
+            return last
         limiter = self._limiters.get(loop)
         if limiter is None:
             limiter = RateLimiter(
                 self.capacity, self.rate, slow_start=self.slow_start, stats=self._stats
             )
             limiter._on_reshape = self._remember_shape
+            limiter._refused_shapes = self._refused_shapes
+            limiter._loop = loop
             self._limiters[loop] = limiter
+        self._last = limiter
         return limiter
 
     async def acquire(

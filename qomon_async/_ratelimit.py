@@ -39,6 +39,10 @@ from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 __all__ = [
+    "MAX_BURST",
+    "MAX_RATE",
+    "MIN_BURST",
+    "MIN_RATE",
     "BucketState",
     "Limiter",
     "LimiterStats",
@@ -46,26 +50,37 @@ __all__ = [
     "parse_ratelimit_headers",
     "parse_retry_after",
     "route_cost",
+    "shape_within_bounds",
 ]
 
-#: Qomon's documented bucket (qomon-api.md section 4).
+#: Qomon's documented bucket: 100 tokens, refilled at 10 per second.
 DEFAULT_CAPACITY = 100.0
 DEFAULT_RATE = 10.0
 EXPENSIVE_COST = 5
 DEFAULT_COST = 1
+
+#: The bucket shapes a limiter accepts from ``X-Ratelimit-Limit``: a burst of 1 to a million
+#: tokens, refilled at 0.01 (one token every 100 s) to a million tokens per second. Qomon
+#: advertises ``burst:100;rate:10.0``; a shape outside these bounds is a broken or hostile
+#: server (``rate:0.000000001`` would make the next call wait for years), so a limiter logs it
+#: once and keeps the shape it had.
+MIN_BURST = 1.0
+MAX_BURST = 1e6
+MIN_RATE = 0.01
+MAX_RATE = 1e6
 
 
 # --------------------------------------------------------------------------------------------
 # Pure helpers: route costs and header parsing (no event loop needed)
 # --------------------------------------------------------------------------------------------
 
-# Paths are relative to the base URL; "/v1" is accepted as a prefix (the draft routes, section 6).
+# Paths are relative to the base URL; "/v1" is accepted as a prefix (Qomon's draft routes).
 _CONTACTS = re.compile(r"(?:/v1)?/contacts")
 _ONE_CONTACT = re.compile(r"(?:/v1)?/contacts/(?!upsert$)[^/]+")
 
 
 def route_cost(method: str, path: str) -> int:
-    """Tokens Qomon charges for one request (qomon-api.md section 4).
+    """Tokens Qomon charges for one request, as its documentation states.
 
     Args:
         method: the HTTP method, any case.
@@ -134,6 +149,19 @@ def _parse_limit(text: str | None) -> tuple[float | None, float | None]:
     if not capacity or not rate:
         return None, None
     return capacity, rate
+
+
+def shape_within_bounds(capacity: float, rate: float) -> bool:
+    """Whether a bucket shape advertised by a server is one a limiter may adopt.
+
+    Args:
+        capacity: the burst, in tokens.
+        rate: the refill, in tokens per second.
+
+    Returns:
+        True when ``MIN_BURST <= capacity <= MAX_BURST`` and ``MIN_RATE <= rate <= MAX_RATE``.
+    """
+    return MIN_BURST <= capacity <= MAX_BURST and MIN_RATE <= rate <= MAX_RATE
 
 
 def parse_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
@@ -239,7 +267,9 @@ class LimiterStats:
         syncs: responses whose headers were compared with the local model.
         synced_down: syncs that lowered the local model (someone else spent tokens).
         synced_up: syncs that raised it (the local model had over-charged).
-        shape_changes: times ``X-Ratelimit-Limit`` advertised a new shape.
+        shape_changes: times ``X-Ratelimit-Limit`` advertised a new shape (and it was adopted).
+        shapes_refused: answers whose ``X-Ratelimit-Limit`` was outside the accepted bounds
+            (see :func:`shape_within_bounds`) and was ignored.
         kind: the bucket in use: ``"local"``, or ``"redis"`` (a shared bucket; ``"local"``
             while it has fallen back to the local limiter).
         fallbacks: times a shared bucket fell back to the local limiter (Redis failing).
@@ -257,6 +287,7 @@ class LimiterStats:
     synced_down: int = 0
     synced_up: int = 0
     shape_changes: int = 0
+    shapes_refused: int = 0
     kind: Literal["local", "redis"] = "local"
     fallbacks: int = 0
     reservations: int = 0
@@ -293,9 +324,11 @@ class Limiter(Protocol):
                 while waiting, too. Either way nothing is charged.
             max_pause: the longest 429 pause worth waiting out (the retry policy's
                 ``max_retry_after``); a pause lasting longer raises
-                :class:`~qomon_async.RateLimitError` (with ``retry_after``) at once.
+                :class:`~qomon_async.RateLimitError` (with ``retry_after``) at once, also for
+                a caller already waiting when the pause is set.
 
-        Cancelling a waiter charges nothing and keeps the queue intact.
+        Cancelling a waiter charges nothing and keeps the queue intact. A caller without
+        ``max_wait`` and ``max_pause`` waits as long as the bucket and the server say.
         """
         ...
 

@@ -150,9 +150,7 @@ def _workdir(block: Block, page_dirs: dict[Path, Path], factory: pytest.TempPath
     return where
 
 
-def _env_for(
-    code: str, docs_env: dict[str, str], request: pytest.FixtureRequest
-) -> dict[str, str]:
+def _env_for(code: str, docs_env: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
     env = dict(docs_env)
     if "QOMON_REDIS_URL" in code:
         env["QOMON_REDIS_URL"] = request.getfixturevalue("redis_url")

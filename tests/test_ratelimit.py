@@ -20,7 +20,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from qomon_async import _local_limiter
+from qomon_async import _limiter_model
 from qomon_async._local_limiter import LimiterRegistry, RateLimiter
 from qomon_async._ratelimit import (
     BucketState,
@@ -231,7 +231,7 @@ def test_bucket_internals_match_aiolimiter() -> None:
     assert callable(getattr(AsyncLimiter, "_wake_next", None))
 
     async def main() -> None:
-        bucket = _local_limiter._Bucket(max_rate=100, time_period=10)
+        bucket = _limiter_model._Bucket(max_rate=100, time_period=10)
         t = now()
         bucket.set_state(t, 3)
         # The public API agrees with what we wrote...

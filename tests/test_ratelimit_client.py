@@ -150,3 +150,18 @@ def test_one_limiter_per_event_loop(fake_qomon_thread: FakeQomon) -> None:
 def fake_qomon_thread() -> Any:
     with FakeQomon(api_key=KEY, time_scale=SCALE) as fake:
         yield fake
+
+
+async def test_limiter_stats_count_only_the_calls_that_waited(fake: FakeQomon) -> None:
+    async with QomonClient(KEY, base_url=fake.base_url) as client:
+        for _ in range(10):  # one at a time, the bucket full: nobody waits
+            await client.count_contacts()
+        stats = client.limiter_stats
+        assert stats is not None
+        assert (stats.permits, stats.waits, stats.wait_seconds) == (10, 0, 0.0)
+        # 30 creates at once: 18 in what is left of the burst, the rest wait for the refill.
+        assert all([r.ok async for r in client.create_contacts(people(30), concurrency=30)])
+        assert stats.permits == 40
+        # (a little refill while the burst goes out may let one or two more through at once)
+        assert 9 <= stats.waits <= 12
+        assert stats.wait_seconds > 0

@@ -1,0 +1,354 @@
+"""The local limiter's model of the server's bucket: its level, its shape, and how answers
+correct it.
+
+:class:`BucketModel` is the base of :class:`qomon_async._local_limiter.RateLimiter`: it holds
+the bucket (aiolimiter's leaky bucket, :class:`_Bucket`), the permits in flight, and the
+estimate of what other consumers spend; the subclass adds the queue of callers. This is the
+only module of the package that imports :mod:`aiolimiter`.
+
+How the local model follows the server (``_sync``, on every answer): a response's
+``X-Ratelimit-Remaining`` is the server's bucket right after *that* request, which predates the
+permits we granted after it. The model keeps the permits it granted and has not heard back
+from, by sequence number, and turns the server's figure into a band for the bucket *now*:
+
+* ``high = remaining - cost(later permits still unanswered)``: the likely truth; when the local
+  model holds more than ``high`` (another process spent tokens), it drops to ``high``.
+* ``low = remaining - cost(every later permit) - cost(permits in flight when it was granted)``:
+  what is certain whatever order the server processed our requests in; when the local model
+  holds less than ``low`` (it over-charged, e.g. for requests the server rejected), it rises to
+  ``low``, never above the capacity, and never from a response to a request sent before the
+  latest 429 pause.
+
+Other consumers of the space are measured, not only suffered: between two server readings the
+bucket gains the refill and loses what we were granted; what else it lost, others spent. Over
+one bucket's worth of refill time, that is a rate: the local bucket then refills at the server's
+rate minus it, and keeps the largest bite others took in reserve, so that a bite landing just
+before a request does not turn it into a 429. When others stop, both fade within that window.
+The work per answer does not grow with that window nor with the requests in flight
+(:mod:`qomon_async._limiter_ledger`).
+
+No refill is credited for the time between the server's answer and now, which leaves a margin
+of about one round trip of tokens.
+
+Bounds: an advertised shape outside ``MIN_BURST`` .. ``MAX_BURST`` tokens and ``MIN_RATE`` ..
+``MAX_RATE`` tokens/s (:mod:`qomon_async._ratelimit`) is refused (logged once per value; the
+previous shape stays), and the server's ``Remaining`` and ``Reset`` are clamped to the bucket,
+so that a re-sync never implies a wait longer than ``capacity / rate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+from collections.abc import Callable
+
+from aiolimiter import AsyncLimiter
+
+from ._limiter_ledger import InFlightLedger, OthersWindow
+from ._ratelimit import (
+    MAX_BURST,
+    MAX_RATE,
+    MIN_BURST,
+    MIN_RATE,
+    BucketState,
+    LimiterStats,
+    Permit,
+    shape_within_bounds,
+)
+
+__all__ = ["BucketModel"]
+
+logger = logging.getLogger("qomon_async")
+
+# Refused shapes remembered (to log each once); beyond, the oldest are forgotten.
+_REFUSED_MEMORY = 64
+
+
+# --------------------------------------------------------------------------------------------
+# The aiolimiter bucket, and the one place that touches its internals
+# --------------------------------------------------------------------------------------------
+
+
+class _Bucket(AsyncLimiter):
+    """aiolimiter's leaky bucket, plus a reader and a writer of its level.
+
+    aiolimiter models the bucket as a *level* of spent capacity that leaks at ``max_rate /
+    time_period`` per second; it has no public way to read or set that level, and following the
+    server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its state, so
+    this subclass reads and writes the three private attributes ``_level``, ``_last_check`` and
+    ``_rate_per_sec`` in :meth:`tokens`, :meth:`take` and :meth:`set_state` only (and calls
+    ``_wake_next``, aiolimiter >= 1.2, so that a task waiting in :meth:`acquire` re-times
+    itself). ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
+    internals change meaning.
+    """
+
+    def tokens(self, now: float) -> float:
+        """Tokens available at loop time ``now`` (may be negative: a debt), without side effect."""
+        level = self._level
+        if level:
+            # Mirrors AsyncLimiter._leak: the level drains from _last_check, never below zero.
+            level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
+        return self.max_rate - level
+
+    def take(self, now: float, amount: float) -> None:
+        """Charge ``amount`` tokens at loop time ``now`` (what ``acquire`` does once covered)."""
+        level = self._level
+        if level:
+            level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
+        self._level = level + amount
+        self._last_check = now
+
+    def set_state(
+        self,
+        now: float,
+        available: float,
+        *,
+        capacity: float | None = None,
+        rate: float | None = None,
+    ) -> None:
+        """Make the bucket hold ``available`` tokens at loop time ``now``; optionally reshape.
+
+        ``available`` may be negative (requests in flight that the server has yet to charge);
+        it is capped at the capacity.
+        """
+        if capacity is not None and rate is not None:
+            self.max_rate = capacity
+            self.time_period = capacity / rate
+            self._rate_per_sec = rate
+        self._level = self.max_rate - min(available, self.max_rate)
+        self._last_check = now
+        wake: Callable[[], None] | None = getattr(self, "_wake_next", None)
+        if wake is not None and self._waiters:
+            wake()
+
+    @property
+    def rate(self) -> float:
+        """Refill rate in tokens per second (the bucket's shape)."""
+        return self.max_rate / self.time_period
+
+    @property
+    def leak(self) -> float:
+        """The refill actually applied, in tokens per second (the rate less others' share)."""
+        return self._rate_per_sec
+
+    def set_leak(self, now: float, rate: float) -> None:
+        """Refill at ``rate`` tokens per second from ``now`` on, the shape unchanged.
+
+        Used to leave to other consumers of the space the share of the refill they are seen
+        to spend (``RateLimiter._measure_others``).
+        """
+        available = self.tokens(now)
+        self._rate_per_sec = rate
+        self.set_state(now, available)
+
+
+class BucketModel:
+    """The bucket as this process believes the server holds it, corrected by every answer.
+
+    Args:
+        capacity: bucket size in tokens (``burst``); the server's ``X-Ratelimit-Limit`` wins.
+        rate: refill in tokens per second.
+        stats: counters to add to.
+    """
+
+    def __init__(self, capacity: float, rate: float, stats: LimiterStats | None) -> None:
+        if not (capacity > 0 and rate > 0 and math.isfinite(capacity) and math.isfinite(rate)):
+            raise ValueError("capacity and rate must be positive numbers")
+        self._bucket = _Bucket(max_rate=capacity, time_period=capacity / rate)
+        self._shape = (float(capacity), float(rate))  # as given or advertised
+        self.stats = stats if stats is not None else LimiterStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seq = 0
+        self._granted_total = 0.0  # tokens granted so far: later-permit costs by difference
+        self._ledger = InFlightLedger()  # the permits not yet answered
+        self._informed = False  # a response has carried the headers
+        self._no_rise_upto = 0  # responses to permits up to this seq may not raise the model
+        self._on_reshape: Callable[[float, float], None] | None = None  # set by LocalLimiter
+        # Refused shapes already logged (shared by the limiters of one LocalLimiter).
+        self._refused_shapes: dict[tuple[float, float], None] = {}
+        # Tokens other consumers of the space were seen to spend, per reading, and the server
+        # reading they are measured from: (loop time, tokens, seq, our tokens granted so far).
+        self._others = OthersWindow()
+        self._reading: tuple[float, float, int, float] | None = None
+        # (seq, cost) of permits answered 429 after the latest reading, to deduct from ours.
+        self._rejected: list[tuple[int, float]] = []
+        self._reserve = 0.0  # tokens kept back while others spend (see _measure_others)
+
+    def _now(self) -> float | None:
+        return self._loop.time() if self._loop is not None else None
+
+    @property
+    def capacity(self) -> float:
+        """Bucket size in tokens."""
+        return float(self._bucket.max_rate)
+
+    @property
+    def rate(self) -> float:
+        """Refill rate in tokens per second."""
+        return self._bucket.rate
+
+    @property
+    def available(self) -> float:
+        """Tokens the local model holds now (negative: a debt of requests in flight)."""
+        now = self._now()
+        return self.capacity if now is None else self._bucket.tokens(now)
+
+    @property
+    def in_flight(self) -> int:
+        """Permits granted and not yet observed or released."""
+        return len(self._ledger)
+
+    def _sync(self, permit: Permit, state: BucketState | None, rejected: bool) -> None:
+        entry = self._ledger.pop(permit.seq)
+        if entry is None:
+            return
+        if rejected:
+            reading = self._reading
+            # Only a permit after the latest reading can count between two readings.
+            if reading is None or permit.seq > reading[2]:
+                heapq.heappush(self._rejected, (permit.seq, permit.cost))
+        if state is None or self._loop is None:
+            return
+        now = self._loop.time()
+        capacity, rate = self._shape
+        if (
+            state.capacity is not None
+            and state.rate is not None
+            and self._reshape(now, state.capacity, state.rate)
+        ):
+            capacity, rate = state.capacity, state.rate
+        server = self._server_tokens(state, capacity, rate)
+        if server is None:
+            return
+        self._informed = True
+        # The band [low, high] of module docstring: "high" assumes the server processed our
+        # requests in grant order; "low" holds in any order (everything granted after this
+        # permit, and everything in flight when it was granted, may have come after it).
+        high = server - self._ledger.later(permit.seq, entry)
+        low = server - (self._granted_total - entry.granted_total) - entry.in_flight_before
+        local = self._bucket.tokens(now)
+        self.stats.syncs += 1
+        self._measure_others(now, server, permit.seq, entry.granted_total)
+        if local > high + 1e-9:
+            self.stats.synced_down += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "re-sync down: %.2f -> %.2f tokens (server: %g remaining after #%d)",
+                    local,
+                    high,
+                    server,
+                    permit.seq,
+                )
+            self._bucket.set_state(now, high)
+        elif local < low - 1e-9 and permit.seq > self._no_rise_upto:
+            target = min(low, self._bucket.max_rate)
+            self.stats.synced_up += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "re-sync up: %.2f -> %.2f tokens (server: %g remaining after #%d)",
+                    local,
+                    target,
+                    server,
+                    permit.seq,
+                )
+            self._bucket.set_state(now, target)
+
+    def _measure_others(self, now: float, server: float, seq: int, granted_total: float) -> None:
+        """Estimate what other consumers of the space spend; keep the rest of the refill.
+
+        Between two server readings, the bucket gained the refill and lost what we were granted
+        in between; what else it lost, others spent. Over the last ``capacity / rate`` seconds
+        (one bucket's worth of refill) those tokens are a rate, and the local bucket refills at
+        the server's rate minus it (at least a tenth of it), so that the client stops racing
+        others for tokens it cannot have. The measures are signed, so that the jitter of the
+        answers' arrival times cancels out. Amortised O(1): running sums, no scan.
+        """
+        previous = self._reading
+        if previous is not None and seq < previous[2]:
+            return  # an answer overtaken by a later one: measure from the latest only
+        self._reading = (now, server, seq, granted_total)
+        # Ours between the two readings: what we were granted, less what the server refused.
+        refused = 0.0
+        rejected = self._rejected
+        while rejected and rejected[0][0] <= seq:
+            refused += heapq.heappop(rejected)[1]
+        if previous is not None:
+            then, tokens, _since, granted = previous
+            ours = granted_total - granted - refused
+            expected = min(tokens + self.rate * (now - then), self.capacity)
+            self._others.add(now, expected - ours - server)
+        self._apply_others(now)
+
+    def _apply_others(self, now: float) -> None:
+        """Drop the measures older than the window; set the reserve and the refill from it."""
+        others = self._others
+        rate = self.rate
+        window = self.capacity / rate
+        others.expire(now - window)
+        spending = max(others.total / window, 0.0)
+        # Below 2% of the refill, "others" is the jitter of the answers' arrival times.
+        self._reserve = others.largest() if spending > 0.02 * rate else 0.0
+        leak = max(rate - spending, 0.1 * rate)
+        if abs(leak - self._bucket.leak) > 1e-9:
+            if leak < rate and logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "other consumers spend about %.2f tokens/s: refilling at %.2f/s",
+                    spending,
+                    leak,
+                )
+            self._bucket.set_leak(now, leak)
+
+    def _server_tokens(self, state: BucketState, capacity: float, rate: float) -> float | None:
+        """Tokens the server had right after the request, from Remaining refined by Reset.
+
+        Clamped to ``[0, capacity]``: whatever the server says, a re-sync never implies a wait
+        longer than ``capacity / rate``.
+        """
+        tokens = state.remaining
+        if state.reset is not None:
+            # Reset = (capacity - tokens) / rate; it carries the fraction that an integer
+            # Remaining drops, so it wins when both agree to within one token.
+            from_reset = capacity - state.reset * rate
+            if tokens is None or abs(from_reset - tokens) < 1:
+                tokens = from_reset
+        if tokens is None:
+            return None
+        return min(max(tokens, 0.0), capacity)
+
+    def _reshape(self, now: float, capacity: float, rate: float) -> bool:
+        """Adopt an advertised shape; False (and logged once) when it is out of bounds."""
+        if (capacity, rate) == self._shape:
+            return True
+        if not shape_within_bounds(capacity, rate):
+            self.stats.shapes_refused += 1
+            refused = self._refused_shapes
+            if (capacity, rate) not in refused:
+                if len(refused) >= _REFUSED_MEMORY:
+                    del refused[next(iter(refused))]
+                refused[capacity, rate] = None
+                logger.warning(
+                    "X-Ratelimit-Limit refused: burst %g, rate %g/s is outside burst [%g, %g] "
+                    "and rate [%g, %g]/s; keeping burst %g, %g/s",
+                    capacity,
+                    rate,
+                    MIN_BURST,
+                    MAX_BURST,
+                    MIN_RATE,
+                    MAX_RATE,
+                    *self._shape,
+                )
+            return False
+        logger.info(
+            "rate limit shape changed: burst %g, %g/s -> burst %g, %g/s",
+            *self._shape,
+            capacity,
+            rate,
+        )
+        self._shape = (capacity, rate)
+        self.stats.shape_changes += 1
+        self._bucket.set_state(now, self._bucket.tokens(now), capacity=capacity, rate=rate)
+        if self._on_reshape is not None:
+            self._on_reshape(capacity, rate)
+        return True
