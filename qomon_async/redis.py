@@ -49,7 +49,18 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 from ._exceptions import QomonError, RateLimitError, RateLimitTimeout
 from ._local_limiter import LocalLimiter
-from ._ratelimit import DEFAULT_CAPACITY, DEFAULT_RATE, BucketState, LimiterStats, Permit
+from ._ratelimit import (
+    DEFAULT_CAPACITY,
+    DEFAULT_RATE,
+    MAX_BURST,
+    MAX_RATE,
+    MIN_BURST,
+    MIN_RATE,
+    BucketState,
+    LimiterStats,
+    Permit,
+    shape_within_bounds,
+)
 from ._redis_indoubt import RedisInDoubtStore
 from ._redis_keys import DEFAULT_PREFIX, bucket_key, space_id
 from ._redis_scripts import OBSERVE, PAUSE, RELEASE, RESERVE, Script
@@ -57,10 +68,6 @@ from ._redis_scripts import OBSERVE, PAUSE, RELEASE, RESERVE, Script
 __all__ = ["RedisBucket", "RedisBucketError", "RedisInDoubtStore"]
 
 logger = logging.getLogger("qomon_async")
-
-#: Shapes accepted from ``X-Ratelimit-Limit``; anything outside is logged and ignored.
-MIN_CAPACITY, MAX_CAPACITY = 1.0, 1_000_000.0
-MIN_RATE, MAX_RATE = 0.01, 1_000_000.0
 
 
 class RedisBucketError(QomonError):
@@ -85,14 +92,14 @@ class _RedisPermit(Permit):
 
 
 def sane_shape(capacity: float | None, rate: float | None) -> bool:
-    """Whether a shape advertised by ``X-Ratelimit-Limit`` is within sane bounds."""
+    """Whether a shape advertised by ``X-Ratelimit-Limit`` is one to adopt (the local
+    limiter's bounds: :func:`~qomon_async._ratelimit.shape_within_bounds`)."""
     return (
         capacity is not None
         and rate is not None
         and math.isfinite(capacity)
         and math.isfinite(rate)
-        and MIN_CAPACITY <= capacity <= MAX_CAPACITY
-        and MIN_RATE <= rate <= MAX_RATE
+        and shape_within_bounds(capacity, rate)
     )
 
 
@@ -146,7 +153,7 @@ class RedisBucket:
             raise ValueError('on_error must be "fallback" or "raise"')
         if not sane_shape(capacity, rate):
             raise ValueError(
-                f"capacity must be within [{MIN_CAPACITY:g}, {MAX_CAPACITY:g}] and rate within "
+                f"capacity must be within [{MIN_BURST:g}, {MAX_BURST:g}] and rate within "
                 f"[{MIN_RATE:g}, {MAX_RATE:g}]"
             )
         if not (0 <= headroom < capacity):
