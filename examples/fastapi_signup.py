@@ -65,6 +65,7 @@ def unavailable(seconds: float | None) -> JSONResponse:
     )
 
 
+# --8<-- [start:handlers]
 @app.exception_handler(RateLimitTimeout)
 async def busy(request: Request, exc: RateLimitTimeout) -> JSONResponse:
     # The bucket could not pay within MAX_WAIT: nothing was sent to Qomon.
@@ -75,6 +76,7 @@ async def busy(request: Request, exc: RateLimitTimeout) -> JSONResponse:
 async def rate_limited(request: Request, exc: RateLimitError) -> JSONResponse:
     # Qomon said 429 with a Retry-After longer than the client waits out.
     return unavailable(exc.retry_after)
+# --8<-- [end:handlers]
 
 
 @app.exception_handler(ContactValidationError)

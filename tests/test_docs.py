@@ -23,6 +23,8 @@ Conventions (also in docs/development.md):
 * A block of any language with a ``title="NAME"`` (a file name) is written to ``NAME`` in the
   page's working directory, which every runnable block of that page shares, in page order: a
   page can show an input file and a mapping, then run the import on them.
+* A block made only of ``--8<-- "FILE:SECTION"`` lines includes a section of a file of the
+  project (``examples/``, run by their own tests): the section must exist in that file.
 * ``redis://localhost:6379/0`` in a block is replaced by the URL of a ``redis-server`` that the
   tests start, and a block that names ``QOMON_REDIS_URL`` runs with it set to that URL.
 """
@@ -49,6 +51,7 @@ FENCE = re.compile(
     r"^(?P<indent> *)```(?P<lang>[\w+-]*)(?P<info>[^\n]*)\n(?P<code>.*?)^(?P=indent)```\s*$",
     re.S | re.M,
 )
+INCLUDE = re.compile(r'--8<-- "(?P<file>[^":]+)(?::(?P<section>[\w-]+))?"')
 TITLE = re.compile(r'title="(?P<name>[^"/]+)"')
 PRINTS = re.compile(r"prints( something like)?:\s*$", re.I)
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d\d:\d\d)")
@@ -84,13 +87,15 @@ def _blocks(page: Path) -> Iterator[Block]:
             continue
         if lang not in ("python", "py", "console"):
             continue
+        if all(INCLUDE.fullmatch(line) for line in code.strip().splitlines()):
+            lang = "include"
         expected = None
         if i + 1 < len(found) and found[i + 1]["lang"].lower() == "text":
             between = text[match.end() : found[i + 1].start()].strip()
             if (not between or PRINTS.search(between)) and "```" not in between:
                 expected = _dedent(found[i + 1]["code"], len(found[i + 1]["indent"]))
         line = text.count("\n", 0, match.start()) + 1
-        kind = "console" if lang == "console" else "python"
+        kind = lang if lang in ("console", "include") else "python"
         yield Block(page, line, kind, code, expected, tuple(files))
 
 
@@ -208,6 +213,17 @@ def test_python_block_runs(
         assert matches(block.expected, proc.stdout), (
             f"{block.id} printed:\n{proc.stdout}\nexpected:\n{block.expected}"
         )
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "include"], ids=lambda b: b.id)
+def test_included_sections_exist(block: Block) -> None:
+    for line in block.code.strip().splitlines():
+        include = INCLUDE.fullmatch(line)
+        assert include is not None
+        text = (ROOT / include["file"]).read_text(encoding="utf-8")
+        if include["section"]:
+            for edge in ("start", "end"):
+                assert f"--8<-- [{edge}:{include['section']}]" in text, (block.id, line)
 
 
 def _commands(block: Block) -> Iterator[tuple[str, str]]:
