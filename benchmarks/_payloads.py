@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-#: The create response of qomon-api.md section 7.2, with the "…" filled in: the same file the
-#: tests decode (tests/data/seed-create-response.json).
+#: The example answer of Qomon's "Create a contact synchronously" page, with the "…" filled
+#: in: the same file the tests decode (tests/data/seed-create-response.json).
 SEED = (
     Path(__file__).resolve().parent.parent / "tests" / "data" / "seed-create-response.json"
 ).read_bytes()
@@ -21,8 +21,9 @@ def seed_contact() -> dict[str, Any]:
 
 def search_page(n: int = 1000) -> bytes:
     """A ``POST /search`` answer of ``n`` contacts shaped like the seed, with the variants Qomon
-    mixes (section 15): postal codes as numbers or strings, ``birth_city``, ``action_ids``,
-    ``custom_fields``, tags as strings, a single note object, 3 or 6 fractional digits."""
+    mixes (see ``docs/qomon.md``): postal codes as numbers or strings, ``birth_city``,
+    ``action_ids``, ``custom_fields``, tags as strings, a single note object, 3 or 6 fractional
+    digits."""
     base = seed_contact()
     contacts = []
     for i in range(n):

@@ -507,7 +507,7 @@ class QomonClient(EnsureContact, WatchContacts):
         """Write a contact whole (``PATCH /contacts/{id}``, 5 tokens).
 
         .. warning:: Qomon's PATCH is a **full replace**: every field left out is cleared,
-           advanced-field answers included (§7.4). To change a few fields, use
+           advanced-field answers included. To change a few fields, use
            :meth:`update_contact`, which reads, merges and writes back.
         """
         data = _protocol.contact_to_dict(contact, strict=self._strict(strict))
@@ -602,7 +602,7 @@ class QomonClient(EnsureContact, WatchContacts):
         """Queue a create-or-update (``POST /contacts/upsert``, 1 token; Qomon answers 202).
 
         Qomon applies it about 2 s later, matching by ``id``, then ``mail`` and names, then
-        names, birthdate and address (§7.6). It returns no id, and drops silently a record
+        names, birthdate and address. It returns no id, and drops silently a record
         naming an unknown form or value: read back to be sure (see ``upsert_contacts``).
         """
         data = _protocol.upsert_to_dict(contact, strict=self._strict(strict))

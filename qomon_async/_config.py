@@ -10,26 +10,26 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
     __version__ = "0.0.0"
 
-#: Qomon's production host (``qomon-api.md`` §2).
+#: Qomon's production host.
 DEFAULT_BASE_URL = "https://incoming.qomon.app"
-#: The host of US-region spaces (§2, single source: hotglue's tap-qomon README).
+#: The host of US-region spaces (not in Qomon's reference: given by hotglue's tap-qomon README).
 US_BASE_URL = "https://incoming-us.qomon.app"
 #: Environment variables read when the constructor is not given a key or a URL.
 ENV_API_KEY = "QOMON_API_KEY"
 ENV_BASE_URL = "QOMON_BASE_URL"
 #: A Redis URL: clients built without ``shared_bucket=`` share the space's bucket through it.
 ENV_REDIS_URL = "QOMON_REDIS_URL"
-#: An explicit, descriptive User-Agent: Qomon has blocked generic ones (§2).
+#: An explicit, descriptive User-Agent: Qomon has blocked generic ones.
 DEFAULT_USER_AGENT = f"qomon-async/{__version__} (+https://pypi.org/project/qomon-async/)"
 
-#: Seconds for a whole request (connect, send, read); 30 s is what integrations use (§16).
+#: Seconds for a whole request (connect, send, read); 30 s is what integrations use.
 DEFAULT_TIMEOUT = 30.0
 #: Seconds to establish a connection.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Connections kept open to the host at most (the bulk pool needs no more than its concurrency).
 DEFAULT_MAX_CONNECTIONS = 64
 
-#: Qomon's bucket (§4): 100 tokens, 10 tokens/s.
+#: Qomon's bucket (https://developers.qomon.com/pages/v1/rate-limits): 100 tokens, 10 tokens/s.
 DEFAULT_BUCKET_CAPACITY = 100.0
 DEFAULT_BUCKET_RATE = 10.0
 

@@ -468,7 +468,7 @@ class TagWrite(_Write):
 
 
 class AddressWrite(_Write):
-    """An address to write (``Address``, §7.1.2). Parts are strings: write ``"01000"``, not 1000."""
+    """An address to write (Qomon's ``Address``). Parts are strings: write ``"01000"``, not 1000."""
 
     housenumber: str | UnsetType | None = UNSET
     street: str | UnsetType | None = UNSET
@@ -505,7 +505,7 @@ class NoteWrite(_Write):
 
 
 class ContactWrite(_Write):
-    """A contact to create (``POST /contacts``) or to write whole (``PATCH``), §7.2.
+    """A contact to create (``POST /contacts``) or to write whole (``PATCH /contacts/{id}``).
 
     Only the fields that were set are sent. Birth fields are written with the 1.1.0 names
     (``birthcity``...); custom fields as ``custom_fields``.
@@ -536,7 +536,7 @@ class ContactWrite(_Write):
 
 
 class FormValue(_Write):
-    """An advanced-field item of an upsert (``FormsLight``, §7.7): a form by ``id`` (the form id,
+    """An advanced-field item of an upsert (Qomon's ``FormsLight``): a form by ``id`` (the form id,
     never a refvalue id) or ``label``, and the ``value`` (always a string)."""
 
     value: str

@@ -466,7 +466,7 @@ def _short(value: object) -> str:
 # Request bodies
 # --------------------------------------------------------------------------------------------
 
-#: Keys Qomon computes; stripped before a contact is written back (§7.4, hotglue, Trellis).
+#: Keys Qomon computes; stripped before a contact is written back (as hotglue and Trellis do).
 READ_ONLY_KEYS = frozenset(
     {
         "id",
@@ -567,7 +567,8 @@ def search_body(
     if sort_asc is not None:
         search["sort_asc"] = sort_asc
     if include_interactions:
-        # Inside advanced_search, as the 1.1.0 example and the 2026 guide have it (§8.1).
+        # Inside advanced_search, as the 1.1.0 example and the 2026 guide have it (the 1.1.0
+        # schema puts it at the `data` level).
         search["include_interactions"] = True
     return encode({"data": {"advanced_search": search}})
 
@@ -576,7 +577,7 @@ def merge_for_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> 
     """The full contact to PATCH: what was read, the changes on top, the read-only keys out.
 
     The address is merged key by key (a change of city keeps the street); every other key is
-    replaced whole, lists included (§7.4: PATCH is a full replace; send full lists).
+    replaced whole, lists included (Qomon's PATCH is a full replace: send full lists).
     """
     merged = {k: v for k, v in current.items() if k not in READ_ONLY_KEYS}
     for key, value in changes.items():
@@ -591,12 +592,13 @@ def merge_for_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> 
     address = merged.get("address")
     if isinstance(address, dict):
         merged["address"] = {k: v for k, v in address.items() if k not in READ_ONLY_ADDRESS_KEYS}
-    # Qomon reads both spellings; write back one (custom_fields, §15) so answers are not doubled.
+    # Qomon reads both spellings; write back one (custom_fields) so answers are not doubled.
     if "customfields" in merged:
         legacy = merged.pop("customfields") or []
         if not merged.get("custom_fields"):
             merged["custom_fields"] = legacy
-    # Answers go back in the write shape (§7.1.3); their ids and timestamps are Qomon's.
+    # Answers go back in the write shape (form_id, form_ref_id, data); their ids and
+    # timestamps are Qomon's.
     for key in ("formdatas", "custom_fields"):
         answers = merged.get(key)
         if isinstance(answers, list):

@@ -1,6 +1,7 @@
 """When to retry a request and how long to wait: the one module that imports ``backoff``.
 
-The decision (``qomon-api.md`` §3.3, §4; ``design.md`` §4-5):
+The decision, from what each status means on Qomon (see the Errors guide,
+``docs/guides/errors.md``):
 
 * Always retryable, on every route: a 429 (rejected before processing; its ``Retry-After`` is
   waited exactly, never shortened), a 503 (unavailable, before processing), and a connection that

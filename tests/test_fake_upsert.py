@@ -125,7 +125,7 @@ async def test_an_unknown_id_falls_through_when_configured() -> None:
         ({"mail": "JEANNE@example.org"}, "updated"),
         ({"mail": "jeanne@example.org", "firstname": "Jeanne"}, "updated"),
         ({"mail": "jeanne@example.org", "firstname": "", "surname": "Dupont"}, "updated"),
-        # The mail matches but the firstname differs, and rule 3 has no surname to go on.
+        # The mail matches but the firstname differs, and the match by names has no surname.
         ({"mail": "jeanne@example.org", "firstname": "Paul"}, "created"),
     ],
 )
@@ -170,7 +170,7 @@ async def test_rule_2_by_mail_then_names(
         # Neither birthdate nor address on the incoming side: names alone match.
         ({"firstname": "Jeanne", "surname": "Dupont"}, "updated"),
         ({"firstname": "Jeannette", "surname": "Dupont"}, "created"),
-        # A mail that matches nobody falls back to rule 3.
+        # A mail that matches nobody falls back to the match by names.
         ({"mail": "other@example.org", "firstname": "Jeanne", "surname": "Dupont"}, "updated"),
     ],
 )

@@ -1,4 +1,4 @@
-"""The sans-I/O protocol: decoding every documented variant (qomon-api.md §15), errors, bodies."""
+"""The sans-I/O protocol: decoding every documented variant (docs/qomon.md), errors, bodies."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from qomon_async import (
 )
 from qomon_async import _protocol as p
 
-# The seed response of POST /contacts (qomon-api.md §7.2), verbatim but for the "…" strings.
+# The example answer of Qomon's "Create a contact synchronously" page, verbatim but for "…".
 SEED = (Path(__file__).parent / "data" / "seed-create-response.json").read_bytes()
 
 

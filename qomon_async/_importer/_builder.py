@@ -1,11 +1,11 @@
 """From an input row to a contact dict in Qomon's field names, or to row errors.
 
-The contact is the create write model (the ``contact`` of ``POST /contacts``, qomon-api.md
-7.2) or the ``data`` of an upsert (``{"kind": "contact", "data": ...}``, 7.6), depending on the
-route. Empty cells are left out (never sent as ``""``); nested fields are built as nested
-objects (``address.city`` -> ``{"address": {"city": ...}}``); tags are ``[{"name": ...}]``.
-Birth fields are written ``birthcity``/``birthcountry``/``birthdept`` for both routes (the
-1.1.0 spelling; qomon-api.md section 15 leaves the create spelling open, so the client may
+The contact is the create write model (the ``contact`` of ``POST /contacts``) or the ``data``
+of an upsert (``{"kind": "contact", "data": ...}``), depending on the route. Empty cells are
+left out (never sent as ``""``); nested fields are built as nested objects (``address.city``
+-> ``{"address": {"city": ...}}``); tags are ``[{"name": ...}]``. Birth fields are written
+``birthcity``/``birthcountry``/``birthdept`` for both routes (the 1.1.0 spelling; Qomon's
+documents disagree on the create spelling, some saying ``birth_city``..., so the client may
 rename them).
 """
 

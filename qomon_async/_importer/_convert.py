@@ -132,7 +132,7 @@ def format_rfc3339(value: dt.datetime) -> str:
 
 
 def format_form_date(value: dt.datetime) -> str:
-    """The answer format of date forms, ``YYYY-MM-DDTHH:MM:SS.sssZ`` (qomon-api.md 7.1.3)."""
+    """The answer format of date forms, ``YYYY-MM-DDTHH:MM:SS.sssZ`` (Qomon's write format)."""
     value = value.astimezone(dt.timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
 

@@ -1,8 +1,9 @@
 """The contact fields an input column may name, and what kind of value each takes.
 
-Names are Qomon's write names (``qomon-api.md`` 7.2 and 7.6, the 1.1.0 spelling), nested ones
-as dotted paths (``address.city``). The few documented variant spellings (section 15) are
-accepted as aliases and written under the canonical name.
+Names are Qomon's write names of create and upsert (the 1.1.0 spelling), nested ones as dotted
+paths (``address.city``). The few variant spellings Qomon's documents also use (see "Schema
+variants the models tolerate" in ``docs/qomon.md``) are accepted as aliases and written under
+the canonical name.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ CONTACT_FIELDS: dict[str, FieldKind] = {
     "phone": FieldKind.CODE,
     "mobile": FieldKind.CODE,
     # Every address part is a string on write, postal codes included: "01000" keeps its zero
-    # (qomon-api.md 7.1.2 and the postal-code row of section 15).
+    # (Qomon's examples give some as numbers, which loses the zero; its schema says string).
     "address.housenumber": FieldKind.TEXT,
     "address.street": FieldKind.TEXT,
     "address.addition": FieldKind.TEXT,
@@ -77,10 +78,10 @@ CONTACT_FIELDS: dict[str, FieldKind] = {
     "black_list": FieldKind.BOOL,
 }
 
-# `id` and `nationbuilderid` are match keys of the upsert (7.6 rule 1); a create takes neither.
+# `id` and `nationbuilderid` are the upsert's first match keys; a create takes neither.
 UPSERT_ONLY_FIELDS = frozenset({"id", "nationbuilderid"})
 
-# Documented variant spellings (qomon-api.md section 15) -> the name written.
+# Variant spellings found in Qomon's documents (docs/qomon.md, schema variants) -> the name written.
 FIELD_ALIASES: dict[str, str] = {
     "birth_city": "birthcity",
     "birth_country": "birthcountry",
@@ -97,9 +98,9 @@ FORM_TYPES = (
     "survey",
     "tasks",
 )
-"""The form types of ``GET /v1/forms/type/{type}`` (qomon-api.md section 9)."""
+"""The form types of ``GET /v1/forms/type/{type}``."""
 
-# Form type -> (key of the create write, key of the upsert write), qomon-api.md 7.7. Presence
+# Form type -> (key of the create write, key of the upsert write), as Qomon maps them. Presence
 # goes to `name_presences` on upsert: `presence_status` is accepted and silently dropped.
 ADVANCED_KEYS: dict[str, tuple[str, str]] = {
     "consent": ("formdatas", "consents"),

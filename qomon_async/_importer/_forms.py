@@ -8,7 +8,7 @@ A form is a dict (or any object with these attributes)::
      "refvalues": [{"id": 120, "label": "J'accepte", "value": "consent_email"}, ...]}
 
 Why check before sending: Qomon's upsert accepts (202) a record naming an unknown form or
-value and then drops the whole record silently (qomon-api.md 7.6), so an unresolvable answer
+value and then drops the whole record silently, so an unresolvable answer
 must be a row error here, never a request.
 """
 
@@ -31,8 +31,8 @@ from ._mapping import AdvancedColumn
 
 __all__ = ["Form", "FormAnswerer", "FormCatalog", "RefValue"]
 
-# Widget types whose answer is free (qomon-api.md section 9: "Text, date and numeric forms
-# have a single refvalue with no label or value"). `range` answers a number within min/max.
+# Widget types whose answer is free (text, date and numeric forms have a single refvalue with
+# no label or value). `range` answers a number within min/max.
 _FREE_WIDGETS = frozenset({"text", "numeric", "date", "range"})
 _NUMERIC_WIDGETS = frozenset({"numeric", "range"})
 # How many options an "unknown value" message lists before "...".

@@ -109,16 +109,16 @@ def parse_date_value(text: str, now: datetime) -> datetime | None:
 
 
 def format_micro(value: datetime) -> str:
-    """``2026-11-26T10:00:00.123456Z``: the precision of ``CreatedAt``/``UpdatedAt`` (7.1.1)."""
+    """``2026-11-26T10:00:00.123456Z``: the precision of ``CreatedAt``/``UpdatedAt``."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def format_milli(value: datetime) -> str:
-    """``2026-11-26T10:00:00.123Z``: the precision of ``lastchange`` and answer dates (7.1.1)."""
+    """``2026-11-26T10:00:00.123Z``: the precision of ``lastchange`` and answer dates."""
     text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return text[:-3] + "Z"
 
 
 def format_seconds(value: datetime) -> str:
-    """``1955-07-06T00:00:00Z``: how a stored birthdate is read back (7.1.1)."""
+    """``1955-07-06T00:00:00Z``: how Qomon reads a stored birthdate back."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

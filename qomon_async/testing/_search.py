@@ -191,7 +191,7 @@ class _Compiler:
     @staticmethod
     def _combine(key: str, parts: list[Predicate]) -> Predicate:
         if not parts:
-            # An empty list matches every contact (`{"$all": []}` is the "list all" idiom, 8.1).
+            # An empty list matches every contact (`{"$all": []}` is Qomon's "list all" idiom).
             return lambda contact: True
         if key == "$all":
             return lambda contact: all(part(contact) for part in parts)
@@ -469,7 +469,7 @@ def run_search(contacts: Mapping[int, StoredContact], query: SearchQuery) -> lis
 
 
 def page_of(contacts: list[StoredContact], query: SearchQuery) -> list[StoredContact]:
-    """One page: ``per_page`` contacts from offset ``page * per_page`` (no total, 8.1)."""
+    """One page: ``per_page`` contacts from offset ``page * per_page`` (no total, as on Qomon)."""
     per_page = query.per_page or MAX_PER_PAGE
     start = query.page * per_page
     return contacts[start : start + per_page]
