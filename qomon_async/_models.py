@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from msgspec import UNSET, Meta, Struct, UnsetType, field, structs
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 __all__ = [
     "Action",
@@ -346,8 +346,11 @@ def confirmed(contact: Contact) -> ConfirmedContact:
         return contact
     if contact.id is None:
         raise ValueError("a confirmed contact has an id")
-    values = {f.name: getattr(contact, f.name) for f in structs.fields(contact)}
-    return ConfirmedContact(**values)
+    return ConfirmedContact(**{name: getattr(contact, name) for name in _CONTACT_FIELDS})
+
+
+#: The field names of a contact (``structs.fields`` would evaluate the annotations each time).
+_CONTACT_FIELDS: tuple[str, ...] = Contact.__struct_fields__
 
 
 class RefValue(Struct, kw_only=True, omit_defaults=True, gc=False):
