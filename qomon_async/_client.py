@@ -45,7 +45,7 @@ from ._query import Query
 from ._ratelimit import (
     Limiter,
     LimiterStats,
-    parse_ratelimit_headers,
+    parse_lowercase_ratelimit_headers,
     parse_retry_after,
     route_cost,
 )
@@ -345,7 +345,9 @@ class QomonClient(EnsureContact, WatchContacts):
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if limiter is not None and permit is not None:
             limiter.observe(
-                permit, parse_ratelimit_headers(response.headers), rejected=response.status == 429
+                permit,
+                parse_lowercase_ratelimit_headers(response.headers),
+                rejected=response.status == 429,
             )
         if response.status == 429:
             self.stats.rate_limited += 1

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import math
 import re
 import time
@@ -47,6 +48,7 @@ __all__ = [
     "Limiter",
     "LimiterStats",
     "Permit",
+    "parse_lowercase_ratelimit_headers",
     "parse_ratelimit_headers",
     "parse_retry_after",
     "route_cost",
@@ -136,6 +138,12 @@ def _parse_limit(text: str | None) -> tuple[float | None, float | None]:
     """``burst:100;rate:10.0`` -> (100.0, 10.0); tolerant of spaces, ``=``, ``,`` and case."""
     if text is None:
         return None, None
+    return _parse_limit_text(text)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_limit_text(text: str) -> tuple[float | None, float | None]:
+    # Cached: a server sends the same shape on every answer.
     fields: dict[str, str] = {}
     for part in re.split(r"[;,]", text):
         key, sep, value = part.partition(":")
@@ -186,15 +194,25 @@ def parse_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
         key = name.lower()
         if key in wanted and key not in found:  # a repeated header: the first one counts
             found[key] = value
-    if not found:
+    return parse_lowercase_ratelimit_headers(found)
+
+
+def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
+    """:func:`parse_ratelimit_headers` for headers whose names are already lower-case (the
+    client's answers): four look-ups, no scan."""
+    limit = headers.get("x-ratelimit-limit")
+    remaining = headers.get("x-ratelimit-remaining")
+    cost = headers.get("x-ratelimit-cost")
+    reset = headers.get("x-ratelimit-reset")
+    if limit is None and remaining is None and cost is None and reset is None:
         return None
-    capacity, rate = _parse_limit(found.get("x-ratelimit-limit"))
+    capacity, rate = _parse_limit(limit)
     return BucketState(
         capacity=capacity,
         rate=rate,
-        remaining=_number(found.get("x-ratelimit-remaining")),
-        cost=_number(found.get("x-ratelimit-cost")),
-        reset=_number(found.get("x-ratelimit-reset")),
+        remaining=_number(remaining),
+        cost=_number(cost),
+        reset=_number(reset),
     )
 
 

@@ -140,6 +140,13 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]"
 _LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
 _MAIL_MESSAGE = "not an email address"
+# The common case in one match: ASCII, dot-atom local part, labels without an edge hyphen, a
+# last label not all digits. Anything else (non-ASCII, an error) takes the step-by-step path.
+_ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
+_ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_FAST_MAIL = re.compile(
+    rf"{_ASCII_ATEXT}{{1,64}}(?:\.{_ASCII_ATEXT}+)*@(?:{_ASCII_LABEL}\.)+(?![0-9]+$){_ASCII_LABEL}"
+)
 
 
 def check_mail(value: object) -> str:
@@ -147,6 +154,9 @@ def check_mail(value: object) -> str:
     if not isinstance(value, str):
         raise FieldError(f"{_MAIL_MESSAGE} (expected text, got {_kind(value)})")
     text = value.strip()
+    fast = len(text) <= 254 and _FAST_MAIL.fullmatch(text) is not None
+    if fast and len(text.rpartition("@")[0]) <= 64:
+        return text
     if any(c.isspace() for c in text):
         raise FieldError(_MAIL_MESSAGE)
     local, at, domain = text.rpartition("@")
