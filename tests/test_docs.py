@@ -43,6 +43,7 @@ from pathlib import Path
 import pytest
 
 import qomon_async
+import qomon_async.redis
 import qomon_async.testing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,7 +321,7 @@ def test_reference_covers_the_public_names() -> None:
     )
     missing = [
         f"{module.__name__}.{name}"
-        for module in (qomon_async, qomon_async.testing)
+        for module in (qomon_async, qomon_async.testing, qomon_async.redis)
         for name in module.__all__
         if not name.startswith("__") and f"::: {module.__name__}.{name}\n" not in reference
     ]
