@@ -30,7 +30,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import msgspec
 
@@ -39,9 +39,10 @@ from ._budget import CALL_BUDGET, Budget
 from ._config import RetryPolicy
 from ._create import CreateProtocol
 from ._exceptions import AmbiguousMatchError, ContactValidationError, NotFoundError
-from ._models import Contact
+from ._models import ConfirmedContact, Contact, confirmed
 from ._protocol import ContactInput
 from ._query import Condition, Query
+from ._types import ContactDict
 
 __all__ = ["EnsureContact", "EnsureFlights", "MatchPolicy", "ensure", "mail_key"]
 
@@ -220,6 +221,8 @@ class _Host(Protocol):
 
     def _budget(self, max_wait: float | None) -> Budget | None: ...
 
+    def _strict(self, strict: bool | None) -> bool: ...
+
     def search_contacts(
         self,
         query: Query | None = None,
@@ -234,16 +237,16 @@ class _Host(Protocol):
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-    ) -> Contact: ...
+    ) -> ConfirmedContact: ...
 
     async def update_contact(
         self,
         contact_id: int,
-        changes: Mapping[str, Any],
+        changes: ContactDict,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-    ) -> Contact: ...
+    ) -> ConfirmedContact: ...
 
 
 class EnsureContact:
@@ -259,8 +262,8 @@ class EnsureContact:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         max_wait: float | None = None,
-    ) -> Contact:
-        """The contact with this mail, created if missing: a confirmed :class:`Contact` with
+    ) -> ConfirmedContact:
+        """The contact with this mail, created if missing: a :class:`ConfirmedContact` with
         its id.
 
         Looks the mail up (exactly as written, and in lowercase when it has capitals: 1 token
@@ -288,7 +291,7 @@ class EnsureContact:
             RateLimitTimeout: the waiting would have exceeded ``max_wait``.
             OutcomeUnknownError: the create may have been stored and could not be confirmed.
         """
-        data = _protocol.contact_to_dict(contact)
+        data = _protocol.contact_to_dict(contact, strict=self._strict(None))
         mail = require_mail(data, match)
         budget = self._budget(max_wait)
 
@@ -311,7 +314,9 @@ class EnsureContact:
             return outcome.contact
 
         async def write(contact_id: int, changes: Mapping[str, Any]) -> Contact:
-            return await self.update_contact(contact_id, changes, retry=retry, timeout=timeout)
+            # ``changes`` was validated above: a contact dict in Qomon's field names.
+            fields = cast("ContactDict", changes)
+            return await self.update_contact(contact_id, fields, retry=retry, timeout=timeout)
 
         async def flight() -> Contact:
             CALL_BUDGET.set(budget)  # the flight's own task: its context only
@@ -326,8 +331,9 @@ class EnsureContact:
                 match_policy=match_policy,
             )
 
-        return await self._ensures.run(
+        found = await self._ensures.run(
             mail_key(mail),
             signature(data, update=update, match_policy=match_policy),
             flight,
         )
+        return confirmed(found)

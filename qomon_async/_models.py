@@ -333,7 +333,7 @@ class ConfirmedContact(Contact, kw_only=True, omit_defaults=True):
     (tolerant: Qomon's answers vary). A ``ConfirmedContact`` is a ``Contact`` everywhere.
     """
 
-    id: int
+    id: Id  # an int within 64 bits, like every id the decoders accept
 
 
 def confirmed(contact: Contact) -> ConfirmedContact:
