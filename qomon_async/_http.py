@@ -222,6 +222,10 @@ async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if declared is not None and declared > max_bytes:
         raise _TooLarge(declared, False)
+    if declared is not None and encoding in ("", "identity"):
+        # The common case: a plain body of a known, allowed size, read at once. aiohttp stops
+        # at Content-Length, so nothing beyond it is read.
+        return await response.read()
     decompressor: zlib._Decompress | None = None
     parts: list[bytes] = []
     wire = size = 0
