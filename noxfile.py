@@ -20,19 +20,25 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """The property tests of the decoders with the long hypothesis profile (many examples)."""
+    """The property tests (decoders, CSV/JSON Lines readers, mapping files) with the long
+    hypothesis profile; the suite runs them with a short one."""
     session.install("-e", ".[test]")
     session.run(
-        "pytest", "tests/test_fuzz_decode.py", *session.posargs, env={"HYPOTHESIS_PROFILE": "fuzz"}
+        "pytest",
+        "tests/test_fuzz_decode.py",
+        "tests/test_importer_fuzz.py",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "fuzz"},
     )
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff, on the package, the tests and the benchmarks."""
+    """Ruff, on the package, the tests, the examples and the benchmarks."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", PACKAGE, "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", PACKAGE, "tests", "benchmarks", "noxfile.py")
+    paths = [PACKAGE, "tests", "examples", "benchmarks", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session
@@ -47,6 +53,7 @@ def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mypy>=1.10")
     session.run("mypy", "--strict", PACKAGE)
     session.run("mypy", "--strict", "--warn-unused-ignores", "tests/typing/")
+    session.run("mypy", "--strict", "examples")
 
 
 @nox.session
