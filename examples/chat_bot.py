@@ -25,7 +25,7 @@ import signal
 import sys
 from pathlib import Path
 
-from qomon_async import QomonClient, QomonError, WatchCursor
+from qomon_async import ContactDict, QomonClient, QomonError, WatchCursor
 
 CURSOR_FILE = Path(os.environ.get("BOT_CURSOR_FILE", "bot-cursor.json"))
 POLL_INTERVAL = float(os.environ.get("BOT_POLL_INTERVAL", "60"))
@@ -45,7 +45,11 @@ async def read_messages(queue: asyncio.Queue[dict[str, str]]) -> None:
 async def handle_messages(client: QomonClient, queue: asyncio.Queue[dict[str, str]]) -> None:
     while True:
         message = await queue.get()
-        person = {k: v for k, v in message.items() if k in ("mail", "firstname", "surname")}
+        person: ContactDict = {"mail": message.get("mail", "")}  # no mail: refused below
+        if message.get("firstname"):
+            person["firstname"] = message["firstname"]
+        if message.get("surname"):
+            person["surname"] = message["surname"]
         try:
             contact = await client.ensure_contact(person, max_wait=10)
         except QomonError as exc:

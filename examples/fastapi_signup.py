@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from qomon_async import (
+    ContactDict,
     ContactValidationError,
     QomonClient,
     QomonError,
@@ -76,6 +77,8 @@ async def busy(request: Request, exc: RateLimitTimeout) -> JSONResponse:
 async def rate_limited(request: Request, exc: RateLimitError) -> JSONResponse:
     # Qomon said 429 with a Retry-After longer than the client waits out.
     return unavailable(exc.retry_after)
+
+
 # --8<-- [end:handlers]
 
 
@@ -94,5 +97,10 @@ async def signup(body: Signup, request: Request) -> dict[str, object]:
     client: QomonClient = request.app.state.qomon
     # The contact for this mail, created if missing: signing up twice makes no twin. Waits
     # MAX_WAIT seconds for the rate limiter at most; timeout= (the client's) bounds each request.
-    contact = await client.ensure_contact(body.model_dump(exclude_none=True), max_wait=MAX_WAIT)
+    person: ContactDict = {"mail": body.mail}
+    if body.firstname:
+        person["firstname"] = body.firstname
+    if body.surname:
+        person["surname"] = body.surname
+    contact = await client.ensure_contact(person, max_wait=MAX_WAIT)
     return {"id": contact.id, "mail": contact.mail}
