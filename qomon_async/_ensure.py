@@ -30,7 +30,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import msgspec
 
@@ -42,6 +42,7 @@ from ._exceptions import AmbiguousMatchError, ContactValidationError, NotFoundEr
 from ._models import Contact
 from ._protocol import ContactInput
 from ._query import Condition, Query
+from ._types import ContactDict
 
 __all__ = ["EnsureContact", "EnsureFlights", "MatchPolicy", "ensure", "mail_key"]
 
@@ -239,7 +240,7 @@ class _Host(Protocol):
     async def update_contact(
         self,
         contact_id: int,
-        changes: Mapping[str, Any],
+        changes: ContactDict,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
@@ -311,7 +312,9 @@ class EnsureContact:
             return outcome.contact
 
         async def write(contact_id: int, changes: Mapping[str, Any]) -> Contact:
-            return await self.update_contact(contact_id, changes, retry=retry, timeout=timeout)
+            # ``changes`` is the contact already checked by contact_to_dict: a ContactDict.
+            checked = cast(ContactDict, changes)
+            return await self.update_contact(contact_id, checked, retry=retry, timeout=timeout)
 
         async def flight() -> Contact:
             CALL_BUDGET.set(budget)  # the flight's own task: its context only
