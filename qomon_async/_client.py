@@ -1,8 +1,12 @@
-"""``QomonClient``: the asyncio session manager, and every endpoint of the contact API.
+"""``QomonClient``: the asyncio session manager, and the single-contact endpoints.
 
 Every request of the client goes out and comes back through :meth:`QomonClient._request` (one
 attempt: rate limiter, transport, limiter re-sync, status to exception), wrapped in the retry
-policy of :mod:`qomon_async._retry`. The rest of the module is endpoints.
+policy of :mod:`qomon_async._retry`. The rest of the module is the contact endpoints; the
+client's other endpoints are mixins, each in its own module: the read-only ones (search, count,
+forms, actions) in :mod:`qomon_async._reads`, the bulk writes in
+:mod:`qomon_async._bulk_endpoints`, ``ensure_contact`` in :mod:`qomon_async._ensure` and
+``watch_contacts`` in :mod:`qomon_async._watch`.
 """
 
 from __future__ import annotations
@@ -10,18 +14,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
     Callable,
-    Iterable,
 )
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from . import _http, _protocol
 from ._budget import CALL_BUDGET, Budget, check_max_wait
-from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
+from ._bulk import BulkBackend
+from ._bulk_endpoints import BulkEndpoints
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -31,17 +33,15 @@ from ._config import (
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_REDIS_URL,
-    MAX_PER_PAGE,
     RateLimit,
     RetryPolicy,
 )
 from ._create import CreateProtocol, InDoubtStore, MemoryInDoubtStore
 from ._ensure import EnsureContact, EnsureFlights
-from ._exceptions import Aborted, APIConnectionError, NotFoundError
+from ._exceptions import Aborted, APIConnectionError
 from ._local_limiter import LocalLimiter, RateLimiter
-from ._models import ActionSummary, ConfirmedContact, Contact, Form, FormType, confirmed
+from ._models import ConfirmedContact, confirmed
 from ._protocol import ContactInput, UpsertInput
-from ._query import Query
 from ._ratelimit import (
     Limiter,
     LimiterStats,
@@ -49,14 +49,11 @@ from ._ratelimit import (
     parse_retry_after,
     route_cost,
 )
+from ._reads import ReadEndpoints
 from ._retry import retrying
 from ._stats import ClientStats
-from ._types import ContactDict, UpsertDict
-from ._validation import DedupeKey
+from ._types import ContactDict
 from ._watch import WatchContacts
-
-_C = TypeVar("_C", bound=ContactInput)
-_U = TypeVar("_U", bound=UpsertInput)
 
 if TYPE_CHECKING:
     from .redis import RedisBucket
@@ -66,7 +63,7 @@ __all__ = ["ClientStats", "QomonClient"]
 logger = logging.getLogger("qomon_async")
 
 
-class QomonClient(EnsureContact, WatchContacts):
+class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
     """An asyncio client for one Qomon space.
 
     ::
@@ -628,355 +625,3 @@ class QomonClient(EnsureContact, WatchContacts):
             get_contact=self.get_contact,
             search=self.search_contacts,
         )
-
-    # Typed callers: a list of dict literals is checked as ContactDicts (a misspelled key is a
-    # type error); any other item type (ContactWrite, Contact...) is kept in the results' type.
-    @overload
-    def create_contacts(
-        self,
-        contacts: Iterable[ContactDict] | AsyncIterable[ContactDict],
-        *,
-        concurrency: int = 8,
-        ordered: bool = False,
-        reconcile: bool = True,
-        dedupe: bool = True,
-        dedupe_key: DedupeKey = "mail+names",
-        dedupe_spill: int | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        total: int | None = None,
-        on_progress: OnProgress | None = None,
-        on_attempt: OnAttempt | None = None,
-        in_doubt: InDoubt | None = None,
-        strict: bool | None = None,
-        max_wait: float | None = None,
-    ) -> BulkRun[ContactDict]: ...
-
-    @overload
-    def create_contacts(
-        self,
-        contacts: Iterable[_C] | AsyncIterable[_C],
-        *,
-        concurrency: int = 8,
-        ordered: bool = False,
-        reconcile: bool = True,
-        dedupe: bool = True,
-        dedupe_key: DedupeKey = "mail+names",
-        dedupe_spill: int | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        total: int | None = None,
-        on_progress: OnProgress | None = None,
-        on_attempt: OnAttempt | None = None,
-        in_doubt: InDoubt | None = None,
-        strict: bool | None = None,
-        max_wait: float | None = None,
-    ) -> BulkRun[_C]: ...
-
-    def create_contacts(
-        self,
-        contacts: Iterable[Any] | AsyncIterable[Any],
-        *,
-        concurrency: int = 8,
-        ordered: bool = False,
-        reconcile: bool = True,
-        dedupe: bool = True,
-        dedupe_key: DedupeKey = "mail+names",
-        dedupe_spill: int | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        total: int | None = None,
-        on_progress: OnProgress | None = None,
-        on_attempt: OnAttempt | None = None,
-        in_doubt: InDoubt | None = None,
-        strict: bool | None = None,
-        max_wait: float | None = None,
-    ) -> BulkRun[Any]:
-        """Create many contacts, ``concurrency`` at a time; one :class:`CreateResult` per item.
-
-        Each item is one ``POST /contacts`` awaited to its confirmed id, with the guarantees of
-        :meth:`create_contact` (reconciliation after an ambiguous failure: never a duplicate).
-        Results come as items finish (``ordered=True``: in input order). The input (any iterable
-        or async iterable of dicts or Structs) is read only as workers free up, so memory stays
-        flat; all workers share the client's rate limiter.
-
-        Args:
-            concurrency: requests in flight at most.
-            ordered: yield results in input order (a bounded look-ahead window).
-            reconcile: look up ambiguous creates by mail instead of reporting them unknown.
-            dedupe: an item with the same identity as an earlier one is ``"skipped"`` with a
-                :class:`DuplicateInputError` (memory: 14 to 28 bytes per distinct item).
-            dedupe_key: the identity: ``"mail+names"`` (mail, first name and surname, as
-                Qomon matches people) or ``"mail"`` (the mail alone identifies a person).
-            dedupe_spill: distinct items kept in memory for de-duplication at most; beyond,
-                the table moves to a temporary SQLite file. None: never.
-            total: the input's length, for the ETA (taken from ``len()`` when it has one).
-            on_progress: called with the live :class:`BulkProgress` after each item.
-            on_attempt: ``(index, started_at)``, called (and awaited if it returns an
-                awaitable) before each round of sending an item: a journal writes it first.
-            in_doubt: ``(index, item) -> datetime | None``: a time since which an earlier run
-                may have created this item; it is looked up before anything is sent.
-            strict: refuse unknown contact keys (``None``: the client's ``strict``); such an
-                item ends ``"failed"`` with a :class:`ContactValidationError`, unsent.
-            max_wait: seconds each request may wait before it is sent (default: the client's
-                ``max_wait``); an item that would wait longer fails with
-                :class:`RateLimitTimeout`, nothing sent for it.
-
-        A 401 or 403 stops the run: no new request is sent, the rest ends ``"skipped"``.
-        """
-        return BulkRun(
-            self._bulk_backend(),
-            contacts,
-            mode="create",
-            concurrency=concurrency,
-            ordered=ordered,
-            reconcile=reconcile,
-            dedupe=dedupe,
-            dedupe_key=dedupe_key,
-            dedupe_spill=dedupe_spill,
-            retry=retry,
-            timeout=timeout,
-            total=total,
-            on_progress=on_progress,
-            on_attempt=on_attempt,
-            in_doubt=in_doubt,
-            strict=self._strict(strict),
-            max_wait=check_max_wait(max_wait),
-        )
-
-    @overload
-    def upsert_contacts(
-        self,
-        contacts: Iterable[UpsertDict] | AsyncIterable[UpsertDict],
-        *,
-        concurrency: int = 8,
-        ordered: bool = False,
-        dedupe: bool = True,
-        dedupe_key: DedupeKey = "mail+names",
-        dedupe_spill: int | None = None,
-        verify: bool = False,
-        verify_timeout: float = 30.0,
-        verify_interval: float = 2.0,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        total: int | None = None,
-        on_progress: OnProgress | None = None,
-        on_attempt: OnAttempt | None = None,
-        strict: bool | None = None,
-        max_wait: float | None = None,
-    ) -> BulkRun[UpsertDict]: ...
-
-    @overload
-    def upsert_contacts(
-        self,
-        contacts: Iterable[_U] | AsyncIterable[_U],
-        *,
-        concurrency: int = 8,
-        ordered: bool = False,
-        dedupe: bool = True,
-        dedupe_key: DedupeKey = "mail+names",
-        dedupe_spill: int | None = None,
-        verify: bool = False,
-        verify_timeout: float = 30.0,
-        verify_interval: float = 2.0,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        total: int | None = None,
-        on_progress: OnProgress | None = None,
-        on_attempt: OnAttempt | None = None,
-        strict: bool | None = None,
-        max_wait: float | None = None,
-    ) -> BulkRun[_U]: ...
-
-    def upsert_contacts(
-        self,
-        contacts: Iterable[Any] | AsyncIterable[Any],
-        *,
-        concurrency: int = 8,
-        ordered: bool = False,
-        dedupe: bool = True,
-        dedupe_key: DedupeKey = "mail+names",
-        dedupe_spill: int | None = None,
-        verify: bool = False,
-        verify_timeout: float = 30.0,
-        verify_interval: float = 2.0,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        total: int | None = None,
-        on_progress: OnProgress | None = None,
-        on_attempt: OnAttempt | None = None,
-        strict: bool | None = None,
-        max_wait: float | None = None,
-    ) -> BulkRun[Any]:
-        """The twin of :meth:`create_contacts` on ``POST /contacts/upsert`` (1 token, no id back).
-
-        ``"created"`` means Qomon accepted the upsert (202). With ``verify=True`` each item is
-        then read back (by ``id``, else by ``mail``) every ``verify_interval`` seconds until it
-        shows the values sent, within ``verify_timeout``: Qomon applies upserts later and drops
-        silently a record naming an unknown form or value. A result is then ``"created"`` with
-        its contact, or ``"unknown"``.
-        """
-        return BulkRun(
-            self._bulk_backend(),
-            contacts,
-            mode="upsert",
-            concurrency=concurrency,
-            ordered=ordered,
-            reconcile=False,  # upserts are looked up by verify=True, not reconciled
-            dedupe=dedupe,
-            dedupe_key=dedupe_key,
-            dedupe_spill=dedupe_spill,
-            retry=retry,
-            timeout=timeout,
-            total=total,
-            on_progress=on_progress,
-            on_attempt=on_attempt,
-            in_doubt=None,
-            verify=verify,
-            verify_timeout=verify_timeout,
-            verify_interval=verify_interval,
-            strict=self._strict(strict),
-            max_wait=check_max_wait(max_wait),
-        )
-
-    async def search_contacts(
-        self,
-        query: Query | None = None,
-        *,
-        per_page: int = MAX_PER_PAGE,
-        sort_attr: str | None = None,
-        sort_asc: bool | None = None,
-        include_interactions: bool = False,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        max_wait: float | None = None,
-    ) -> AsyncIterator[Contact]:
-        """Every contact matching ``query`` (all contacts by default), page after page.
-
-        Pages are offsets into a live result set: a contact edited during the sweep may move,
-        so contacts are de-duplicated by id (and one may be missed; sort by ``lastchange``
-        ascending for incremental syncs). Stops on the first short page. 1 token per page.
-        ``max_wait`` bounds the waiting of each page's request. To follow changes as they
-        happen, see :meth:`watch_contacts`.
-        """
-        query = query or Query.everything()
-        seen: set[int] = set()
-        page = 0
-        while True:
-            body = _protocol.search_body(
-                query,
-                page=page,
-                per_page=per_page,
-                sort_attr=sort_attr,
-                sort_asc=sort_asc,
-                include_interactions=include_interactions,
-            )
-            response = await self._request(
-                "POST",
-                "/search",
-                body=body,
-                idempotent=True,
-                retry=retry,
-                timeout=timeout,
-                max_wait=max_wait,
-            )
-            contacts = _protocol.decode_contacts_page(response.status, response.body)
-            for contact in contacts:
-                if contact.id is not None:
-                    if contact.id in seen:
-                        continue
-                    seen.add(contact.id)
-                yield contact
-            if len(contacts) < per_page:
-                return
-            page += 1
-
-    async def count_contacts(
-        self,
-        query: Query | None = None,
-        *,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        max_wait: float | None = None,
-    ) -> int:
-        """How many contacts match ``query`` (``POST /kpi``), all by default."""
-        body = _protocol.search_body(query or Query.everything(), page=0, per_page=None)
-        response = await self._request(
-            "POST",
-            "/kpi",
-            body=body,
-            idempotent=True,
-            retry=retry,
-            timeout=timeout,
-            max_wait=max_wait,
-        )
-        return _protocol.decode_total(response.status, response.body)
-
-    # ----------------------------------------------------------------------------------------
-    # Forms and actions
-    # ----------------------------------------------------------------------------------------
-
-    async def list_forms(
-        self,
-        form_type: FormType | str,
-        *,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        max_wait: float | None = None,
-    ) -> list[Form]:
-        """The forms of one type (``GET /v1/forms/type/{type}``; the deprecated
-        ``/forms/{type}`` if the canonical route answers 404)."""
-        try:
-            response = await self._request(
-                "GET",
-                f"/v1/forms/type/{form_type}",
-                idempotent=True,
-                retry=retry,
-                timeout=timeout,
-                max_wait=max_wait,
-            )
-        except NotFoundError:
-            logger.info(
-                "GET /v1/forms/type/%s answered 404: trying /forms/%s", form_type, form_type
-            )
-            response = await self._request(
-                "GET",
-                f"/forms/{form_type}",
-                idempotent=True,
-                retry=retry,
-                timeout=timeout,
-                max_wait=max_wait,
-            )
-        return _protocol.decode_forms(response.status, response.body)
-
-    async def get_form(
-        self,
-        form_id: int,
-        *,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        max_wait: float | None = None,
-    ) -> Form:
-        """One form by id (``GET /forms/{id}``), with its refvalues."""
-        response = await self._request(
-            "GET",
-            f"/forms/{int(form_id)}",
-            idempotent=True,
-            retry=retry,
-            timeout=timeout,
-            max_wait=max_wait,
-        )
-        return _protocol.decode_form(response.status, response.body)
-
-    async def list_actions(
-        self,
-        *,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        max_wait: float | None = None,
-    ) -> list[ActionSummary]:
-        """The actions (campaigns) of the space, with their counters (``GET /actions``)."""
-        response = await self._request(
-            "GET", "/actions", idempotent=True, retry=retry, timeout=timeout, max_wait=max_wait
-        )
-        return _protocol.decode_actions(response.status, response.body)

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mappi
 from typing import Any, Protocol
 
 from . import _http, _protocol
+from ._budget import Budget
 from ._claims import Claims
 from ._claims import aware as _aware
 from ._config import RetryPolicy
@@ -71,6 +72,7 @@ class Request(Protocol):
         timeout: float | None = None,
         attempts: list[int] | None = None,
         abort: Callable[[], BaseException | None] | None = None,
+        max_wait: float | Budget | None = None,
     ) -> Awaitable[_http.RawResponse]: ...
 
 

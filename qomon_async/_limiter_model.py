@@ -55,6 +55,7 @@ from ._ratelimit import (
     BucketState,
     LimiterStats,
     Permit,
+    server_tokens,
     shape_within_bounds,
 )
 
@@ -219,7 +220,7 @@ class BucketModel:
             and self._reshape(now, state.capacity, state.rate)
         ):
             capacity, rate = state.capacity, state.rate
-        server = self._server_tokens(state, capacity, rate)
+        server = server_tokens(state, capacity, rate)
         if server is None:
             return
         self._informed = True
@@ -299,23 +300,6 @@ class BucketModel:
                     leak,
                 )
             self._bucket.set_leak(now, leak)
-
-    def _server_tokens(self, state: BucketState, capacity: float, rate: float) -> float | None:
-        """Tokens the server had right after the request, from Remaining refined by Reset.
-
-        Clamped to ``[0, capacity]``: whatever the server says, a re-sync never implies a wait
-        longer than ``capacity / rate``.
-        """
-        tokens = state.remaining
-        if state.reset is not None:
-            # Reset = (capacity - tokens) / rate; it carries the fraction that an integer
-            # Remaining drops, so it wins when both agree to within one token.
-            from_reset = capacity - state.reset * rate
-            if tokens is None or abs(from_reset - tokens) < 1:
-                tokens = from_reset
-        if tokens is None:
-            return None
-        return min(max(tokens, 0.0), capacity)
 
     def _reshape(self, now: float, capacity: float, rate: float) -> bool:
         """Adopt an advertised shape; False (and logged once) when it is out of bounds."""

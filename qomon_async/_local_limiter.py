@@ -16,17 +16,8 @@ Public surface (private module; the client is the only caller)::
     rl.pause(retry_after)                   # a 429: every request waits that long
     limiter.stats / rl.stats                # LimiterStats counters
 
-Around each request the client does::
-
-    permit = await limiter.acquire(route_cost(method, path), max_wait=..., max_pause=...)
-    try:
-        response = await send(...)
-    except BaseException:
-        limiter.release(permit, refund=<the request surely never left>)
-        raise
-    limiter.observe(permit, parse_ratelimit_headers(response.headers))
-    if response.status == 429:
-        limiter.pause(parse_retry_after(response.headers.get("Retry-After")) or 1.0)
+Around each request the client acquires, sends, then observes the answer (or releases the
+permit when none came back) and pauses on a 429, as :mod:`qomon_async._ratelimit` shows.
 
 Granting (``acquire``): callers are served first come, first served. When nobody waits, no 429
 pause holds and the bucket covers the cost, the permit is granted at once, without suspending

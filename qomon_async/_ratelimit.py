@@ -52,6 +52,7 @@ __all__ = [
     "parse_ratelimit_headers",
     "parse_retry_after",
     "route_cost",
+    "server_tokens",
     "shape_within_bounds",
 ]
 
@@ -119,6 +120,25 @@ class BucketState:
     remaining: float | None = None
     cost: float | None = None
     reset: float | None = None
+
+
+def server_tokens(state: BucketState, capacity: float, rate: float) -> float | None:
+    """Tokens the server had right after the request, from Remaining refined by Reset, in a
+    bucket of ``capacity`` tokens refilled at ``rate`` per second; None when neither is given.
+
+    Clamped to ``[0, capacity]``: whatever the server says, a re-sync never implies a wait
+    longer than ``capacity / rate``.
+    """
+    tokens = state.remaining
+    if state.reset is not None:
+        # Reset = (capacity - tokens) / rate; it carries the fraction that an integer
+        # Remaining drops, so it wins when both agree to within one token.
+        from_reset = capacity - state.reset * rate
+        if tokens is None or abs(from_reset - tokens) < 1:
+            tokens = from_reset
+    if tokens is None:
+        return None
+    return min(max(tokens, 0.0), capacity)
 
 
 def _number(text: str | None) -> float | None:

@@ -59,6 +59,7 @@ from ._ratelimit import (
     BucketState,
     LimiterStats,
     Permit,
+    server_tokens,
     shape_within_bounds,
 )
 from ._redis_indoubt import RedisInDoubtStore
@@ -537,7 +538,15 @@ class RedisBucket:
                     "ignoring an implausible rate-limit shape: burst %g, rate %g/s", capacity, rate
                 )
             capacity = rate = None
-        server = None if state is None else _server_tokens(state, capacity, rate, self)
+        server = (
+            None
+            if state is None
+            else server_tokens(
+                state,
+                capacity if capacity is not None else self.capacity,
+                rate if rate is not None else self.rate,
+            )
+        )
         if capacity is not None and rate is not None:
             if (capacity, rate) != (self.capacity, self.rate):
                 self._stats.shape_changes += 1
@@ -668,22 +677,6 @@ class RedisBucket:
             "epoch": float(state.get("epoch", 0)),
             "informed": 1.0 if state.get("informed") == "1" else 0.0,
         }
-
-
-def _server_tokens(
-    state: BucketState, capacity: float | None, rate: float | None, bucket: RedisBucket
-) -> float | None:
-    """Tokens the server had right after the request: Remaining, refined by Reset."""
-    cap = capacity if capacity is not None else bucket.capacity
-    per_s = rate if rate is not None else bucket.rate
-    tokens = state.remaining
-    if state.reset is not None:
-        from_reset = cap - state.reset * per_s
-        if tokens is None or abs(from_reset - tokens) < 1:
-            tokens = from_reset
-    if tokens is None:
-        return None
-    return min(max(tokens, 0.0), cap)
 
 
 def _text(value: Any) -> str:

@@ -1,8 +1,10 @@
-"""Shared fixtures: a real ``redis-server`` for the shared-bucket tests.
+"""Shared fixtures.
 
-It runs on a free port, in a temporary directory, without persistence, and is stopped
-afterwards. Without ``redis-server`` on PATH the tests that need it FAIL (never skip), saying
-how to install it.
+* A real ``redis-server`` for the shared-bucket tests. It runs on a free port, in a temporary
+  directory, without persistence, and is stopped afterwards. Without ``redis-server`` on PATH the
+  tests that need it FAIL (never skip), saying how to install it.
+* ``http``: a plain aiohttp session on the emulator of the test module's own ``fake`` fixture,
+  with its API key as bearer token (the tests that speak HTTP to the emulator directly).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+
+from qomon_async.testing import FakeQomon
 
 INSTALL_HINT = (
     "redis-server is not on PATH: the shared-bucket tests need a real Redis. "
@@ -133,3 +138,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A redis-server of the test's own, which the test may kill -9 and start again."""
     with running_redis(tmp_path_factory.mktemp("redis-own")) as server:
         yield server
+
+
+@pytest.fixture
+async def http(fake: FakeQomon) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session on the module's ``fake`` emulator, authenticated with its key."""
+    headers = {"Authorization": f"Bearer {fake.api_key}"}
+    async with aiohttp.ClientSession(fake.base_url, headers=headers) as session:
+        yield session

@@ -68,13 +68,6 @@ async def fake() -> AsyncIterator[FakeQomon]:
         yield fake
 
 
-@pytest.fixture
-async def http(fake: FakeQomon) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(fake.base_url, headers=headers) as session:
-        yield session
-
-
 FULL_CONTACT: dict[str, Any] = {
     "gender": "F",
     "firstname": "Jeanne",

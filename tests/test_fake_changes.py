@@ -36,13 +36,6 @@ async def fake() -> AsyncIterator[FakeQomon]:
         yield fake
 
 
-@pytest.fixture
-async def http(fake: FakeQomon) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(fake.base_url, headers=headers) as session:
-        yield session
-
-
 async def call(http: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> Any:
     async with http.request(method, path, json=body) as response:
         assert response.status < 300, await response.text()

@@ -4,18 +4,15 @@ in process and through ``qomon-async fake-server`` in a subprocess."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from _helpers import fake_server_process
 
 from qomon_async.testing import DropAfterProcessing, FakeQomon
 
@@ -123,21 +120,8 @@ def get(url: str, body: Any = None) -> Any:
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, str]]:
-    script = Path(sys.executable).with_name("qomon-async")
-    process = subprocess.Popen(
-        [str(script), "fake-server", "--port", "0", "--time-scale", "5", "--search-lag", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines = dict(process.stdout.readline().strip().split("=", 1) for _ in range(2))
+    with fake_server_process("--time-scale", "5", "--search-lag", "20") as lines:
         yield lines["QOMON_BASE_URL"], lines["QOMON_API_KEY"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-    assert process.returncode == 0
 
 
 def test_a_test_in_another_process_reads_what_the_server_saw(server: tuple[str, str]) -> None:

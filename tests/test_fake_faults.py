@@ -39,13 +39,6 @@ async def fake() -> AsyncIterator[FakeQomon]:
         yield fake
 
 
-@pytest.fixture
-async def http(fake: FakeQomon) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(fake.base_url, headers=headers) as session:
-        yield session
-
-
 async def post_contact(http: aiohttp.ClientSession, firstname: str = "Jeanne") -> int:
     async with http.post("/contacts", json=contact(firstname)) as response:
         await response.read()

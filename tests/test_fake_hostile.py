@@ -32,13 +32,6 @@ async def fake() -> AsyncIterator[FakeQomon]:
         yield fake
 
 
-@pytest.fixture
-async def http(fake: FakeQomon) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(fake.base_url, headers=headers) as session:
-        yield session
-
-
 async def post(http: aiohttp.ClientSession, **kwargs: Any) -> tuple[int, Any, bytes]:
     # Redirects are not followed: the test sees what the server answered.
     async with http.post("/contacts", json=BODY, allow_redirects=False, **kwargs) as response:

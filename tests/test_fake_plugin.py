@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _helpers import fake_server_process
 
 from qomon_async._cli import main
 from qomon_async.testing import DropAfterProcessing, FakeQomon
@@ -146,26 +146,13 @@ def test_plugin_is_available_to_an_installed_users_tests(tmp_path: Path) -> None
 
 
 def test_cli_fake_server_serves_until_terminated() -> None:
-    script = Path(sys.executable).with_name("qomon-async")
-    process = subprocess.Popen(
-        [str(script), "fake-server", "--port", "0", "--api-key", "cli-key", "--time-scale", "10"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines = dict(process.stdout.readline().strip().split("=", 1) for _ in range(2))
+    with fake_server_process("--api-key", "cli-key", "--time-scale", "10") as lines:
         base_url = lines["QOMON_BASE_URL"]
         assert base_url.startswith("http://127.0.0.1:")
         assert lines["QOMON_API_KEY"] == "cli-key"
         status, headers, _ = call(base_url, "/v1/forms/type/consent", "cli-key")
         assert status == 200
         assert headers["X-Ratelimit-Limit"] == "burst:100;rate:100.0"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-    assert process.returncode == 0
 
 
 def test_cli_needs_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,13 +51,6 @@ async def fake() -> AsyncIterator[FakeQomon]:
         yield fake
 
 
-@pytest.fixture
-async def http(fake: FakeQomon) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(fake.base_url, headers=headers) as session:
-        yield session
-
-
 def tree(*conditions: dict[str, Any], logic: str = "$all") -> dict[str, Any]:
     return {"$all": [{logic: [{"$condition": c} for c in conditions]}]}
 

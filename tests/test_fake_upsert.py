@@ -20,13 +20,6 @@ async def fake() -> AsyncIterator[FakeQomon]:
         yield fake
 
 
-@pytest.fixture
-async def http(fake: FakeQomon) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(fake.base_url, headers=headers) as session:
-        yield session
-
-
 async def upsert(http: aiohttp.ClientSession, data: dict[str, Any]) -> None:
     async with http.post("/contacts/upsert", json={"kind": "contact", "data": data}) as response:
         assert response.status == 202, await response.text()

@@ -24,7 +24,7 @@ from test_ratelimit import run
 
 from qomon_async._limiter_ledger import InFlight, InFlightLedger, OthersWindow
 from qomon_async._local_limiter import RateLimiter
-from qomon_async._ratelimit import BucketState, Permit
+from qomon_async._ratelimit import BucketState, Permit, server_tokens
 
 # --------------------------------------------------------------------------------------------
 # The reference: the estimator summing everything on every answer
@@ -68,7 +68,7 @@ class SummingLimiter(RateLimiter):
             and self._reshape(now, state.capacity, state.rate)
         ):
             capacity, rate = state.capacity, state.rate
-        server = self._server_tokens(state, capacity, rate)
+        server = server_tokens(state, capacity, rate)
         if server is None:
             return
         self._informed = True

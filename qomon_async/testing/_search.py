@@ -6,8 +6,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
+from .._query import Operator
 from ._dates import parse_date_value, parse_iso
 from ._problems import FieldError, unprocessable
 from ._seed import FREE_FORM_TYPES
@@ -17,28 +18,9 @@ from ._validate import require_object
 Predicate = Callable[[StoredContact], bool]
 
 LOGIC_KEYS = ("$all", "$at_least_one")
-OPERATORS = frozenset(
-    {
-        "eql",
-        "not_eql",
-        "eql:strictdata",
-        "not_eql:strictdata",
-        "contains",
-        "not_contains",
-        "start_with",
-        "not_start_with",
-        "any_of",
-        "none_of",
-        "all_of",
-        "ext",
-        "not_ext",
-        "range",
-        "lte",
-        "gte",
-        "period",
-        "today",
-    }
-)
+# The operators Qomon's search documents: one list, the client's ``Operator`` type (a module of
+# plain dataclasses and typing, nothing of the client's HTTP side).
+OPERATORS = frozenset(get_args(Operator))
 SORT_ATTRS = (
     "surname",
     "firstname",
