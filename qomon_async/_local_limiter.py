@@ -408,8 +408,12 @@ class RateLimiter(BucketModel):
             if not self._covers(now, amount):
                 waiter.reasons |= _EMPTY
                 if self._refill_held_since is not None:
-                    self._disarm()  # the next answer or release calls back
-                    return
+                    if self._ledger:
+                        self._disarm()  # requests on their way: the next answer calls back
+                        return
+                    # Nothing in flight: no answer will call back, and nothing is on its way to
+                    # a full server bucket. The hold has no object: the refill counts again.
+                    self._refill_held_since = None
                 reserve = min(self._reserve, bucket.max_rate - amount)
                 missing = amount + reserve - bucket.tokens(now)
                 when = now + missing / bucket.leak

@@ -338,6 +338,25 @@ def test_the_slow_start_queue_drains_in_one_pass() -> None:
     run(main)
 
 
+def test_slow_start_ending_on_an_empty_bucket_still_refills() -> None:
+    """The first answer says the bucket is empty and nothing else is in flight: no answer
+    will come to end the refill hold, so the refill counts again and the waiter leaves when the
+    bucket has its tokens (it used to wait for ever: a Redis bucket falling back hit this)."""
+
+    async def main() -> None:
+        limiter = RateLimiter()
+        first = await limiter.acquire(5)
+        waiter = await queued(limiter, 5)
+        t0 = now()
+        limiter.observe(first, state(0))
+        permit = await asyncio.wait_for(waiter, timeout=10)
+        assert limiter.in_flight == 1
+        assert now() - t0 == pytest.approx(0.5, abs=0.05)  # 5 tokens at 10/s
+        assert permit.seq == 2
+
+    run(main)
+
+
 def test_waits_count_only_permits_that_waited() -> None:
     async def main() -> None:
         limiter = RateLimiter(slow_start=False)
