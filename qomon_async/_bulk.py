@@ -376,9 +376,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         except Exception as exc:  # the input itself failed: report it after the rest
             self._input_failed(exc)
             return None
-        index = self._next_index
-        self._next_index += 1
-        return index, item
+        return self._numbered(item)
 
     async def _next_item_async(self) -> tuple[int, Any] | None:
         if self._closing or self._input_done:
@@ -392,6 +390,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         except Exception as exc:  # the input itself failed: report it after the rest
             self._input_failed(exc)
             return None
+        return self._numbered(item)
+
+    def _numbered(self, item: Any) -> tuple[int, Any]:
         index = self._next_index
         self._next_index += 1
         return index, item
@@ -512,7 +513,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     self._forget_old_claims()
                 return result(
                     CreateStatus.CREATED,
-                    contact=confirmed(outcome.contact),
+                    contact=outcome.contact,
                     attempts=outcome.attempts,
                     reconciled=outcome.reconciled,
                 )

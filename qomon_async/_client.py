@@ -40,7 +40,7 @@ from ._create import CreateProtocol, InDoubtStore, MemoryInDoubtStore
 from ._ensure import EnsureContact, EnsureFlights
 from ._exceptions import Aborted, APIConnectionError
 from ._local_limiter import LocalLimiter, RateLimiter
-from ._models import ConfirmedContact, confirmed
+from ._models import ConfirmedContact
 from ._protocol import ContactInput, UpsertInput
 from ._ratelimit import (
     Limiter,
@@ -472,7 +472,7 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
             )
         finally:
             CALL_BUDGET.reset(token)
-        return confirmed(outcome.contact)
+        return outcome.contact
 
     async def get_contact(
         self,

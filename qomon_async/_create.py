@@ -35,7 +35,7 @@ from ._exceptions import (
     ResponseDecodeError,
     ServerError,
 )
-from ._models import Contact
+from ._models import ConfirmedContact, Contact, confirmed
 from ._query import Condition, Query
 from ._retry import is_ambiguous, retry_wait
 from ._stats import ClientStats
@@ -200,7 +200,7 @@ async def maybe_await(value: Awaitable[None] | None) -> None:
 class CreateOutcome:
     """The confirmed contact of one create, with how it was obtained."""
 
-    contact: Contact
+    contact: ConfirmedContact
     attempts: int
     reconciled: bool
 
@@ -398,7 +398,7 @@ class CreateProtocol:
                 data, in_doubt_since, None, cause=None, exclude=exclude, fresh=False
             )
             if found is not None:
-                return CreateOutcome(found, 0, reconciled=True)
+                return CreateOutcome(confirmed(found), 0, reconciled=True)
         rounds = 0
         while True:
             rounds += 1
@@ -446,7 +446,7 @@ class CreateProtocol:
                     data, started, not_before, cause=exc, exclude=exclude, fresh=True
                 )
                 if found is not None:
-                    return CreateOutcome(found, len(attempts), reconciled=True)
+                    return CreateOutcome(confirmed(found), len(attempts), reconciled=True)
                 out_of_budget = len(attempts) >= policy.max_attempts or time.monotonic() >= deadline
                 if out_of_budget or (abort is not None and abort() is not None):
                     # Surely absent, and out of attempts: nothing was created; the cause stands.

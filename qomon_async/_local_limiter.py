@@ -602,6 +602,9 @@ class LocalLimiter:
         capacity: initial bucket size in tokens.
         rate: initial refill rate in tokens per second.
         slow_start: passed to every :class:`RateLimiter`.
+        stats: counters to add to (by default, its own).
+        start_empty: each loop's limiter starts with an empty bucket instead of a full one
+            (a shared bucket falling back to this one: others may have spent it all).
     """
 
     def __init__(
@@ -610,13 +613,16 @@ class LocalLimiter:
         rate: float = DEFAULT_RATE,
         *,
         slow_start: bool = True,
+        stats: LimiterStats | None = None,
+        start_empty: bool = False,
     ) -> None:
         if not (capacity > 0 and rate > 0):
             raise ValueError("capacity and rate must be positive numbers")
         self.capacity = float(capacity)
         self.rate = float(rate)
         self.slow_start = slow_start
-        self._stats = LimiterStats()
+        self.start_empty = start_empty
+        self._stats = stats if stats is not None else LimiterStats()
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RateLimiter] = (
             weakref.WeakKeyDictionary()
         )
@@ -650,6 +656,8 @@ class LocalLimiter:
             limiter._on_reshape = self._remember_shape
             limiter._refused_shapes = self._refused_shapes
             limiter._loop = loop
+            if self.start_empty:
+                limiter._bucket.set_state(loop.time(), 0.0)
             self._limiters[loop] = limiter
         self._last = limiter
         return limiter

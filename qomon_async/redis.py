@@ -94,14 +94,8 @@ class _RedisPermit(Permit):
 
 def sane_shape(capacity: float | None, rate: float | None) -> bool:
     """Whether a shape advertised by ``X-Ratelimit-Limit`` is one to adopt (the local
-    limiter's bounds: :func:`~qomon_async._ratelimit.shape_within_bounds`)."""
-    return (
-        capacity is not None
-        and rate is not None
-        and math.isfinite(capacity)
-        and math.isfinite(rate)
-        and shape_within_bounds(capacity, rate)
-    )
+    limiter's bounds, which refuse infinities and NaN too)."""
+    return capacity is not None and rate is not None and shape_within_bounds(capacity, rate)
 
 
 class RedisBucket:
@@ -193,7 +187,6 @@ class RedisBucket:
         self._local: LocalLimiter | None = None  # the fallback while Redis fails
         self._fallen = False
         self._retry_at = 0.0
-        self._emptied: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._refused_shapes: set[tuple[float, float]] = set()
         self._informed = not slow_start  # a booking has seen the space informed
         self.in_doubt = RedisInDoubtStore(self)
@@ -300,10 +293,14 @@ class RedisBucket:
         self._stats.kind = "local"
         loop = asyncio.get_running_loop()
         self._retry_at = loop.time() + self.retry_interval
-        local = LocalLimiter(self.capacity, self.rate, slow_start=self.slow_start)
-        local._stats = self._stats  # one set of counters, whichever limiter grants
-        self._local = local
-        self._emptied = weakref.WeakSet()
+        # One set of counters, whichever limiter grants; an empty bucket to start from.
+        self._local = LocalLimiter(
+            self.capacity,
+            self.rate,
+            slow_start=self.slow_start,
+            stats=self._stats,
+            start_empty=True,
+        )
         logger.warning(
             "Redis bucket unavailable (%s): falling back to a local rate limiter; "
             "retrying Redis every %g s",
@@ -358,17 +355,6 @@ class RedisBucket:
 
     # -- the limiter interface ---------------------------------------------------------------
 
-    def _local_limiter(self) -> LocalLimiter:
-        local = self._local
-        assert local is not None
-        loop = asyncio.get_running_loop()
-        if loop not in self._emptied:
-            # Falling back starts from an empty bucket: others may have spent it all.
-            self._emptied.add(loop)
-            limiter = local.get()
-            limiter._bucket.set_state(loop.time(), 0.0)
-        return local
-
     async def acquire(
         self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
     ) -> Permit:
@@ -394,7 +380,8 @@ class RedisBucket:
             except _RedisDown as exc:
                 self._failed(exc)
         remaining = None if max_wait is None else max(0.0, max_wait - (loop.time() - start))
-        permit = await self._local_limiter().acquire(cost, max_wait=remaining, max_pause=max_pause)
+        assert self._local is not None  # set by _failed
+        permit = await self._local.acquire(cost, max_wait=remaining, max_pause=max_pause)
         if permit.waited != loop.time() - start:
             permit = Permit(permit.seq, permit.cost, loop.time() - start, permit.granted_at)
         return permit
