@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import (
     Callable,
 )
@@ -38,7 +39,7 @@ from ._config import (
 )
 from ._create import CreateProtocol, InDoubtStore, MemoryInDoubtStore
 from ._ensure import EnsureContact, EnsureFlights
-from ._exceptions import Aborted, APIConnectionError
+from ._exceptions import Aborted, APIConnectionError, QomonError
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ConfirmedContact
 from ._protocol import ContactInput, UpsertInput
@@ -323,6 +324,7 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
                 session,
                 method,
                 self.base_url + path,
+                path=path,
                 auth=self._auth,
                 body=body,
                 timeout=timeout or self.timeout,
@@ -387,6 +389,21 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
         """
         budget = max_wait if isinstance(max_wait, Budget) else self._budget(max_wait)
         policy = retry or self.retry
+        started = time.monotonic()
+        try:
+            # The first attempt directly: the retry machinery is entered after a failure only.
+            return await self._send(
+                method,
+                path,
+                body,
+                timeout,
+                abort=abort,
+                sent=attempts,
+                budget=budget,
+                max_pause=policy.max_retry_after,
+            )
+        except QomonError as exc:
+            first = exc
 
         def count_retry(exc: BaseException, wait: float) -> None:
             self.stats.retries += 1
@@ -411,6 +428,7 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
             describe=f"{method} {path}",
             on_retry=count_retry,
             budget=budget,
+            first_failure=(first, started),
         )
 
     def _budget(self, max_wait: float | None) -> Budget | None:

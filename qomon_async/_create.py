@@ -254,15 +254,18 @@ class CreateProtocol:
         self.in_doubt_ttl = in_doubt_ttl
         # Qomon's clock minus ours, at most (seconds), from the last confirmed create.
         self._offset: float | None = None
+        # The offset less the slack, as qomon_time adds it (rebuilt only when the offset moves).
+        self._shift: dt.timedelta | None = None
         # Records being written in the background (a store that is not in memory), by key.
         self._recording: dict[str, asyncio.Task[None]] = {}
 
     def qomon_time(self, when: dt.datetime) -> dt.datetime | None:
         """``when`` (this machine's clock) on Qomon's clock at the earliest, or None before a
         create was confirmed (until then, :attr:`reconcile_margin` covers the skew)."""
-        if self._offset is None:
+        shift = self._shift
+        if shift is None:
             return None
-        return when + dt.timedelta(seconds=self._offset - self.clock_slack)
+        return when + shift
 
     async def create(
         self,
@@ -341,12 +344,15 @@ class CreateProtocol:
         tightest; a slow answer gives a looser one, which lowers the estimate by at most
         :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
         slack that :meth:`qomon_time` subtracts)."""
-        sample = (_aware(created_at) - _now()).total_seconds()
+        sample = _aware(created_at).timestamp() - time.time()
         previous = self._offset
         if previous is None or sample >= previous:
-            self._offset = sample
+            offset = sample
         else:
-            self._offset = min(previous, sample + self.clock_slack)
+            offset = min(previous, sample + self.clock_slack)
+        if offset != previous:
+            self._offset = offset
+            self._shift = dt.timedelta(seconds=offset - self.clock_slack)
 
     async def _lookup_record(self, key: str) -> dt.datetime | None:
         assert self.in_doubt is not None

@@ -14,7 +14,6 @@ any text is built from it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import json
 import time
@@ -99,12 +98,12 @@ class Secret:
             text = text.replace(self._value, _REDACTED)
         return text
 
-    def redact_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """``headers`` with lower-case names, the key cut out of any value that echoes it."""
-        lowered = {k.lower(): v for k, v in headers.items()}
-        if self._value and self._value in "\n".join(lowered.values()):
-            lowered = {k: self.redact(v) for k, v in lowered.items()}
-        return lowered
+    def redact_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """``headers`` (names looked up in any case), the key cut out of any value that echoes
+        it. Headers that do not echo it come back as they are (no copy)."""
+        if self._value and self._value in "\n".join(headers.values()):
+            return {k.lower(): self.redact(v) for k, v in headers.items()}
+        return headers
 
     def redact_bytes(self, data: bytes) -> bytes:
         """``data`` with every occurrence of the key (raw or JSON-escaped) replaced."""
@@ -162,15 +161,23 @@ class Auth:
         return f"Auth({_REDACTED})"
 
 
-@dataclasses.dataclass(frozen=True)
 class RawResponse:
-    """What came back: status, headers (lower-case names), body bytes, and the elapsed seconds."""
+    """What came back: status, headers (looked up by lower-case names), body bytes, and the
+    elapsed seconds."""
 
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    body: bytes
-    elapsed: float
+    __slots__ = ("body", "elapsed", "headers", "reason", "status")
+
+    def __init__(
+        self, *, status: int, reason: str, headers: Mapping[str, str], body: bytes, elapsed: float
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return f"RawResponse(status={self.status}, {len(self.body)} bytes)"
 
 
 def make_session(*, max_connections: int, user_agent: str) -> aiohttp.ClientSession:
@@ -266,10 +273,12 @@ async def send(
     timeout: float,
     connect_timeout: float,
     max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    path: str | None = None,
 ) -> RawResponse:
     """Send one request and read the whole answer; translate every transport failure.
 
     The key is cut out of the answer (body, reason, headers) before anything is built from it.
+    ``path`` (the URL's path, named in errors) saves parsing it out of ``url``.
 
     Raises:
         APIConnectionError: no complete answer (``APITimeoutError`` for a timeout); a closed
@@ -285,7 +294,8 @@ async def send(
     request_headers = auth.json_headers if body is not None else auth.headers
     secret = auth.secret
     started = time.perf_counter()
-    path = urlsplit(url).path
+    if path is None:
+        path = urlsplit(url).path
     error: Exception
     # Its repr shows the answer's headers, which may echo the key: never left in this frame.
     response: aiohttp.ClientResponse | None = None

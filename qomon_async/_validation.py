@@ -451,7 +451,7 @@ def _plain_contact(data: dict[str, Any]) -> dict[str, Any] | None:
             ):
                 return None
             out[key] = text
-        elif key == "mobile" or key == "phone":
+        elif key in TEXT_ONLY_FIELDS:
             if kind is not str:
                 return None
             out[key] = value.strip()
