@@ -86,6 +86,13 @@ class CreateStatus(str, enum.Enum):
         return self.value
 
 
+# Enum members as module constants: a member looked up on its class costs a descriptor call.
+_CREATED = CreateStatus.CREATED
+_FAILED = CreateStatus.FAILED
+_SKIPPED = CreateStatus.SKIPPED
+_UNKNOWN = CreateStatus.UNKNOWN
+
+
 #: The type of the input items of a run (a ``ContactDict``, a ``ContactWrite``...).
 ItemT = TypeVar("ItemT")
 
@@ -115,7 +122,7 @@ class CreateResult(Generic[ItemT]):
     @property
     def ok(self) -> bool:
         """Whether the item ended ``"created"``."""
-        return self.status is CreateStatus.CREATED
+        return self.status is _CREATED
 
 
 @dataclasses.dataclass
@@ -152,7 +159,15 @@ class BulkProgress:
 
     def count(self, result: CreateResult[Any]) -> None:
         self.done += 1
-        setattr(self, result.status.value, getattr(self, result.status.value) + 1)
+        status = result.status
+        if status is _CREATED:
+            self.created += 1
+        elif status is _FAILED:
+            self.failed += 1
+        elif status is _SKIPPED:
+            self.skipped += 1
+        else:
+            self.unknown += 1
         if result.reconciled:
             self.reconciled += 1
 
@@ -272,7 +287,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self._ready: asyncio.Future[None] | None = None  # the consumer waits for a result
         self._room: asyncio.Future[None] | None = None  # workers wait for the consumer
         self._window: asyncio.Future[None] | None = None  # ordered: workers wait to advance
-        self._in_flight: dict[int, dt.datetime | None] = {}
+        # Qomon's clock (epoch seconds) when each item in flight was picked; None: unknown.
+        self._in_flight: dict[int, float | None] = {}
         self._pulling: set[asyncio.Task[None]] = set()
         self._live = self._concurrency
         # The workers' requests each wait ``max_wait`` at most before they are sent: the
@@ -407,23 +423,34 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             task = asyncio.current_task()
             assert task is not None
             pulling = self._pulling
+            # A plain iterable read in order of arrival is read without awaiting.
+            direct = self._input_lock is None and not self._ordered
+            results = self._results
+            progress = self.progress
             while True:
-                pulling.add(task)
-                try:
-                    picked = await self._pull()
-                finally:
-                    pulling.discard(task)
+                if direct:
+                    picked = self._next_item()
+                else:
+                    pulling.add(task)
+                    try:
+                        picked = await self._pull()
+                    finally:
+                        pulling.discard(task)
                 if picked is None:
                     break
                 index, item = picked
                 result = await self._process(index, item)
-                self.progress.count(result)
+                progress.count(result)
                 if self._on_progress is not None:
                     try:
-                        self._on_progress(self.progress)
+                        self._on_progress(progress)
                     except Exception:  # a display must not cost an item its outcome
                         logger.exception("the on_progress callback raised; ignored")
-                await self._emit(result)
+                if len(results) < self._room_size and not self._closing:
+                    results.append(result)  # room for it: handed over without awaiting
+                    self._wake(self._ready)
+                else:
+                    await self._emit(result)
         finally:
             self._live -= 1
             if self._live == 0:
@@ -462,25 +489,26 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 index=index, status=status, item=item, elapsed=time.monotonic() - started, **kwargs
             )
 
-        reason = self._abort()
-        if reason is not None:
-            return result(CreateStatus.SKIPPED, error=reason)
+        if self.fatal is not None or self._closing:
+            reason = self._abort()
+            assert reason is not None
+            return result(_SKIPPED, error=reason)
         try:
             if self._mode == "create":
                 data = _protocol.contact_to_dict(item, strict=self._strict)
             else:
                 data = _protocol.upsert_to_dict(item, strict=self._strict)
         except ContactValidationError as exc:
-            return result(CreateStatus.FAILED, error=exc)
+            return result(_FAILED, error=exc)
         except TypeError as exc:
-            return result(CreateStatus.FAILED, error=ContactValidationError(str(exc)))
+            return result(_FAILED, error=ContactValidationError(str(exc)))
         if self._seen is not None:
             digest = duplicate_key(data, self._dedupe_key)
             if digest is not None:
                 first = self._seen.first(digest, index)
                 if first is not None:
                     return result(
-                        CreateStatus.SKIPPED,
+                        _SKIPPED,
                         error=DuplicateInputError(
                             duplicate_message("item", index, first, self._dedupe_key),
                             first_index=first,
@@ -494,7 +522,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 in_doubt_since = self._in_doubt(index, item) if self._in_doubt else None
                 # Qomon's clock when the item was picked (None: claims are kept meanwhile).
                 self._in_flight[index] = (
-                    None if in_doubt_since is not None else creates.qomon_time(_now())
+                    None if in_doubt_since is not None else creates.qomon_seconds(time.time())
                 )
                 claims = self._claims
                 outcome = await creates.create(
@@ -504,56 +532,60 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     timeout=self._timeout,
                     in_doubt_since=in_doubt_since,
                     abort=self._abort,
-                    on_attempt=self._attempt_hook(index),
+                    on_attempt=self._attempt_hook(index) if self._on_attempt is not None else None,
                     attempts_out=attempts,
                     exclude=claims,
                 )
                 claims.add(outcome.contact, keep=outcome.reconciled and outcome.attempts == 0)
                 if claims.full():
                     self._forget_old_claims()
-                return result(
-                    CreateStatus.CREATED,
-                    contact=outcome.contact,
-                    attempts=outcome.attempts,
-                    reconciled=outcome.reconciled,
+                return CreateResult(
+                    index,
+                    _CREATED,
+                    item,
+                    outcome.contact,
+                    None,
+                    outcome.attempts,
+                    outcome.reconciled,
+                    time.monotonic() - started,
                 )
             contact, reconciled = await self._upsert(index, data, attempts)
             return result(
-                CreateStatus.CREATED,
+                _CREATED,
                 contact=confirmed(contact) if contact is not None else None,
                 attempts=len(attempts),
                 reconciled=reconciled,
             )
         except Aborted as exc:
             error = exc.reason if isinstance(exc.reason, QomonError) else QomonError(str(exc))
-            return result(CreateStatus.SKIPPED, error=error, attempts=len(attempts))
+            return result(_SKIPPED, error=error, attempts=len(attempts))
         except OutcomeUnknownError as exc:
             # A lookup refused with 401/403 is as fatal as a create refused so.
             if isinstance(exc.__cause__, AuthenticationError | PermissionDeniedError):
                 self._set_fatal(exc.__cause__)
-            return result(CreateStatus.UNKNOWN, error=exc, attempts=len(attempts))
+            return result(_UNKNOWN, error=exc, attempts=len(attempts))
         except (AuthenticationError, PermissionDeniedError) as exc:
             self._set_fatal(exc)
-            return result(CreateStatus.FAILED, error=exc, attempts=len(attempts))
+            return result(_FAILED, error=exc, attempts=len(attempts))
         except QomonError as exc:
-            return result(CreateStatus.FAILED, error=exc, attempts=len(attempts))
+            return result(_FAILED, error=exc, attempts=len(attempts))
         except Exception as exc:  # a bug, or a caller's hook that raised: still one outcome
             logger.exception("unexpected error on bulk item %d", index)
             error = QomonError(f"unexpected error: {exc!r}")
             if attempts:  # it was sent: whether it landed is not known
                 unknown = OutcomeUnknownError(f"unexpected error after sending: {exc!r}", cause=exc)
-                return result(CreateStatus.UNKNOWN, error=unknown, attempts=len(attempts))
-            return result(CreateStatus.FAILED, error=error, attempts=0)
+                return result(_UNKNOWN, error=unknown, attempts=len(attempts))
+            return result(_FAILED, error=error, attempts=0)
         except asyncio.CancelledError:
             if attempts:
                 cancelled = result(
-                    CreateStatus.UNKNOWN,
+                    _UNKNOWN,
                     error=OutcomeUnknownError("the run was cancelled while this item was sent"),
                     attempts=len(attempts),
                 )
             else:
                 cancelled = result(
-                    CreateStatus.SKIPPED,
+                    _SKIPPED,
                     error=QomonError("the run was cancelled before this item was sent"),
                 )
             self.unclaimed.append(cancelled)
@@ -564,14 +596,14 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
 
     def _forget_old_claims(self) -> None:
         """Drop the claims no item in flight (or picked later) can meet in a reconciliation."""
-        floor = self._backend.creates.qomon_time(_now())
+        floor = self._backend.creates.qomon_seconds(time.time())
         for start in self._in_flight.values():
             if start is None or floor is None:
                 return
             floor = min(floor, start)
         # Items picked later start later: with none in flight, "now" is the floor.
         if floor is not None:
-            self._claims.drop_before(floor)
+            self._claims.drop_before(dt.datetime.fromtimestamp(floor, dt.timezone.utc))
 
     async def _verify_upsert(
         self, data: dict[str, Any], since: dt.datetime, *, cause: BaseException | None

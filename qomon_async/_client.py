@@ -341,14 +341,17 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
                 limiter.release(permit)
             raise
         self.stats.responses += 1
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        status = response.status
         if limiter is not None and permit is not None:
             limiter.observe(
                 permit,
                 parse_lowercase_ratelimit_headers(response.headers),
-                rejected=response.status == 429,
+                rejected=status == 429,
             )
-        if response.status == 429:
+        if status < 400:
+            return response
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status == 429:
             self.stats.rate_limited += 1
             wait = retry_after if retry_after is not None else self.retry.default_retry_after
             logger.info("429 on %s %s: pausing every request for %.3f s", method, path, wait)
@@ -357,16 +360,14 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
                 # max_pause (its policy's max_retry_after) or max_wait it exceeds fails at once
                 # instead of blocking; the pause ends when the server said it would.
                 limiter.pause(wait)
-        if response.status >= 400:
-            raise _protocol.status_error(
-                response.status,
-                response.body,
-                method=method,
-                path=path,
-                reason=response.reason,
-                retry_after=retry_after,
-            )
-        return response
+        raise _protocol.status_error(
+            status,
+            response.body,
+            method=method,
+            path=path,
+            reason=response.reason,
+            retry_after=retry_after,
+        )
 
     async def _request(
         self,

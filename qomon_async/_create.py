@@ -259,6 +259,13 @@ class CreateProtocol:
         # Records being written in the background (a store that is not in memory), by key.
         self._recording: dict[str, asyncio.Task[None]] = {}
 
+    def qomon_seconds(self, now: float) -> float | None:
+        """:meth:`qomon_time` on the epoch-seconds scale of ``time.time()`` (no datetime built)."""
+        offset = self._offset
+        if offset is None:
+            return None
+        return now + offset - self.clock_slack
+
     def qomon_time(self, when: dt.datetime) -> dt.datetime | None:
         """``when`` (this machine's clock) on Qomon's clock at the earliest, or None before a
         create was confirmed (until then, :attr:`reconcile_margin` covers the skew)."""
@@ -301,14 +308,7 @@ class CreateProtocol:
                 recorded = True
                 if in_doubt_since is None or recorded_at < in_doubt_since:
                     in_doubt_since = recorded_at
-        first_started: dt.datetime | None = None
-
-        def on_round(started: dt.datetime) -> Awaitable[None] | None:
-            nonlocal first_started
-            if first_started is None:
-                first_started = started
-            return on_attempt(started) if on_attempt is not None else None
-
+        rounds: list[dt.datetime] = []  # when each round of sending began
         try:
             outcome = await self._create(
                 data,
@@ -317,21 +317,22 @@ class CreateProtocol:
                 timeout=timeout,
                 in_doubt_since=in_doubt_since,
                 abort=abort,
-                on_round=on_round,
+                on_attempt=on_attempt,
+                rounds=rounds,
                 attempts=attempts,
                 exclude=exclude,
             )
         except asyncio.CancelledError:
-            if store is not None and attempts and first_started is not None:
+            if store is not None and attempts and rounds:
                 key = key or identity_key(data)
                 if key is not None:
-                    self._record(key, first_started)
+                    self._record(key, rounds[0])
             raise
         except OutcomeUnknownError:
             if store is not None and (attempts or recorded):
                 key = key or identity_key(data)
                 if key is not None:
-                    self._record(key, first_started or in_doubt_since or _now())
+                    self._record(key, rounds[0] if rounds else in_doubt_since or _now())
             raise
         if recorded and key is not None:
             assert self.in_doubt is not None
@@ -390,7 +391,8 @@ class CreateProtocol:
         timeout: float | None,
         in_doubt_since: dt.datetime | None,
         abort: Callable[[], BaseException | None] | None,
-        on_round: Callable[[dt.datetime], Awaitable[None] | None],
+        on_attempt: Callable[[dt.datetime], Awaitable[None] | None] | None,
+        rounds: list[dt.datetime],
         attempts: list[int],
         exclude: Container[int],
     ) -> CreateOutcome:
@@ -405,14 +407,15 @@ class CreateProtocol:
             )
             if found is not None:
                 return CreateOutcome(confirmed(found), 0, reconciled=True)
-        rounds = 0
         while True:
-            rounds += 1
             started = _now()
-            # Qomon's clock at the attempt's start, from what was known before it.
-            not_before = self.qomon_time(started)
-            await maybe_await(on_round(started))
-            if rounds == 1:
+            rounds.append(started)
+            # Qomon's clock minus ours (less the slack) at the attempt's start, from what was
+            # known before it: the attempt's start on Qomon's clock, if it must be searched for.
+            shift = self._shift
+            if on_attempt is not None:
+                await maybe_await(on_attempt(started))
+            if len(rounds) == 1:
                 round_policy = policy
             else:
                 round_policy = dataclasses.replace(
@@ -448,6 +451,7 @@ class CreateProtocol:
                 # Qomon may store the contact after failing to answer (a gateway's 504, a
                 # timeout), and its search may lag behind a write: look on a schedule that
                 # covers the lag before concluding that nothing was stored.
+                not_before = started + shift if shift is not None else None
                 found = await self._look(
                     data, started, not_before, cause=exc, exclude=exclude, fresh=True
                 )
@@ -457,7 +461,7 @@ class CreateProtocol:
                 if out_of_budget or (abort is not None and abort() is not None):
                     # Surely absent, and out of attempts: nothing was created; the cause stands.
                     raise
-                wait = retry_wait(policy, exc, rounds)
+                wait = retry_wait(policy, exc, len(rounds))
                 logger.info(
                     "create surely did not land (%s); sending it again in %.3f s", exc, wait
                 )

@@ -521,6 +521,8 @@ def contact_to_dict(contact: ContactInput, *, strict: bool = True) -> dict[str, 
     :class:`Contact` loses its read-only keys.
     """
     data: dict[str, Any]
+    if type(contact) is dict:  # the common case, first (validation copies, never mutates)
+        return validate_contact(contact, kind="create", strict=strict)
     if isinstance(contact, ContactWrite):
         data = msgspec.to_builtins(contact, builtin_types=_DATES)
     elif isinstance(contact, Contact):
