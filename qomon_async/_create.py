@@ -254,8 +254,6 @@ class CreateProtocol:
         self.in_doubt_ttl = in_doubt_ttl
         # Qomon's clock minus ours, at most (seconds), from the last confirmed create.
         self._offset: float | None = None
-        # The offset less the slack, as qomon_time adds it (rebuilt only when the offset moves).
-        self._shift: dt.timedelta | None = None
         # Records being written in the background (a store that is not in memory), by key.
         self._recording: dict[str, asyncio.Task[None]] = {}
 
@@ -269,10 +267,10 @@ class CreateProtocol:
     def qomon_time(self, when: dt.datetime) -> dt.datetime | None:
         """``when`` (this machine's clock) on Qomon's clock at the earliest, or None before a
         create was confirmed (until then, :attr:`reconcile_margin` covers the skew)."""
-        shift = self._shift
-        if shift is None:
+        offset = self._offset
+        if offset is None:
             return None
-        return when + shift
+        return when + dt.timedelta(seconds=offset - self.clock_slack)
 
     async def create(
         self,
@@ -308,7 +306,7 @@ class CreateProtocol:
                 recorded = True
                 if in_doubt_since is None or recorded_at < in_doubt_since:
                     in_doubt_since = recorded_at
-        rounds: list[dt.datetime] = []  # when each round of sending began
+        rounds: list[float] = []  # when each round of sending began (time.time())
         try:
             outcome = await self._create(
                 data,
@@ -326,13 +324,13 @@ class CreateProtocol:
             if store is not None and attempts and rounds:
                 key = key or identity_key(data)
                 if key is not None:
-                    self._record(key, rounds[0])
+                    self._record(key, _utc(rounds[0]))
             raise
         except OutcomeUnknownError:
             if store is not None and (attempts or recorded):
                 key = key or identity_key(data)
                 if key is not None:
-                    self._record(key, rounds[0] if rounds else in_doubt_since or _now())
+                    self._record(key, _utc(rounds[0]) if rounds else in_doubt_since or _now())
             raise
         if recorded and key is not None:
             assert self.in_doubt is not None
@@ -351,9 +349,7 @@ class CreateProtocol:
             offset = sample
         else:
             offset = min(previous, sample + self.clock_slack)
-        if offset != previous:
-            self._offset = offset
-            self._shift = dt.timedelta(seconds=offset - self.clock_slack)
+        self._offset = offset
 
     async def _lookup_record(self, key: str) -> dt.datetime | None:
         assert self.in_doubt is not None
@@ -392,7 +388,7 @@ class CreateProtocol:
         in_doubt_since: dt.datetime | None,
         abort: Callable[[], BaseException | None] | None,
         on_attempt: Callable[[dt.datetime], Awaitable[None] | None] | None,
-        rounds: list[dt.datetime],
+        rounds: list[float],
         attempts: list[int],
         exclude: Container[int],
     ) -> CreateOutcome:
@@ -408,13 +404,13 @@ class CreateProtocol:
             if found is not None:
                 return CreateOutcome(confirmed(found), 0, reconciled=True)
         while True:
-            started = _now()
-            rounds.append(started)
-            # Qomon's clock minus ours (less the slack) at the attempt's start, from what was
-            # known before it: the attempt's start on Qomon's clock, if it must be searched for.
-            shift = self._shift
+            started_ts = time.time()
+            rounds.append(started_ts)
+            # Qomon's clock minus ours at the attempt's start, from what was known before it:
+            # the attempt's start on Qomon's clock, if it must be searched for.
+            offset = self._offset
             if on_attempt is not None:
-                await maybe_await(on_attempt(started))
+                await maybe_await(on_attempt(_utc(started_ts)))
             if len(rounds) == 1:
                 round_policy = policy
             else:
@@ -441,6 +437,7 @@ class CreateProtocol:
             except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
                 if not is_ambiguous(exc):
                     raise
+                started = _utc(started_ts)
                 if not reconcile:
                     raise OutcomeUnknownError(
                         f"the create may have been stored ({exc}); reconciliation is off",
@@ -451,7 +448,11 @@ class CreateProtocol:
                 # Qomon may store the contact after failing to answer (a gateway's 504, a
                 # timeout), and its search may lag behind a write: look on a schedule that
                 # covers the lag before concluding that nothing was stored.
-                not_before = started + shift if shift is not None else None
+                not_before = (
+                    started + dt.timedelta(seconds=offset - self.clock_slack)
+                    if offset is not None
+                    else None
+                )
                 found = await self._look(
                     data, started, not_before, cause=exc, exclude=exclude, fresh=True
                 )
@@ -608,3 +609,7 @@ def same_person(found: Contact, data: Mapping[str, Any]) -> bool:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)

@@ -163,18 +163,38 @@ class Auth:
 
 class RawResponse:
     """What came back: status, headers (looked up by lower-case names), body bytes, and the
-    elapsed seconds."""
+    elapsed seconds.
 
-    __slots__ = ("body", "elapsed", "headers", "reason", "status")
+    ``secret``: the key to cut out of the headers, the first time they are read (an answer
+    whose headers nobody reads costs nothing); the body comes already redacted.
+    """
+
+    __slots__ = ("_headers", "_secret", "body", "elapsed", "reason", "status")
 
     def __init__(
-        self, *, status: int, reason: str, headers: Mapping[str, str], body: bytes, elapsed: float
+        self,
+        status: int,
+        reason: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        elapsed: float,
+        *,
+        secret: Secret | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
-        self.headers = headers
+        self._headers = headers
+        self._secret = secret
         self.body = body
         self.elapsed = elapsed
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        secret = self._secret
+        if secret is not None:
+            self._headers = secret.redact_headers(self._headers)
+            self._secret = None
+        return self._headers
 
     def __repr__(self) -> str:
         return f"RawResponse(status={self.status}, {len(self.body)} bytes)"
@@ -355,11 +375,12 @@ async def send(
                         # the body (the exception's text says why it is empty).
                         payload = f"(body dropped: it {problem})".encode()
                     return RawResponse(
-                        status=status,
-                        reason=reason,
-                        headers=secret.redact_headers(response.headers),
-                        body=secret.redact_bytes(payload),
-                        elapsed=time.perf_counter() - started,
+                        status,
+                        reason,
+                        response.headers,
+                        secret.redact_bytes(payload),
+                        time.perf_counter() - started,
+                        secret=secret,
                     )
     except aiohttp.ConnectionTimeoutError:
         # Timed out while connecting: the request was never written.
