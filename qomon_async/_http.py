@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._exceptions import (
     APIConnectionError,
@@ -145,17 +146,21 @@ class Auth:
         self.secret = Secret(api_key)
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in user_agent):
             raise ValueError(f"user_agent contains a control character: {user_agent!r}")
-        self.headers: Mapping[str, str] = {
-            "Authorization": _HeaderValue(f"Bearer {api_key}"),
-            "User-Agent": user_agent,
-            "Accept": "application/json",
-            # Decompressed here, with a bound: only what this module can decode.
-            "Accept-Encoding": "gzip, deflate",
-        }
-        self.json_headers: Mapping[str, str] = {
-            **self.headers,
-            "Content-Type": "application/json",
-        }
+        # Case-insensitive multidicts, as aiohttp takes them without converting them.
+        self.headers: Mapping[str, str] = CIMultiDictProxy(
+            CIMultiDict(
+                {
+                    "Authorization": _HeaderValue(f"Bearer {api_key}"),
+                    "User-Agent": user_agent,
+                    "Accept": "application/json",
+                    # Decompressed here, with a bound: only what this module can decode.
+                    "Accept-Encoding": "gzip, deflate",
+                }
+            )
+        )
+        self.json_headers: Mapping[str, str] = CIMultiDictProxy(
+            CIMultiDict({**self.headers, "Content-Type": "application/json"})
+        )
 
     def __repr__(self) -> str:
         return f"Auth({_REDACTED})"
@@ -205,7 +210,10 @@ def make_session(*, max_connections: int, user_agent: str) -> aiohttp.ClientSess
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections)
     return aiohttp.ClientSession(
         connector=connector,
-        headers={"User-Agent": user_agent, "Accept": "application/json"},
+        # No default headers: each request carries its own (the User-Agent among them), and
+        # aiohttp merges nothing. No cookies: the API authenticates by key, and a jar would be
+        # consulted on every request for nothing.
+        cookie_jar=aiohttp.DummyCookieJar(),
         # No timeout here: each request carries its own (the session may be the caller's).
         timeout=aiohttp.ClientTimeout(total=None),
         raise_for_status=False,
