@@ -244,6 +244,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         else:
             self._sync_items = iter(items)
         self._max_wait = max_wait
+        # The results deque while an unordered run is open (None: every result goes through
+        # the run's generator).
+        self._ready_results: collections.deque[CreateResult[ItemT]] | None = None
         self._gen = self._run()
 
     # -- the iterator protocol ------------------------------------------------------------------
@@ -252,6 +255,11 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         return self
 
     async def __anext__(self) -> CreateResult[ItemT]:
+        results = self._ready_results
+        if results:  # unordered, running, results waiting: taken without resuming the run
+            result = results.popleft()
+            self._wake(self._room)
+            return result
         return await self._gen.__anext__()
 
     async def aclose(self) -> None:
@@ -302,6 +310,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         buffer: dict[int, CreateResult[ItemT]] = {}
         results = self._results
         finished = False
+        if not self._ordered:
+            self._ready_results = results
         try:
             while True:
                 if self._ordered and self._yielded in buffer:
@@ -333,6 +343,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             await self._shutdown(cancel=True, buffer=buffer)
             raise
         finally:
+            self._ready_results = None
             if not finished:
                 await self._shutdown(cancel=False, buffer=buffer)
             if self._seen is not None:
@@ -349,6 +360,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
 
     async def _shutdown(self, *, cancel: bool, buffer: dict[int, CreateResult[ItemT]]) -> None:
         """Stop pulling input, let (or make) the workers end, keep every outcome."""
+        self._ready_results = None
         if self._closing:
             return
         self._closing = True
