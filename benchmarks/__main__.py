@@ -22,6 +22,7 @@ from benchmarks import (
     bench_budget,
     bench_client_cost,
     bench_decode,
+    bench_instructions,
     bench_latency,
     bench_limiter,
     bench_memory,
@@ -35,10 +36,16 @@ BENCHMARKS: dict[str, ModuleType] = {
     "latency": bench_latency,
     "memory": bench_memory,
     "decode": bench_decode,
+    "instructions": bench_instructions,
     "limiter": bench_limiter,
     "processes": bench_processes,
 }
-ALIASES = {"client-cost": "client_cost", "cost": "client_cost", "decoding": "decode"}
+ALIASES = {
+    "client-cost": "client_cost",
+    "cost": "client_cost",
+    "decoding": "decode",
+    "callgrind": "instructions",
+}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
