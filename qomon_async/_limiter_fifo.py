@@ -249,9 +249,9 @@ class RateLimiter(BucketModel):
         """
         if not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
-        if max_wait is not None:
-            max_wait = _check_limit("max_wait", max_wait)
-        if max_pause is not None:
+        if max_wait is not None and not 0.0 <= max_wait < _INF:
+            max_wait = _check_limit("max_wait", max_wait)  # infinity: None; else it raises
+        if max_pause is not None and not 0.0 <= max_pause < _INF:
             max_pause = _check_limit("max_pause", max_pause)
         loop = _get_running_loop()
         if loop is not self._loop:

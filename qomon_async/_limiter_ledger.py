@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import collections
 from bisect import bisect_left, bisect_right
-from typing import NamedTuple
 
 __all__ = ["InFlight", "InFlightLedger", "OthersWindow"]
 
 
-class InFlight(NamedTuple):
-    """What the limiter remembers of a permit until its response (or failure) comes back."""
-
-    cost: float
-    granted_total: float  # tokens granted by the limiter so far, this permit included
-    in_flight_before: float  # tokens of the permits in flight when this one was granted
-
-
-_new_tuple = tuple.__new__  # builds an InFlight without NamedTuple's Python-level __new__
+#: What the limiter remembers of a permit until its response (or failure) comes back:
+#: ``(cost, granted_total, in_flight_before)``: its tokens, the tokens granted by the limiter so
+#: far (this permit included), and the tokens of the permits in flight when it was granted.
+#: A plain tuple: one is built per request, and a named tuple costs several times more.
+InFlight = tuple[float, float, float]
 
 # Costs kept as (possibly empty) lists before the empty ones are dropped: a client uses two.
 _MAX_CLASSES = 8
@@ -76,7 +71,7 @@ class InFlightLedger:
     def add(self, seq: int, cost: float, granted_total: float) -> None:
         """Record the permit ``seq`` (greater than every sequence number recorded before),
         costing ``cost``, with ``granted_total`` tokens granted so far, this permit included."""
-        self._entries[seq] = _new_tuple(InFlight, (cost, granted_total, self.total))
+        self._entries[seq] = (cost, granted_total, self.total)
         self.total += cost
         cls = self._classes.get(cost)
         if cls is not None:
@@ -120,6 +115,39 @@ class InFlightLedger:
             if count:
                 tokens += cost * count
         return tokens
+
+    def answer(self, seq: int) -> tuple[InFlight, float] | None:
+        """:meth:`pop` then :meth:`later` in one step (an answer's re-sync needs both): the
+        permit's entry and the tokens in flight granted after it; None when not in flight."""
+        entries = self._entries
+        entry = entries.pop(seq, None)
+        if entry is None:
+            return None
+        cost = entry[0]
+        if entries:
+            self.total -= cost
+        else:
+            self.total = 0.0  # no float residue
+        classes = self._classes
+        cls = classes[cost]
+        seqs, start = cls.seqs, cls.start
+        if seqs[start] == seq:  # the oldest of its cost: answers in order
+            start += 1
+            if start > _HEAD_SLACK and 2 * start > len(seqs):
+                del seqs[:start]
+                start = 0
+            cls.start = start
+            later = cost * (len(seqs) - start)
+        else:
+            index = bisect_left(seqs, seq, start)
+            del seqs[index]
+            later = cost * (len(seqs) - index)
+        if len(classes) > 1:
+            for other_cost, other in classes.items():
+                if other is not cls:
+                    others = other.seqs
+                    later += other_cost * (len(others) - bisect_right(others, seq, other.start))
+        return entry, later
 
 
 class OthersWindow:
