@@ -344,8 +344,14 @@ class BucketModel:
         expected = tokens + rate * (now - then)
         expected = expected if expected < capacity else capacity
         window = capacity / rate
-        total = self._others.add(now, expected - ours - server, now - window)
-        self._set_refill(now, total / window, rate)
+        spending = self._others.add(now, expected - ours - server, now - window) / window
+        if spending > 0.02 * rate or spending < 0.0 or self._reserve:
+            self._set_refill(now, spending, rate)
+            return
+        # (_set_refill, inlined for the common case: nobody else seen spending)
+        change = rate - spending - self._leak
+        if change > 1e-9 or change < -1e-9:
+            self._set_refill(now, spending, rate)
 
     def _apply_others(self, now: float) -> None:
         """Drop the measures older than the window; set the reserve and the refill from it."""

@@ -131,10 +131,16 @@ class LocalLimiter:
         A plain method returning that coroutine, rather than a coroutine awaiting it: one
         coroutine per request, not two.
         """
-        return self.get().acquire(cost, max_wait=max_wait, max_pause=max_pause)
+        limiter = self._last
+        if limiter is None or limiter._loop is not _get_running_loop():
+            limiter = self.get()
+        return limiter.acquire(cost, max_wait=max_wait, max_pause=max_pause)
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
-        self.get().observe(permit, state, rejected=rejected)
+        limiter = self._last
+        if limiter is None or limiter._loop is not _get_running_loop():
+            limiter = self.get()
+        limiter.observe(permit, state, rejected=rejected)
 
     def release(self, permit: Permit, *, refund: bool = False) -> None:
         self.get().release(permit, refund=refund)
