@@ -24,8 +24,10 @@ bucket gains the refill and loses what we were granted; what else it lost, other
 one bucket's worth of refill time, that is a rate: the local bucket then refills at the server's
 rate minus it, and keeps the largest bite others took in reserve, so that a bite landing just
 before a request does not turn it into a 429. When others stop, both fade within that window.
-The work per answer does not grow with that window nor with the requests in flight
-(:mod:`qomon_async._limiter_ledger`).
+The work per answer does not grow with that window, and at most logarithmically with the
+requests in flight (binary searches run by C: :mod:`qomon_async._limiter_ledger`). The
+per-answer path is written for CPU: comparisons rather than ``min``/``max``, one call for the
+ledger and one for the bucket.
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.
@@ -78,7 +80,7 @@ class _Bucket(AsyncLimiter):
     time_period`` per second; it has no public way to read or set that level, and following the
     server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its state, so
     this subclass reads and writes the three private attributes ``_level``, ``_last_check`` and
-    ``_rate_per_sec`` in :meth:`tokens`, :meth:`take` and :meth:`set_state` only (and calls
+    ``_rate_per_sec`` in its own methods only (and calls
     ``_wake_next``, aiolimiter >= 1.2, so that a task waiting in :meth:`acquire` re-times
     itself). ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
     internals change meaning.

@@ -245,6 +245,22 @@ def test_bucket_internals_match_aiolimiter() -> None:
         assert bucket.tokens(now()) == pytest.approx(8)
         assert bucket.has_capacity(8)
         assert not bucket.has_capacity(8.5)
+        # take_if charges only what it covers; clamp brings the level into a band.
+        t = now()
+        assert not bucket.take_if(t, 9, 9)
+        assert bucket.tokens(t) == pytest.approx(8)
+        assert bucket.take_if(t, 5, 7)
+        assert bucket.has_capacity(3) and not bucket.has_capacity(3.5)
+        assert bucket.clamp(t, 0, 2) == pytest.approx(3)  # lowered to 2
+        assert bucket.has_capacity(2) and not bucket.has_capacity(2.5)
+        assert bucket.clamp(t, 50, 60) == pytest.approx(2)  # raised to 50
+        assert bucket.has_capacity(50) and not bucket.has_capacity(50.5)
+        assert bucket.clamp(t, 0, 1000) == pytest.approx(50)  # within the band: unchanged
+        bucket.set_leak(t, 20)  # the refill doubles, the level stays
+        await asyncio.sleep(0.1)
+        assert bucket.tokens(now()) == pytest.approx(52)
+        assert bucket.has_capacity(52) and not bucket.has_capacity(52.5)
+        bucket.set_leak(now(), 10)
         # A waiter inside aiolimiter re-times itself at once when the level is set.
         bucket.set_state(now(), 0)
         waiter = asyncio.create_task(bucket.acquire(5))
