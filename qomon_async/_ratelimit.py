@@ -250,7 +250,20 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
         capacity = rate = None
     else:
         capacity, rate = _parse_limit_text(limit)
-    return BucketState(capacity, rate, _number(remaining), _number(cost), _number(reset))
+    # _number on each, inlined (this runs on every answer): float() then the range check.
+    try:
+        left = None if remaining is None else float(remaining)
+        charged = None if cost is None else float(cost)
+        full_in = None if reset is None else float(reset)
+    except ValueError:  # a garbled one: field by field
+        return BucketState(capacity, rate, _number(remaining), _number(cost), _number(reset))
+    return BucketState(
+        capacity,
+        rate,
+        left if left is not None and 0.0 <= left < math.inf else None,
+        charged if charged is not None and 0.0 <= charged < math.inf else None,
+        full_in if full_in is not None and 0.0 <= full_in < math.inf else None,
+    )
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

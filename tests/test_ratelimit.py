@@ -189,6 +189,8 @@ def test_parse_headers_case_insensitive_and_multidict() -> None:
         ({"X-Ratelimit-Limit": "100"}, BucketState()),
         ({"X-Ratelimit-Limit": "rate=2.5, burst=25"}, BucketState(capacity=25, rate=2.5)),
         ({"X-Ratelimit-Cost": "1"}, BucketState(cost=1)),
+        ({"X-Ratelimit-Remaining": "lots", "X-Ratelimit-Cost": "5"}, BucketState(cost=5)),
+        ({"X-Ratelimit-Reset": "0.6", "X-Ratelimit-Cost": "-5"}, BucketState(reset=0.6)),
     ],
 )
 def test_parse_headers_tolerant(headers: dict[str, str], expected: BucketState | None) -> None:
