@@ -24,8 +24,10 @@ bucket gains the refill and loses what we were granted; what else it lost, other
 one bucket's worth of refill time, that is a rate: the local bucket then refills at the server's
 rate minus it, and keeps the largest bite others took in reserve, so that a bite landing just
 before a request does not turn it into a 429. When others stop, both fade within that window.
-The work per answer does not grow with that window nor with the requests in flight
-(:mod:`qomon_async._limiter_ledger`).
+The work per answer does not grow with that window, and at most logarithmically with the
+requests in flight (binary searches run by C: :mod:`qomon_async._limiter_ledger`). The
+per-answer path is written for CPU: comparisons rather than ``min``/``max``, one call for the
+ledger and one for the bucket.
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.
@@ -55,7 +57,6 @@ from ._ratelimit import (
     BucketState,
     LimiterStats,
     Permit,
-    server_tokens,
     shape_within_bounds,
 )
 
@@ -79,7 +80,7 @@ class _Bucket(AsyncLimiter):
     time_period`` per second; it has no public way to read or set that level, and following the
     server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its state, so
     this subclass reads and writes the three private attributes ``_level``, ``_last_check`` and
-    ``_rate_per_sec`` in :meth:`tokens`, :meth:`take` and :meth:`set_state` only (and calls
+    ``_rate_per_sec`` in its own methods only (and calls
     ``_wake_next``, aiolimiter >= 1.2, so that a task waiting in :meth:`acquire` re-times
     itself). ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
     internals change meaning.
@@ -90,7 +91,8 @@ class _Bucket(AsyncLimiter):
         level = self._level
         if level:
             # Mirrors AsyncLimiter._leak: the level drains from _last_check, never below zero.
-            level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
+            level = level - (now - self._last_check) * self._rate_per_sec
+            level = level if level > 0.0 else 0.0
         return self.max_rate - level
 
     def take(self, now: float, amount: float) -> None:
@@ -100,6 +102,42 @@ class _Bucket(AsyncLimiter):
             level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
         self._level = level + amount
         self._last_check = now
+
+    def take_if(self, now: float, amount: float, need: float) -> bool:
+        """Charge ``amount`` tokens at loop time ``now`` if the bucket holds ``need`` (at least
+        ``amount``; float noise of ``1e-9`` tolerated); False, and nothing charged, if not."""
+        level = self._level
+        if level:
+            level = level - (now - self._last_check) * self._rate_per_sec
+            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
+                level = 0.0
+        if self.max_rate - level + 1e-9 < need:
+            return False
+        self._level = level + amount
+        self._last_check = now
+        return True
+
+    def clamp(self, now: float, low: float, high: float) -> float:
+        """Bring the tokens at loop time ``now`` into ``[low, high]`` (lowered to ``high``
+        first; raised to ``low``, never above the capacity, only when under ``low - 1e-9``)
+        and return the tokens held before. One answer's re-sync, in one call."""
+        level = self._level
+        if level:
+            level = level - (now - self._last_check) * self._rate_per_sec
+            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
+                level = 0.0
+        max_rate = self.max_rate
+        local = max_rate - level
+        if local > high + 1e-9:
+            self._level = max_rate - high if high < max_rate else 0.0
+        elif local < low - 1e-9:
+            self._level = max_rate - low if low < max_rate else 0.0
+        else:
+            return local
+        self._last_check = now
+        if self._waiters:  # only when aiolimiter's own acquire is in use (never by the client)
+            self._wake_next()
+        return local
 
     def set_state(
         self,
@@ -118,11 +156,11 @@ class _Bucket(AsyncLimiter):
             self.max_rate = capacity
             self.time_period = capacity / rate
             self._rate_per_sec = rate
-        self._level = self.max_rate - min(available, self.max_rate)
+        max_rate = self.max_rate
+        self._level = max_rate - available if available < max_rate else 0.0
         self._last_check = now
-        wake: Callable[[], None] | None = getattr(self, "_wake_next", None)
-        if wake is not None and self._waiters:
-            wake()
+        if self._waiters:  # only when aiolimiter's own acquire is in use (never by the client)
+            self._wake_next()
 
     @property
     def rate(self) -> float:
@@ -140,9 +178,15 @@ class _Bucket(AsyncLimiter):
         Used to leave to other consumers of the space the share of the refill they are seen
         to spend (``RateLimiter._measure_others``).
         """
-        available = self.tokens(now)
+        level = self._level
+        if level:
+            level = level - (now - self._last_check) * self._rate_per_sec
+            level = level if level > 0.0 else 0.0
+        self._level = level
+        self._last_check = now
         self._rate_per_sec = rate
-        self.set_state(now, available)
+        if self._waiters:  # only when aiolimiter's own acquire is in use (never by the client)
+            self._wake_next()
 
 
 class BucketModel:
@@ -159,6 +203,8 @@ class BucketModel:
             raise ValueError("capacity and rate must be positive numbers")
         self._bucket = _Bucket(max_rate=capacity, time_period=capacity / rate)
         self._shape = (float(capacity), float(rate))  # as given or advertised
+        self._rate = self._bucket.rate  # the refill of the shape (the rate property, cached)
+        self._leak = self._bucket.leak  # the refill applied (the bucket's leak, mirrored)
         self.stats = stats if stats is not None else LimiterStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = 0
@@ -202,59 +248,74 @@ class BucketModel:
         return len(self._ledger)
 
     def _sync(self, permit: Permit, state: BucketState | None, rejected: bool) -> None:
-        entry = self._ledger.pop(permit.seq)
-        if entry is None:
+        seq = permit.seq
+        answered = self._ledger.answer(seq)
+        if answered is None:
             return
+        entry, later = answered
         if rejected:
             reading = self._reading
             # Only a permit after the latest reading can count between two readings.
-            if reading is None or permit.seq > reading[2]:
-                heapq.heappush(self._rejected, (permit.seq, permit.cost))
+            if reading is None or seq > reading[2]:
+                heapq.heappush(self._rejected, (seq, permit.cost))
         if state is None or self._loop is None:
             return
         now = self._loop.time()
         capacity, rate = self._shape
+        advertised = state.capacity
         if (
-            state.capacity is not None
+            advertised is not None
+            and (advertised != capacity or state.rate != rate)
             and state.rate is not None
-            and self._reshape(now, state.capacity, state.rate)
+            and self._reshape(now, advertised, state.rate)
         ):
-            capacity, rate = state.capacity, state.rate
-        server = server_tokens(state, capacity, rate)
-        if server is None:
+            capacity, rate = advertised, state.rate
+        # server_tokens(state, capacity, rate), inlined (this runs on every answer; the test
+        # against a reference limiter that calls it holds the two to the same figures).
+        server = state.remaining
+        reset = state.reset
+        if reset is not None:
+            from_reset = capacity - reset * rate
+            if server is None or -1 < from_reset - server < 1:
+                server = from_reset
+        elif server is None:
             return
+        server = (server if server < capacity else capacity) if server > 0.0 else 0.0
         self._informed = True
+        _cost, granted_total, in_flight_before = entry
+        stats = self.stats
+        stats.syncs += 1
+        reading = self._reading
+        if reading is None or seq >= reading[2]:  # else overtaken: measure from the latest only
+            self._measure_others(now, server, seq, granted_total)
         # The band [low, high] of module docstring: "high" assumes the server processed our
         # requests in grant order; "low" holds in any order (everything granted after this
         # permit, and everything in flight when it was granted, may have come after it).
-        high = server - self._ledger.later(permit.seq, entry)
-        low = server - (self._granted_total - entry.granted_total) - entry.in_flight_before
-        local = self._bucket.tokens(now)
-        self.stats.syncs += 1
-        self._measure_others(now, server, permit.seq, entry.granted_total)
+        high = server - later
+        low = server - (self._granted_total - granted_total) - in_flight_before
+        if seq <= self._no_rise_upto:
+            low = -math.inf  # sent before the latest 429 pause: may lower the model, not raise it
+        local = self._bucket.clamp(now, low, high)
         if local > high + 1e-9:
-            self.stats.synced_down += 1
-            if logger.isEnabledFor(logging.DEBUG):
+            stats.synced_down += 1
+            if local - high >= 1.0 and logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "re-sync down: %.2f -> %.2f tokens (server: %g remaining after #%d)",
                     local,
                     high,
                     server,
-                    permit.seq,
+                    seq,
                 )
-            self._bucket.set_state(now, high)
-        elif local < low - 1e-9 and permit.seq > self._no_rise_upto:
-            target = min(low, self._bucket.max_rate)
-            self.stats.synced_up += 1
-            if logger.isEnabledFor(logging.DEBUG):
+        elif local < low - 1e-9:
+            stats.synced_up += 1
+            if low - local >= 1.0 and logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "re-sync up: %.2f -> %.2f tokens (server: %g remaining after #%d)",
                     local,
-                    target,
+                    min(low, capacity),
                     server,
-                    permit.seq,
+                    seq,
                 )
-            self._bucket.set_state(now, target)
 
     def _measure_others(self, now: float, server: float, seq: int, granted_total: float) -> None:
         """Estimate what other consumers of the space spend; keep the rest of the refill.
@@ -275,24 +336,44 @@ class BucketModel:
         rejected = self._rejected
         while rejected and rejected[0][0] <= seq:
             refused += heapq.heappop(rejected)[1]
-        if previous is not None:
-            then, tokens, _since, granted = previous
-            ours = granted_total - granted - refused
-            expected = min(tokens + self.rate * (now - then), self.capacity)
-            self._others.add(now, expected - ours - server)
-        self._apply_others(now)
+        if previous is None:
+            self._apply_others(now)
+            return
+        then, tokens, _since, granted = previous
+        ours = granted_total - granted - refused
+        capacity, rate = self._bucket.max_rate, self._rate
+        # (Comparisons rather than min/max, here and below: this runs on every answer.)
+        expected = tokens + rate * (now - then)
+        expected = expected if expected < capacity else capacity
+        window = capacity / rate
+        spending = self._others.add(now, expected - ours - server, now - window) / window
+        if spending > 0.02 * rate or spending < 0.0 or self._reserve:
+            self._set_refill(now, spending, rate)
+            return
+        # (_set_refill, inlined for the common case: nobody else seen spending)
+        change = rate - spending - self._leak
+        if change > 1e-9 or change < -1e-9:
+            self._set_refill(now, spending, rate)
 
     def _apply_others(self, now: float) -> None:
         """Drop the measures older than the window; set the reserve and the refill from it."""
-        others = self._others
-        rate = self.rate
-        window = self.capacity / rate
-        others.expire(now - window)
-        spending = max(others.total / window, 0.0)
-        # Below 2% of the refill, "others" is the jitter of the answers' arrival times.
-        self._reserve = others.largest() if spending > 0.02 * rate else 0.0
-        leak = max(rate - spending, 0.1 * rate)
-        if abs(leak - self._bucket.leak) > 1e-9:
+        rate = self._rate
+        window = self._bucket.max_rate / rate
+        self._set_refill(now, self._others.expire(now - window) / window, rate)
+
+    def _set_refill(self, now: float, spending: float, rate: float) -> None:
+        """Others spend ``spending`` tokens/s (as measured): set the reserve and the refill."""
+        if spending > 0.02 * rate:
+            self._reserve = self._others.largest()
+            leak = rate - spending
+            leak = leak if leak > 0.1 * rate else 0.1 * rate
+        else:
+            # Below 2% of the refill, "others" is the jitter of the answers' arrival times.
+            self._reserve = 0.0
+            spending = spending if spending > 0.0 else 0.0
+            leak = rate - spending
+        change = leak - self._leak
+        if change > 1e-9 or change < -1e-9:
             if leak < rate and logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "other consumers spend about %.2f tokens/s: refilling at %.2f/s",
@@ -300,6 +381,7 @@ class BucketModel:
                     leak,
                 )
             self._bucket.set_leak(now, leak)
+            self._leak = leak
 
     def _reshape(self, now: float, capacity: float, rate: float) -> bool:
         """Adopt an advertised shape; False (and logged once) when it is out of bounds."""
@@ -333,6 +415,8 @@ class BucketModel:
         self._shape = (capacity, rate)
         self.stats.shape_changes += 1
         self._bucket.set_state(now, self._bucket.tokens(now), capacity=capacity, rate=rate)
+        self._rate = self._bucket.rate
+        self._leak = self._bucket.leak
         if self._on_reshape is not None:
             self._on_reshape(capacity, rate)
         return True

@@ -2,11 +2,20 @@
 
 Qomon meters each space with one bucket (100 tokens, refilled at 10/s; ``POST /contacts`` and
 ``PATCH /contacts/{id}`` cost 5, everything else 1) shared by every process using the space.
-This module models that bucket locally so that the client spends it exactly: no 429 it could
-have avoided, no token left idle while work waits, first come first served. The bucket itself
-is aiolimiter's (in :mod:`qomon_async._limiter_model`, the only other module that knows it).
+The local limiter models that bucket inside the process so that the client spends it exactly:
+no 429 it could have avoided, no token left idle while work waits, first come first served.
 
-Public surface (private module; the client is the only caller)::
+Three modules, one idea each:
+
+* :mod:`qomon_async._limiter_model`: the bucket (aiolimiter's level arithmetic) and how the
+  answers' ``X-Ratelimit-*`` headers correct it, with the estimate of other consumers;
+* :mod:`qomon_async._limiter_fifo`: :class:`RateLimiter`, the callers of one event loop served
+  first come, first served on that bucket (fast path, FIFO queue, slow start, 429 pauses,
+  ``max_wait`` / ``max_pause``);
+* this module: :class:`LocalLimiter`, the client's :class:`~qomon_async._ratelimit.Limiter`,
+  one :class:`RateLimiter` per event loop.
+
+Public surface (private modules; the client is the only caller)::
 
     limiter = LocalLimiter(capacity=100, rate=10)   # one per client, built anywhere
     rl = limiter.get()                      # the RateLimiter of the running loop (lazy)
@@ -18,41 +27,16 @@ Public surface (private module; the client is the only caller)::
 
 Around each request the client acquires, sends, then observes the answer (or releases the
 permit when none came back) and pauses on a 429, as :mod:`qomon_async._ratelimit` shows.
-
-Granting (``acquire``): callers are served first come, first served. When nobody waits, no 429
-pause holds and the bucket covers the cost, the permit is granted at once, without suspending
-the caller. Otherwise the caller joins a FIFO queue; the queue is served by one function
-(``_dispatch``) that runs whenever something changes (an answer, a release, a pause, the head's
-timer) and grants, in order, every waiter the bucket covers, then sets one timer for the next.
-aiolimiter's own queue orders its waiters by amount (1-token calls would starve a 5-token
-create), so only its level arithmetic is used.
-
-How the local model follows the server (``observe``): see :mod:`qomon_async._limiter_model`,
-the base class :class:`~qomon_async._limiter_model.BucketModel` (re-sync from the headers, the
-estimate of other consumers, shape bounds). Until a first response has carried the headers the
-limiter lets only one request out at a time (slow start); the first answer that carries them
-releases every waiter the bucket covers at once, and no refill is credited until the next answer
-(those requests reach the server over a round trip, while its bucket may sit full). A 429
-empties the local bucket and holds every waiter until ``Retry-After`` has passed; then the
-refill paces them.
-
-Bounds: a waiter's ``max_wait`` and ``max_pause`` bound its own wait (a pause longer than its
-``max_pause`` raises :class:`~qomon_async.RateLimitError` for it at once, even when it was
-already queued); a waiter without them waits as long as the server says.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import logging
-import math
 import weakref
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any, Literal
 
-from ._exceptions import RateLimitError, RateLimitTimeout
-from ._limiter_ledger import InFlight
-from ._limiter_model import BucketModel
+from ._limiter_fifo import RateLimiter
 from ._ratelimit import (
     DEFAULT_CAPACITY,
     DEFAULT_RATE,
@@ -63,530 +47,7 @@ from ._ratelimit import (
 
 __all__ = ["LimiterRegistry", "LocalLimiter", "RateLimiter"]
 
-logger = logging.getLogger("qomon_async")
-
-# A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
-_LONG_WAIT = 5.0
-# Tokens of float noise below which a bucket counts as covering a request: without it a timer
-# computed from the leak could land a hair early, and be re-armed for ever on a still clock.
-_EPSILON = 1e-9
-# Seconds past a measure's expiry at which a waiter looks again (expiry is strict).
-_FADE_MARGIN = 1e-6
-
-# Why a queued waiter waited (a bit set, for its log line).
-_QUEUED, _PAUSED, _SLOW_START, _EMPTY = 1, 2, 4, 8
-_REASONS = (
-    (_QUEUED, "queued"),
-    (_PAUSED, "paused by 429"),
-    (_SLOW_START, "slow start"),
-    (_EMPTY, "bucket empty"),
-)
-
-
-class _Waiter:
-    """A caller queued in :meth:`RateLimiter.acquire`."""
-
-    __slots__ = (
-        "amount",
-        "cost",
-        "deadline",
-        "future",
-        "live",
-        "max_pause",
-        "max_wait",
-        "reasons",
-        "started",
-    )
-
-    def __init__(
-        self,
-        cost: float,
-        amount: float,
-        future: asyncio.Future[Permit],
-        *,
-        started: float,
-        max_pause: float | None,
-        max_wait: float | None,
-    ) -> None:
-        self.cost = cost
-        self.amount = amount  # what it was counted for in the queue's total
-        self.future = future
-        self.started = started
-        self.max_pause = max_pause
-        self.max_wait = max_wait
-        self.deadline = None if max_wait is None else started + max_wait
-        self.live = True  # in the queue, neither granted, failed nor cancelled
-        self.reasons = 0
-
-
-def _check_limit(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if not value >= 0:  # negative or NaN
-        raise ValueError(f"{name} must be a non-negative number of seconds or None, got {value!r}")
-    return None if value == math.inf else float(value)
-
-
-class RateLimiter(BucketModel):
-    """A local model of one Qomon bucket, shared by every request of a client on one loop.
-
-    Bound to the first event loop that uses it; use :class:`LocalLimiter` to get one per loop.
-    Waiters are served first come, first served.
-
-    Args:
-        capacity: bucket size in tokens (``burst``); the server's ``X-Ratelimit-Limit`` wins.
-        rate: refill in tokens per second.
-        slow_start: until a response has carried the rate-limit headers, let only one request
-            out at a time (the bucket may already be drained by another process).
-        stats: counters to add to (a :class:`LocalLimiter` shares one across its limiters).
-    """
-
-    def __init__(
-        self,
-        capacity: float = DEFAULT_CAPACITY,
-        rate: float = DEFAULT_RATE,
-        *,
-        slow_start: bool = True,
-        stats: LimiterStats | None = None,
-    ) -> None:
-        super().__init__(capacity, rate, stats)
-        # The FIFO queue of waiters; cancelled, expired and failed ones are skipped lazily.
-        self._queue: collections.deque[_Waiter] = collections.deque()
-        self._live = 0  # waiters in the queue still waiting
-        self._queued_amount = 0.0  # tokens they wait for
-        self._timer: asyncio.TimerHandle | None = None  # wakes the head of the queue
-        self._timer_when = 0.0
-        self._slow_start = slow_start
-        self._paused_until = -math.inf
-        # Set when slow start ends with waiters queued: the refill since then is not credited
-        # until the next answer (see _tokens).
-        self._refill_held_since: float | None = None
-
-    # -- state -------------------------------------------------------------------------------
-
-    def _bind(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError(
-                "this RateLimiter belongs to another event loop; use LocalLimiter.get()"
-            )
-        return loop
-
-    @property
-    def waiters(self) -> int:
-        """Callers waiting in :meth:`acquire`."""
-        return self._live
-
-    @property
-    def paused_until(self) -> float | None:
-        """Loop time at which the current 429 pause ends, or None when not paused."""
-        now = self._now()
-        if now is None or self._paused_until <= now:
-            return None
-        return self._paused_until
-
-    def __repr__(self) -> str:
-        state = (
-            f"capacity={self.capacity:g} rate={self.rate:g}/s available={self.available:.2f} "
-            f"waiters={self.waiters} in_flight={self.in_flight}"
-        )
-        until, now = self.paused_until, self._now()
-        if until is not None and now is not None:
-            state += f" paused_until={until:.3f} (in {until - now:.3f} s)"
-        if self._slow_start and not self._informed:
-            state += " slow_start"
-        return f"<RateLimiter {state}>"
-
-    # -- acquiring ---------------------------------------------------------------------------
-
-    def _slow_start_blocks(self) -> bool:
-        return self._slow_start and not self._informed and bool(self._ledger)
-
-    def _tokens(self, now: float) -> float:
-        """Tokens the bucket may spend now.
-
-        When slow start ends with callers queued, the ones the bucket covers leave at once,
-        and reach the server over the next round trip; until then the server's bucket may sit
-        full, its refill lost. So no refill is credited from that moment until the next answer
-        (or release), which re-syncs the model.
-        """
-        bucket = self._bucket
-        tokens = bucket.tokens(now)
-        held = self._refill_held_since
-        if held is not None and now > held:
-            tokens -= (now - held) * bucket.leak
-        return tokens
-
-    def _covers(self, now: float, amount: float) -> bool:
-        """Whether the bucket pays ``amount`` now, with the reserve kept while others spend."""
-        reserve = self._reserve
-        if reserve:
-            # While others spend the same bucket in bites, keep the largest bite in reserve: a
-            # bite landing just before this request then does not turn it into a 429.
-            reserve = min(reserve, self._bucket.max_rate - amount)
-        return self._tokens(now) + _EPSILON >= amount + reserve
-
-    async def acquire(
-        self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
-    ) -> Permit:
-        """Wait for the right to send one request costing ``cost`` tokens, and charge them.
-
-        Callers are served in arrival order. A caller waits while an earlier one waits, while a
-        429 pause lasts, during slow start while a request is in flight, and until the bucket
-        holds ``cost`` tokens. When nothing holds it, the permit is granted without suspending
-        the caller. Cancelling a waiter charges nothing and keeps the queue intact.
-
-        Args:
-            cost: tokens the request costs (see :func:`route_cost`); a cost above the capacity
-                takes the whole bucket.
-            max_wait: seconds this caller may wait at most; ``None`` (or infinity) for no
-                limit. When the queue ahead, the refill and a 429 pause already add up to more,
-                :class:`~qomon_async.RateLimitTimeout` is raised at once (``predicted_wait``
-                set); when the time runs out while waiting, it is raised then
-                (``predicted_wait=None``). Either way nothing is charged and the waiters
-                behind move up.
-            max_pause: the longest 429 pause this caller waits out (seconds; ``None``: any).
-                When a pause holds longer, :class:`~qomon_async.RateLimitError` (status 429,
-                ``retry_after`` = the seconds left) is raised at once, also for a caller
-                already queued when the pause is set. The pause itself stays for the others.
-
-        Returns:
-            A :class:`Permit`; hand it back to :meth:`observe` or :meth:`release`.
-
-        Raises:
-            ValueError: ``cost`` is negative or not a number, or a limit is negative.
-            RateLimitTimeout: the wait would exceed, or exceeded, ``max_wait``.
-            RateLimitError: a 429 pause lasts longer than ``max_pause``.
-        """
-        if not (cost >= 0 and math.isfinite(cost)):
-            raise ValueError(f"cost must be a non-negative number, got {cost!r}")
-        if max_wait is not None:
-            max_wait = _check_limit("max_wait", max_wait)
-        if max_pause is not None:
-            max_pause = _check_limit("max_pause", max_pause)
-        loop = self._bind()
-        now = loop.time()
-        paused = self._paused_until > now
-        if paused and max_pause is not None and self._paused_until - now > max_pause:
-            raise _pause_error(self._paused_until - now, max_pause)
-        amount = min(cost, self._bucket.max_rate)
-        if (
-            not self._live
-            and not paused
-            and not self._slow_start_blocks()
-            and self._covers(now, amount)
-        ):  # the fast path: granted at once, without suspending the caller
-            self._bucket.take(now, amount)
-            return self._grant(cost, 0.0, now, 0)
-        if max_wait is not None:
-            predicted = self._predict(now, amount)
-            if predicted > max_wait:
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "request refused at once: predicted wait %.3f s > max_wait %.3f s",
-                        predicted,
-                        max_wait,
-                    )
-                raise RateLimitTimeout(
-                    f"the rate limiter predicts a wait of {predicted:.3f} s, beyond max_wait "
-                    f"({max_wait:g} s); nothing was sent",
-                    predicted_wait=predicted,
-                    max_wait=max_wait,
-                )
-        return await self._wait(loop, now, cost, amount, max_wait=max_wait, max_pause=max_pause)
-
-    def _predict(self, now: float, amount: float) -> float:
-        """Seconds until a new waiter of ``amount`` tokens would be served, as things stand.
-
-        The queue ahead, the refill (less what others are seen to spend) and a 429 pause count;
-        slow start counts for nothing (it ends with the first answer, typically one round trip).
-        """
-        bucket = self._bucket
-        leak = bucket.leak
-        need = self._queued_amount + amount + min(self._reserve, bucket.max_rate - amount)
-        pause = self._paused_until - now
-        if pause > 0:
-            # The bucket refills during the pause, up to its capacity.
-            supply = min(bucket.tokens(now) + pause * leak, bucket.max_rate)
-            return pause + max(need - supply, 0.0) / leak
-        return max(need - bucket.tokens(now), 0.0) / leak
-
-    async def _wait(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        now: float,
-        cost: float,
-        amount: float,
-        *,
-        max_wait: float | None,
-        max_pause: float | None,
-    ) -> Permit:
-        waiter = _Waiter(
-            cost, amount, loop.create_future(), started=now, max_pause=max_pause, max_wait=max_wait
-        )
-        deadline = waiter.deadline
-        if self._live:
-            waiter.reasons |= _QUEUED
-        self._queue.append(waiter)
-        self._live += 1
-        self._queued_amount += amount
-        expiry = None if deadline is None else loop.call_at(deadline, self._expire, waiter)
-        if self._live == 1:
-            self._dispatch()  # the new head: arm its timer
-        try:
-            return await waiter.future
-        except asyncio.CancelledError:
-            self.stats.cancelled += 1
-            future = waiter.future
-            if waiter.live:
-                self._leave(waiter)
-                self._dispatch()  # the waiters behind move up
-            elif future.done() and not future.cancelled() and future.exception() is None:
-                # Granted in the same iteration as the cancellation: give it all back.
-                self._revoke(future.result())
-            raise
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-
-    def _leave(self, waiter: _Waiter) -> None:
-        """Take ``waiter`` out of the live queue (granted, failed or cancelled)."""
-        waiter.live = False
-        self._live -= 1
-        self._queued_amount -= waiter.amount
-        if not self._live:
-            self._queued_amount = 0.0  # no float residue
-            self._queue.clear()
-            self._disarm()
-
-    def _fail(self, waiter: _Waiter, error: BaseException) -> None:
-        self._leave(waiter)
-        if not waiter.future.done():
-            waiter.future.set_exception(error)
-
-    def _expire(self, waiter: _Waiter) -> None:
-        """``max_wait`` ran out while ``waiter`` was queued (a timer callback)."""
-        if not waiter.live:
-            return
-        self._fail(
-            waiter,
-            RateLimitTimeout(
-                f"the rate limiter could not grant the request within max_wait "
-                f"({waiter.max_wait:g} s); nothing was sent",
-                predicted_wait=None,
-                max_wait=waiter.max_wait,
-            ),
-        )
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Grant, in order, every queued waiter the bucket covers; time the next one."""
-        loop = self._loop
-        if loop is None:
-            return
-        now = loop.time()
-        queue = self._queue
-        bucket = self._bucket
-        while queue:
-            waiter = queue[0]
-            if not waiter.live or waiter.future.done():
-                queue.popleft()
-                if waiter.live:  # its task was cancelled and has not run yet
-                    self._leave(waiter)
-                continue
-            if self._paused_until > now:
-                waiter.reasons |= _PAUSED
-                self._arm(self._paused_until)
-                return
-            if self._slow_start_blocks():
-                waiter.reasons |= _SLOW_START
-                self._disarm()  # an answer or a release calls back
-                return
-            amount = min(waiter.cost, bucket.max_rate)
-            if not self._covers(now, amount):
-                waiter.reasons |= _EMPTY
-                if self._refill_held_since is not None:
-                    if self._ledger:
-                        self._disarm()  # requests on their way: the next answer calls back
-                        return
-                    # Nothing in flight: no answer will call back, and nothing is on its way to
-                    # a full server bucket. The hold has no object: the refill counts again.
-                    self._refill_held_since = None
-                reserve = min(self._reserve, bucket.max_rate - amount)
-                missing = amount + reserve - bucket.tokens(now)
-                when = now + missing / bucket.leak
-                oldest = self._others.oldest()
-                if oldest is not None and (reserve or bucket.leak < self.rate):
-                    # What others were seen to spend fades as its measures leave the window,
-                    # answers or not: look again when the oldest one does.
-                    when = min(when, oldest + self.capacity / self.rate + _FADE_MARGIN)
-                self._arm(when)
-                return
-            queue.popleft()
-            self._leave(waiter)
-            bucket.take(now, amount)
-            waiter.future.set_result(
-                self._grant(waiter.cost, now - waiter.started, now, waiter.reasons or _EMPTY)
-            )
-        self._disarm()
-
-    def _arm(self, when: float) -> None:
-        timer = self._timer
-        if timer is not None:
-            if self._timer_when == when:
-                return
-            timer.cancel()
-        assert self._loop is not None
-        self._timer_when = when
-        self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._loop is not None and len(self._others):
-            self._apply_others(self._loop.time())
-        self._dispatch()
-
-    def _grant(self, cost: float, waited: float, now: float, reasons: int) -> Permit:
-        """Record a permit; ``reasons`` is 0 for a grant that did not wait at all."""
-        self._seq += 1
-        seq = self._seq
-        self._granted_total += cost
-        ledger = self._ledger
-        ledger.add(seq, InFlight(cost, self._granted_total, ledger.total))
-        stats = self.stats
-        stats.permits += 1
-        stats.tokens += cost
-        if reasons:
-            stats.waits += 1
-            stats.wait_seconds += waited
-            level = logging.INFO if waited >= _LONG_WAIT else logging.DEBUG
-            if logger.isEnabledFor(level):
-                logger.log(
-                    level,
-                    "permit #%d (cost %g) granted after waiting %.3f s (%s)",
-                    seq,
-                    cost,
-                    waited,
-                    ", ".join(text for bit, text in _REASONS if reasons & bit),
-                )
-        return Permit(seq=seq, cost=cost, waited=waited, granted_at=now)
-
-    def _revoke(self, permit: Permit) -> None:
-        """Undo a grant whose caller was cancelled before it could use it."""
-        self.release(permit, refund=True)
-        self.stats.permits -= 1
-        self.stats.waits -= 1  # only a queued waiter can be granted and then cancelled
-        self.stats.wait_seconds -= permit.waited
-
-    # -- hearing back ------------------------------------------------------------------------
-
-    def release(self, permit: Permit, *, refund: bool = False) -> None:
-        """The request of ``permit`` got no response (transport failure, cancellation).
-
-        Args:
-            permit: from :meth:`acquire`.
-            refund: give the tokens back; only when the request surely never reached the server
-                (the connection was never made). By default the tokens stay spent.
-        """
-        self._refill_held_since = None
-        entry = self._ledger.pop(permit.seq)
-        if entry is not None and refund and self._loop is not None:
-            now = self._loop.time()
-            self._bucket.set_state(now, self._bucket.tokens(now) + permit.cost)
-            self.stats.tokens -= permit.cost
-        if self._live:
-            self._dispatch()
-
-    def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
-        """A response to the request of ``permit`` came back (any status): re-sync.
-
-        Follows the shape of ``X-Ratelimit-Limit`` (within bounds) and corrects the local model
-        with ``X-Ratelimit-Remaining`` (refined by ``X-Ratelimit-Reset``), allowing for the
-        permits granted since (module docstring). A second observation of one permit is ignored.
-
-        Args:
-            permit: from :meth:`acquire`.
-            state: from :func:`parse_ratelimit_headers`, or None when the response had none.
-            rejected: the answer was a 429: the server charged nothing for it.
-        """
-        informed = self._informed
-        self._refill_held_since = None
-        self._sync(permit, state, rejected)
-        if self._live:
-            if self._slow_start and self._informed and not informed and self._loop is not None:
-                self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
-            self._dispatch()
-
-    # -- 429 ---------------------------------------------------------------------------------
-
-    def pause(self, seconds: float) -> None:
-        """A 429 said ``Retry-After: seconds``: hold every request until they have passed.
-
-        The local bucket is emptied now, so that when the pause ends the refill lets requests
-        out one by one rather than all at once. A pause is never shortened by a later, shorter
-        one. It is the server's word and stays whole, however long, for the waiters without
-        limits; a queued waiter whose ``max_pause`` it exceeds raises
-        :class:`~qomon_async.RateLimitError` now, and one whose ``max_wait`` ends before it
-        :class:`~qomon_async.RateLimitTimeout`. Call it from the limiter's event loop.
-        """
-        loop = self._bind()
-        now = loop.time()
-        seconds = max(0.0, seconds) if math.isfinite(seconds) else 0.0
-        until = now + seconds
-        self.stats.pauses += 1
-        self._no_rise_upto = self._seq
-        self._bucket.set_state(now, min(self._bucket.tokens(now), 0.0))
-        if until > self._paused_until:
-            logger.info(
-                "429 Too Many Requests: pausing all requests for %.3f s (until loop time %.3f)",
-                seconds,
-                until,
-            )
-            self._paused_until = until
-            if self._live:
-                self._enforce_limits(now)
-        else:
-            logger.info(
-                "429 Too Many Requests: already paused until loop time %.3f", self._paused_until
-            )
-        if self._live:
-            self._dispatch()
-
-    def _enforce_limits(self, now: float) -> None:
-        """Fail at once the queued waiters whose own limits the current pause exceeds."""
-        until = self._paused_until
-        left = until - now
-        for waiter in list(self._queue):
-            if not waiter.live or waiter.future.done():
-                continue
-            if waiter.max_pause is not None and left > waiter.max_pause:
-                self._fail(waiter, _pause_error(left, waiter.max_pause))
-            elif waiter.deadline is not None and until > waiter.deadline:
-                self._fail(
-                    waiter,
-                    RateLimitTimeout(
-                        f"a 429 pause holds every request for {left:.3f} s, beyond max_wait "
-                        f"({waiter.max_wait:g} s); nothing was sent",
-                        predicted_wait=until - waiter.started,
-                        max_wait=waiter.max_wait,
-                    ),
-                )
-
-
-def _pause_error(left: float, max_pause: float) -> RateLimitError:
-    return RateLimitError(
-        f"429 Too Many Requests: the server asked to wait {left:.3f} s, beyond max_pause "
-        f"({max_pause:g} s); nothing was sent",
-        retry_after=left,
-        status_code=429,
-    )
+_get_running_loop = asyncio.get_running_loop
 
 
 class LocalLimiter:
@@ -644,7 +105,7 @@ class LocalLimiter:
         Raises:
             RuntimeError: no event loop is running.
         """
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
         last = self._last
         if last is not None and last._loop is loop:
             return last
@@ -662,13 +123,24 @@ class LocalLimiter:
         self._last = limiter
         return limiter
 
-    async def acquire(
+    def acquire(
         self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
-    ) -> Permit:
-        return await self.get().acquire(cost, max_wait=max_wait, max_pause=max_pause)
+    ) -> Coroutine[Any, Any, Permit]:
+        """:meth:`RateLimiter.acquire` of the running loop's limiter (await it).
+
+        A plain method returning that coroutine, rather than a coroutine awaiting it: one
+        coroutine per request, not two.
+        """
+        limiter = self._last
+        if limiter is None or limiter._loop is not _get_running_loop():
+            limiter = self.get()
+        return limiter.acquire(cost, max_wait=max_wait, max_pause=max_pause)
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
-        self.get().observe(permit, state, rejected=rejected)
+        limiter = self._last
+        if limiter is None or limiter._loop is not _get_running_loop():
+            limiter = self.get()
+        limiter.observe(permit, state, rejected=rejected)
 
     def release(self, permit: Permit, *, refund: bool = False) -> None:
         self.get().release(permit, refund=refund)

@@ -94,6 +94,12 @@ def route_cost(method: str, path: str) -> int:
         5 for the synchronous contact writes ``POST /contacts`` and ``PATCH /contacts/{id}``;
         1 for everything else, ``POST /contacts/upsert`` included.
     """
+    return _route_cost(method, path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _route_cost(method: str, path: str) -> int:
+    # Cached: a client sends the same few routes over and over (a miss costs a few µs).
     path = urlsplit(path).path.rstrip("/") or "/"
     method = method.upper()
     if (method == "POST" and _CONTACTS.fullmatch(path)) or (
@@ -121,6 +127,23 @@ class BucketState:
     cost: float | None = None
     reset: float | None = None
 
+    def __init__(
+        self,
+        capacity: float | None = None,
+        rate: float | None = None,
+        remaining: float | None = None,
+        cost: float | None = None,
+        reset: float | None = None,
+    ) -> None:
+        # One is built per answer: written straight into the instance's dict, a third of the
+        # cost of the frozen dataclass's generated __init__ (read-only all the same).
+        fields = self.__dict__
+        fields["capacity"] = capacity
+        fields["rate"] = rate
+        fields["remaining"] = remaining
+        fields["cost"] = cost
+        fields["reset"] = reset
+
 
 def server_tokens(state: BucketState, capacity: float, rate: float) -> float | None:
     """Tokens the server had right after the request, from Remaining refined by Reset, in a
@@ -130,15 +153,19 @@ def server_tokens(state: BucketState, capacity: float, rate: float) -> float | N
     longer than ``capacity / rate``.
     """
     tokens = state.remaining
-    if state.reset is not None:
+    reset = state.reset
+    if reset is not None:
         # Reset = (capacity - tokens) / rate; it carries the fraction that an integer
         # Remaining drops, so it wins when both agree to within one token.
-        from_reset = capacity - state.reset * rate
-        if tokens is None or abs(from_reset - tokens) < 1:
+        from_reset = capacity - reset * rate
+        if tokens is None or -1 < from_reset - tokens < 1:
             tokens = from_reset
-    if tokens is None:
+    elif tokens is None:
         return None
-    return min(max(tokens, 0.0), capacity)
+    # Comparisons rather than min/max: this runs on every answer.
+    if tokens > 0.0:
+        return tokens if tokens < capacity else capacity
+    return 0.0
 
 
 def _number(text: str | None) -> float | None:
@@ -146,23 +173,15 @@ def _number(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        value = float(text.strip())
+        value = float(text)  # surrounding whitespace is allowed
     except ValueError:
         return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return value
-
-
-def _parse_limit(text: str | None) -> tuple[float | None, float | None]:
-    """``burst:100;rate:10.0`` -> (100.0, 10.0); tolerant of spaces, ``=``, ``,`` and case."""
-    if text is None:
-        return None, None
-    return _parse_limit_text(text)
+    return value if 0.0 <= value < math.inf else None  # NaN fails both
 
 
 @functools.lru_cache(maxsize=16)
 def _parse_limit_text(text: str) -> tuple[float | None, float | None]:
+    """``burst:100;rate:10.0`` -> (100.0, 10.0); tolerant of spaces, ``=``, ``,`` and case."""
     # Cached: a server sends the same shape on every answer.
     fields: dict[str, str] = {}
     for part in re.split(r"[;,]", text):
@@ -220,19 +239,30 @@ def parse_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
 def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
     """:func:`parse_ratelimit_headers` for headers whose names are already lower-case (the
     client's answers): four look-ups, no scan."""
-    limit = headers.get("x-ratelimit-limit")
-    remaining = headers.get("x-ratelimit-remaining")
-    cost = headers.get("x-ratelimit-cost")
-    reset = headers.get("x-ratelimit-reset")
-    if limit is None and remaining is None and cost is None and reset is None:
-        return None
-    capacity, rate = _parse_limit(limit)
+    get = headers.get
+    limit = get("x-ratelimit-limit")
+    remaining = get("x-ratelimit-remaining")
+    cost = get("x-ratelimit-cost")
+    reset = get("x-ratelimit-reset")
+    if limit is None:
+        if remaining is None and cost is None and reset is None:
+            return None
+        capacity = rate = None
+    else:
+        capacity, rate = _parse_limit_text(limit)
+    # _number on each, inlined (this runs on every answer): float() then the range check.
+    try:
+        left = None if remaining is None else float(remaining)
+        charged = None if cost is None else float(cost)
+        full_in = None if reset is None else float(reset)
+    except ValueError:  # a garbled one: field by field
+        return BucketState(capacity, rate, _number(remaining), _number(cost), _number(reset))
     return BucketState(
-        capacity=capacity,
-        rate=rate,
-        remaining=_number(remaining),
-        cost=_number(cost),
-        reset=_number(reset),
+        capacity,
+        rate,
+        left if left is not None and 0.0 <= left < math.inf else None,
+        charged if charged is not None and 0.0 <= charged < math.inf else None,
+        full_in if full_in is not None and 0.0 <= full_in < math.inf else None,
     )
 
 
@@ -289,6 +319,16 @@ class Permit:
     cost: float
     waited: float
     granted_at: float
+
+    def __init__(self, seq: int, cost: float, waited: float, granted_at: float) -> None:
+        # One is built per request: written straight into the instance's dict, a third of the
+        # cost of the frozen dataclass's generated __init__ (read-only all the same). A frozen
+        # dataclass subclass (a shared bucket's permit) generates its own __init__ as usual.
+        fields = self.__dict__
+        fields["seq"] = seq
+        fields["cost"] = cost
+        fields["waited"] = waited
+        fields["granted_at"] = granted_at
 
 
 @dataclass

@@ -1,14 +1,15 @@
 """The limiter's bookkeeping per answer: the same figures as plain sums, and no scan.
 
 ``RateLimiter`` keeps running sums over the window of other consumers' spending, a monotonic
-deque for the largest bite, a heap of rejected permits and a Fenwick tree over the permits in
-flight (``qomon_async._limiter_ledger``). These tests check that
+deque for the largest bite, a heap of rejected permits and sorted lists of the permits in
+flight, one per cost (``qomon_async._limiter_ledger``). These tests check that
 
 - on random traffic (out-of-order answers, 429s, another consumer, releases, pauses), the
   limiter takes every decision a limiter that sums everything on every answer takes, at the
   same (virtual) times, with the same model after each answer;
-- the work per answer does not depend on how many measures the window holds, nor on how many
-  permits are in flight: operations are counted, not timed.
+- the work per answer does not depend on how many measures the window holds, and grows at most
+  logarithmically with the permits in flight (binary searches; no Python loop over them):
+  operations are counted, not timed.
 """
 
 from __future__ import annotations
@@ -72,12 +73,14 @@ class SummingLimiter(RateLimiter):
         if server is None:
             return
         self._informed = True
-        later_unanswered = sum(f.cost for s, f in entries.items() if s > permit.seq)
+        later_unanswered = sum(f[0] for s, f in entries.items() if s > permit.seq)
+        assert later_unanswered == pytest.approx(self._ledger.later(permit.seq))
         high = server - later_unanswered
-        low = server - (self._granted_total - entry.granted_total) - entry.in_flight_before
+        _cost, granted_total, in_flight_before = entry
+        low = server - (self._granted_total - granted_total) - in_flight_before
         local = self._bucket.tokens(now)
         self.stats.syncs += 1
-        self._measure_others(now, server, permit.seq, entry.granted_total)
+        self._measure_others(now, server, permit.seq, granted_total)
         if local > high + 1e-9:
             self.stats.synced_down += 1
             self._bucket.set_state(now, high)
@@ -231,27 +234,40 @@ def test_the_random_traffic_exercises_the_estimator() -> None:
 
 def test_in_flight_ledger_matches_a_plain_sum() -> None:
     rng = random.Random(7)
-    ledger = InFlightLedger(size=4)  # small: the ring must grow for stragglers
-    plain: dict[int, float] = {}
-    seq, granted = 0, 0.0
+    ledger = InFlightLedger()
+    plain: dict[int, InFlight] = {}
+    seq, granted, peak = 0, 0.0, 0
     for _ in range(5000):
         if plain and rng.random() < 0.48:
             # Mostly the oldest few, sometimes anything (a straggler stays for long).
             keys = sorted(plain)
             victim = keys[min(int(rng.expovariate(0.3)), len(keys) - 1)]
-            entry = ledger.pop(victim)
-            assert entry is not None and entry.cost == plain.pop(victim)
-            assert ledger.later(victim, entry) == pytest.approx(
-                sum(c for s, c in plain.items() if s > victim)
-            )
+            expected_later = sum(e[0] for s, e in plain.items() if s > victim)
+            entry: InFlight | None
+            if rng.random() < 0.5:  # what an answer uses: both at once
+                answered = ledger.answer(victim)
+                assert answered is not None
+                entry, later = answered
+            else:  # what a release uses, and the later permits asked apart
+                entry = ledger.pop(victim)
+                later = ledger.later(victim)
+            assert entry == plain.pop(victim)
+            assert later == pytest.approx(expected_later)
             assert ledger.pop(victim) is None
+            assert ledger.answer(victim) is None
         else:
             seq += 1
-            cost = rng.choice([1.0, 5.0, 0.5])
+            # Mostly two costs, as a client uses; now and then one more (the classes grow).
+            cost = rng.choice([1.0, 5.0, 1.0, 5.0, 0.5, float(rng.randrange(2, 40))])
             granted += cost
-            ledger.add(seq, InFlight(cost, granted, ledger.total))
-            plain[seq] = cost
-        assert ledger.total == pytest.approx(sum(plain.values()))
+            plain[seq] = (cost, granted, sum(e[0] for e in plain.values()))
+            ledger.add(seq, cost, granted)
+            assert ledger._entries[seq] == pytest.approx(plain[seq])
+            # Costs no longer in flight are dropped once 8 are kept: the lists stay few, and short.
+            assert all(len(k.seqs) <= 2 * len(plain) + 33 for k in ledger._classes.values())
+            peak = max(peak, len({e[0] for e in plain.values()}))
+            assert len(ledger._classes) <= max(8, peak + 1)
+        assert ledger.total == pytest.approx(sum(e[0] for e in plain.values()))
         assert len(ledger) == len(plain)
 
 
@@ -263,12 +279,16 @@ def test_others_window_matches_a_plain_sum_and_max() -> None:
     for _ in range(3000):
         t += rng.choice([0.0, 0.01, 0.1, 0.5])
         spent = rng.uniform(-5, 5)
-        window.add(t, spent)
-        plain.append((t, spent))
         cutoff = t - rng.choice([0.2, 1.0, 3.0])
-        window.expire(cutoff)
+        plain.append((t, spent))
         while plain and plain[0][0] < cutoff:
             plain.popleft()
+        if rng.random() < 0.5:
+            total = window.add(t, spent, cutoff)
+        else:  # a measure, and later the window moves on without one (the limiter's timer)
+            window.add(t, spent, t - 10.0)
+            total = window.expire(cutoff)
+        assert total == window.total
         assert len(window) == len(plain)
         assert window.total == pytest.approx(sum(s for _, s in plain), abs=1e-9)
         assert window.largest() == max((s for _, s in plain), default=0.0)
@@ -311,46 +331,45 @@ class CountingDeque(collections.deque):  # type: ignore[type-arg]
 
 
 class CountingEntries(dict):  # type: ignore[type-arg]
-    """The ledger's dict of permits in flight, refusing to be iterated outside a regrowth."""
-
-    allow_iteration = False
+    """The ledger's dict of permits in flight, refusing to be iterated."""
 
     def items(self) -> Any:
-        if not self.allow_iteration:
-            raise AssertionError("the permits in flight were scanned")
-        return super().items()
+        raise AssertionError("the permits in flight were scanned")
 
     def __iter__(self) -> Any:
         raise AssertionError("the permits in flight were scanned")
 
-    values = keys = __iter__  # type: ignore[assignment]
+    values = keys = __iter__
+
+
+class CountingList(list):  # type: ignore[type-arg]
+    """A list of sequence numbers in flight that counts the reads of the binary searches (bisect
+    reads a list subclass through ``__getitem__``) and refuses to be iterated."""
+
+    reads = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        CountingList.reads += 1
+        return super().__getitem__(index)
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the permits in flight were scanned")
 
 
 class CountingLedger(InFlightLedger):
     def __init__(self) -> None:
         super().__init__()
         self._entries = CountingEntries()
-        self.steps = 0
-        self.grown = 0
 
-    def _update(self, position: int, value: float) -> None:
-        i = position + 1
-        while i <= self._size:
-            self.steps += 1
-            i += i & -i
-        super()._update(position, value)
+    def add(self, seq: int, cost: float, granted_total: float) -> None:
+        super().add(seq, cost, granted_total)
+        cls = self._classes[cost]
+        if type(cls.seqs) is list:
+            cls.seqs = CountingList(cls.seqs)
 
-    def _prefix(self, count: int) -> float:
-        self.steps += bin(count).count("1")
-        return super()._prefix(count)
-
-    def _grow(self, span: int) -> None:
-        self.grown += 1
-        self._entries.allow_iteration = True  # type: ignore[attr-defined]
-        try:
-            super()._grow(span)
-        finally:
-            self._entries.allow_iteration = False  # type: ignore[attr-defined]
+    @property
+    def steps(self) -> int:
+        return CountingList.reads
 
 
 async def _work_per_answer(
@@ -377,7 +396,7 @@ async def _work_per_answer(
         if step == warmup:
             before = (deque_items.ops + deque_maxima.ops, ledger.steps)
         while len(pending) < concurrency:
-            pending.append(await limiter.acquire(1))
+            pending.append(await limiter.acquire(rng.choice([1, 5])))
         await asyncio.sleep(dt)
         permit = pending.pop(0 if in_order else rng.randrange(len(pending)))
         # Another consumer takes a bite now and then: the reserve and the max are in use.
@@ -390,9 +409,8 @@ async def _work_per_answer(
     return {
         "window": len(limiter._others),
         "deque_ops": (deque_items.ops + deque_maxima.ops - before[0]) / measured,
-        "fenwick_steps": (ledger.steps - before[1]) / measured,
-        "ring": ledger._size,
-        "grown": ledger.grown,
+        "search_reads": (ledger.steps - before[1]) / measured,
+        "classes": len(ledger._classes),
     }
 
 
@@ -409,16 +427,20 @@ def test_work_per_answer_does_not_grow_with_the_window() -> None:
 
 
 def test_work_per_answer_grows_at_most_logarithmically_with_the_permits_in_flight() -> None:
-    results = {c: run(lambda c=c: _work_per_answer(200, c)) for c in (1, 16, 256)}  # type: ignore[misc]
+    results = {}
+    for c in (1, 16, 256):
+        CountingList.reads = 0
+        results[c] = run(lambda c=c: _work_per_answer(200, c))  # type: ignore[misc]
     for c, result in results.items():
-        # Answers in random order: at most a Fenwick query and two updates per answer, each at
-        # most log2(ring) + 1 steps. The ring spans the sequence numbers in flight, stragglers
-        # included; it doubled a few times, then stayed.
-        bound = 3 * (math.log2(result["ring"]) + 1)
-        assert result["fenwick_steps"] <= bound, (c, result)
-        assert result["grown"] <= math.log2(result["ring"]), (c, result)
-    # The permits in flight themselves are never summed (the dict refuses iteration).
-    assert results[256]["fenwick_steps"] < 256 / 4
-    # Answers in order (the oldest in flight answered first) need no tree at all.
+        # Answers in random order, two costs: per answer, one binary search to leave its list
+        # and one per cost to count the later permits, each at most log2(c) + 2 reads (plus
+        # one peek at the head of its list).
+        assert result["classes"] == 2, (c, result)
+        bound = 3 * (math.log2(c) + 2) + 1
+        assert result["search_reads"] <= bound, (c, result)
+    # The permits in flight themselves are never summed (the dict and lists refuse iteration).
+    assert results[256]["search_reads"] < 256 / 4
+    # Answers in order (the oldest in flight answered first) leave their list at its head.
+    CountingList.reads = 0
     in_order = run(lambda: _work_per_answer(200, 256, in_order=True))
-    assert in_order["fenwick_steps"] == 0
+    assert in_order["search_reads"] <= 3 * (math.log2(256) + 2) + 1

@@ -9,7 +9,9 @@ Python >= 3.11 and is not in the ``test`` extra; this loop is 20 lines of stdlib
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import selectors
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
@@ -21,9 +23,10 @@ from aiolimiter import AsyncLimiter
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from qomon_async import _limiter_model
-from qomon_async._local_limiter import LimiterRegistry, RateLimiter
+from qomon_async._local_limiter import LimiterRegistry, LocalLimiter, RateLimiter
 from qomon_async._ratelimit import (
     BucketState,
+    Limiter,
     Permit,
     parse_ratelimit_headers,
     parse_retry_after,
@@ -186,6 +189,8 @@ def test_parse_headers_case_insensitive_and_multidict() -> None:
         ({"X-Ratelimit-Limit": "100"}, BucketState()),
         ({"X-Ratelimit-Limit": "rate=2.5, burst=25"}, BucketState(capacity=25, rate=2.5)),
         ({"X-Ratelimit-Cost": "1"}, BucketState(cost=1)),
+        ({"X-Ratelimit-Remaining": "lots", "X-Ratelimit-Cost": "5"}, BucketState(cost=5)),
+        ({"X-Ratelimit-Reset": "0.6", "X-Ratelimit-Cost": "-5"}, BucketState(reset=0.6)),
     ],
 )
 def test_parse_headers_tolerant(headers: dict[str, str], expected: BucketState | None) -> None:
@@ -242,6 +247,22 @@ def test_bucket_internals_match_aiolimiter() -> None:
         assert bucket.tokens(now()) == pytest.approx(8)
         assert bucket.has_capacity(8)
         assert not bucket.has_capacity(8.5)
+        # take_if charges only what it covers; clamp brings the level into a band.
+        t = now()
+        assert not bucket.take_if(t, 9, 9)
+        assert bucket.tokens(t) == pytest.approx(8)
+        assert bucket.take_if(t, 5, 7)
+        assert bucket.has_capacity(3) and not bucket.has_capacity(3.5)
+        assert bucket.clamp(t, 0, 2) == pytest.approx(3)  # lowered to 2
+        assert bucket.has_capacity(2) and not bucket.has_capacity(2.5)
+        assert bucket.clamp(t, 50, 60) == pytest.approx(2)  # raised to 50
+        assert bucket.has_capacity(50) and not bucket.has_capacity(50.5)
+        assert bucket.clamp(t, 0, 1000) == pytest.approx(50)  # within the band: unchanged
+        bucket.set_leak(t, 20)  # the refill doubles, the level stays
+        await asyncio.sleep(0.1)
+        assert bucket.tokens(now()) == pytest.approx(52)
+        assert bucket.has_capacity(52) and not bucket.has_capacity(52.5)
+        bucket.set_leak(now(), 10)
         # A waiter inside aiolimiter re-times itself at once when the level is set.
         bucket.set_state(now(), 0)
         waiter = asyncio.create_task(bucket.acquire(5))
@@ -590,6 +611,50 @@ def test_registry_one_limiter_per_loop() -> None:
     assert registry.stats.permits == 2  # one set of counters for the client
     with pytest.raises(RuntimeError):
         registry.get()  # no running loop: nothing is created at import or build time
+
+
+def test_local_limiter_acquire_is_one_coroutine_of_the_loop_limiter() -> None:
+    limiter = LocalLimiter(slow_start=False)
+    assert isinstance(limiter, Limiter)
+
+    async def main() -> None:
+        pending = limiter.acquire(5, max_wait=math.inf, max_pause=120.0)
+        assert asyncio.iscoroutine(pending)  # RateLimiter.acquire's own: no wrapper
+        permit = await pending
+        assert (permit.seq, permit.cost, permit.waited) == (1, 5, 0.0)
+        assert limiter.get().in_flight == 1
+        limiter.observe(permit, BucketState(100, 10, 95))
+        assert limiter.get().in_flight == 0
+        with pytest.raises(ValueError, match="max_wait"):
+            await limiter.acquire(1, max_wait=-1.0)
+
+    run(main)
+    assert limiter.stats.permits == 1
+
+
+def test_permits_and_bucket_states_stay_frozen_dataclasses() -> None:
+    """Both are built on every request by a hand-written __init__: still read-only
+    dataclasses, equal to (and hashed as) the ones built by keyword, and subclassable."""
+    permit = Permit(3, 5.0, 0.25, 12.0)
+    assert permit == Permit(seq=3, cost=5.0, waited=0.25, granted_at=12.0)
+    assert hash(permit) == hash(Permit(seq=3, cost=5.0, waited=0.25, granted_at=12.0))
+    assert dataclasses.replace(permit, waited=1.0) == Permit(3, 5.0, 1.0, 12.0)
+    assert [f.name for f in dataclasses.fields(permit)] == ["seq", "cost", "waited", "granted_at"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        permit.seq = 4  # type: ignore[misc]
+    state = BucketState(100, 10, 94)
+    assert state == BucketState(capacity=100, rate=10, remaining=94, cost=None, reset=None)
+    assert dataclasses.astuple(state) == (100, 10, 94, None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.remaining = 3  # type: ignore[misc]
+
+    @dataclasses.dataclass(frozen=True)
+    class Booked(Permit):  # as a shared bucket's permit is
+        mark: float = 0.0
+
+    booked = Booked(1, 1.0, 0.0, 2.0, mark=7.0)
+    assert (booked.seq, booked.granted_at, booked.mark) == (1, 2.0, 7.0)
+    assert booked != Permit(1, 1.0, 0.0, 2.0)
 
 
 def test_limiter_refuses_a_second_loop() -> None:
