@@ -309,9 +309,10 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
                 max_wait=budget.left if budget is not None else None,
                 max_pause=max_pause,
             )
-            self.stats.limiter_wait += permit.waited
-            if budget is not None:
-                budget.spend(permit.waited)
+            if permit.waited:
+                self.stats.limiter_wait += permit.waited
+                if budget is not None:
+                    budget.spend(permit.waited)
         if abort is not None and (reason := abort()) is not None:
             if limiter is not None and permit is not None:
                 limiter.release(permit, refund=True)

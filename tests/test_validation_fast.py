@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from qomon_async import ContactValidationError
 from qomon_async._validation import (
-    CONTACT_KEYS,
-    UPSERT_KEYS,
     _PLAIN_ADDRESS_FIELDS,
     _PLAIN_TEXT_FIELDS,
+    CONTACT_KEYS,
+    UPSERT_KEYS,
     _plain_contact,
     _validate_full,
     validate_contact,
@@ -68,9 +68,9 @@ FIELDS: dict[str, Any] = {
     "firstnme": TEXT,
     "data": TEXT,
 }
-CONTACTS = st.lists(
-    st.sampled_from(sorted(FIELDS)), unique=True, max_size=len(FIELDS)
-).flatmap(lambda keys: st.fixed_dictionaries({key: FIELDS[key] for key in keys}))
+CONTACTS = st.lists(st.sampled_from(sorted(FIELDS)), unique=True, max_size=len(FIELDS)).flatmap(
+    lambda keys: st.fixed_dictionaries({key: FIELDS[key] for key in keys})
+)
 
 
 def _full(data: dict[str, Any], kind: Any) -> dict[str, Any] | ContactValidationError:
