@@ -346,7 +346,7 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
         if limiter is not None and permit is not None:
             limiter.observe(
                 permit,
-                parse_lowercase_ratelimit_headers(response.headers),
+                response.numbers_in_headers(parse_lowercase_ratelimit_headers),
                 rejected=status == 429,
             )
         if status < 400:
