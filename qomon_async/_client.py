@@ -11,6 +11,7 @@ forms, actions) in :mod:`qomon_async._reads`, the bulk writes in
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -391,19 +392,21 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
         """
         budget = max_wait if isinstance(max_wait, Budget) else self._budget(max_wait)
         policy = retry or self.retry
+        send = functools.partial(
+            self._send,
+            method,
+            path,
+            body,
+            timeout,
+            abort=abort,
+            sent=attempts,
+            budget=budget,
+            max_pause=policy.max_retry_after,
+        )
         started = time.monotonic()
         try:
             # The first attempt directly: the retry machinery is entered after a failure only.
-            return await self._send(
-                method,
-                path,
-                body,
-                timeout,
-                abort=abort,
-                sent=attempts,
-                budget=budget,
-                max_pause=policy.max_retry_after,
-            )
+            return await send()
         except QomonError as exc:
             first = exc
 
@@ -411,20 +414,8 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
             self.stats.retries += 1
             self.stats.retry_wait += wait
 
-        async def attempt(_number: int) -> _http.RawResponse:
-            return await self._send(
-                method,
-                path,
-                body,
-                timeout,
-                abort=abort,
-                sent=attempts,
-                budget=budget,
-                max_pause=policy.max_retry_after,
-            )
-
         return await retrying(
-            attempt,
+            lambda _number: send(),
             policy=policy,
             idempotent=idempotent,
             describe=f"{method} {path}",

@@ -85,6 +85,38 @@ class InFlightLedger:
 
     def pop(self, seq: int) -> InFlight | None:
         """Forget the permit ``seq``; None when it is not (or no longer) in flight."""
+        taken = self._take(seq)
+        return None if taken is None else taken[0]
+
+    def later(self, seq: int) -> float:
+        """Tokens of the permits in flight granted after ``seq`` (one binary search per cost)."""
+        tokens = 0.0
+        for cost, cls in self._classes.items():
+            seqs = cls.seqs
+            count = len(seqs) - bisect_right(seqs, seq, cls.start)
+            if count:
+                tokens += cost * count
+        return tokens
+
+    def answer(self, seq: int) -> tuple[InFlight, float] | None:
+        """:meth:`pop` then :meth:`later` in one step (an answer's re-sync needs both): the
+        permit's entry and the tokens in flight granted after it; None when not in flight."""
+        taken = self._take(seq)
+        if taken is None:
+            return None
+        entry, cls, after = taken
+        later = entry[0] * after
+        classes = self._classes
+        if len(classes) > 1:
+            for other_cost, other in classes.items():
+                if other is not cls:
+                    others = other.seqs
+                    later += other_cost * (len(others) - bisect_right(others, seq, other.start))
+        return entry, later
+
+    def _take(self, seq: int) -> tuple[InFlight, _Seqs, int] | None:
+        """Remove the permit ``seq``: its entry, its cost's list, and how many permits of that
+        cost were granted after it; None when it is not in flight."""
         entries = self._entries
         entry = entries.pop(seq, None)
         if entry is None:
@@ -102,52 +134,10 @@ class InFlightLedger:
                 del seqs[:start]
                 start = 0
             cls.start = start
-        else:
-            del seqs[bisect_left(seqs, seq, start)]
-        return entry
-
-    def later(self, seq: int) -> float:
-        """Tokens of the permits in flight granted after ``seq`` (one binary search per cost)."""
-        tokens = 0.0
-        for cost, cls in self._classes.items():
-            seqs = cls.seqs
-            count = len(seqs) - bisect_right(seqs, seq, cls.start)
-            if count:
-                tokens += cost * count
-        return tokens
-
-    def answer(self, seq: int) -> tuple[InFlight, float] | None:
-        """:meth:`pop` then :meth:`later` in one step (an answer's re-sync needs both): the
-        permit's entry and the tokens in flight granted after it; None when not in flight."""
-        entries = self._entries
-        entry = entries.pop(seq, None)
-        if entry is None:
-            return None
-        cost = entry[0]
-        if entries:
-            self.total -= cost
-        else:
-            self.total = 0.0  # no float residue
-        classes = self._classes
-        cls = classes[cost]
-        seqs, start = cls.seqs, cls.start
-        if seqs[start] == seq:  # the oldest of its cost: answers in order
-            start += 1
-            if start > _HEAD_SLACK and 2 * start > len(seqs):
-                del seqs[:start]
-                start = 0
-            cls.start = start
-            later = cost * (len(seqs) - start)
-        else:
-            index = bisect_left(seqs, seq, start)
-            del seqs[index]
-            later = cost * (len(seqs) - index)
-        if len(classes) > 1:
-            for other_cost, other in classes.items():
-                if other is not cls:
-                    others = other.seqs
-                    later += other_cost * (len(others) - bisect_right(others, seq, other.start))
-        return entry, later
+            return entry, cls, len(seqs) - start
+        index = bisect_left(seqs, seq, start)
+        del seqs[index]
+        return entry, cls, len(seqs) - index
 
 
 class OthersWindow:
