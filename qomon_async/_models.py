@@ -10,7 +10,8 @@ Two families:
   ``data``, tags as objects or strings, dates with 0 to 6 fractional digits; a date without a
   zone is read as UTC; a contact id beyond the signed 64-bit range is refused). Where the wire
   has two names for one thing, the model exposes one normalised property and keeps the wire
-  field private.
+  field private. The client's decoders fold the spellings and turn numbers into text
+  (``normalise_contacts``) before they return a contact.
 * **Write models** (``ContactWrite``, ``AddressWrite``, ``FormDataWrite``, ``NoteWrite``,
   ``TagWrite``, ``UpsertContact``, ``FormValue``): what the client sends. Every field defaults to
   ``UNSET`` and only what was set is encoded, so a write never clears a field by accident (an
@@ -20,6 +21,7 @@ Two families:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
@@ -57,7 +59,8 @@ if TYPE_CHECKING:
     LooseStr = str
 else:
     # On the wire, a string that Qomon sometimes sends as a number (or a bool); decoded as
-    # it comes (no hook), then turned into text by the model's ``__post_init__``.
+    # it comes (no hook), then turned into text by ``normalise_contacts``, which every decoder
+    # of the client runs on the contacts it returns.
     LooseStr = str | int | float | bool
 
 #: A datetime that carries its zone; a naive one from the wire is read as UTC by the decoders.
@@ -86,6 +89,21 @@ def as_text(value: object) -> str:
     return str(value)
 
 
+#: The text of the whole numbers met in address parts (postal codes, city codes, house numbers,
+#: floors): each is made once, and a number met again gives the same ``str`` (a dict lookup
+#: rather than a conversion and a new object). At most ``_TEXTS_KEPT`` are kept (~100 B each).
+_TEXTS: dict[object, str] = {}
+_TEXTS_KEPT = 4096
+
+
+def _int_text(value: object) -> str:
+    """``str(value)``, kept in ``_TEXTS`` while it has room."""
+    text = str(value)
+    if len(_TEXTS) < _TEXTS_KEPT:
+        _TEXTS[value] = text
+    return text
+
+
 # --------------------------------------------------------------------------------------------
 # Read models
 # --------------------------------------------------------------------------------------------
@@ -102,8 +120,9 @@ class Tag(Struct, kw_only=True, frozen=True, gc=False):
 class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
     """A contact's postal address as Qomon returns it (``AddressResp``).
 
-    Every part is a string, whether Qomon sent a string or a number. ``house_number`` and
-    ``postal_code`` (the v1 draft's names) are folded into ``housenumber`` and ``postalcode``.
+    In the contacts the client returns, every part is a string, whether Qomon sent a string or
+    a number, and ``house_number`` and ``postal_code`` (the v1 draft's names) are folded into
+    ``housenumber`` and ``postalcode``.
     """
 
     housenumber: LooseStr | None = None
@@ -130,42 +149,19 @@ class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
     _house_number: LooseStr | None = field(default=None, name="house_number")
     _postal_code: LooseStr | None = field(default=None, name="postal_code")
 
-    def __post_init__(self) -> None:
+    def _fold(self) -> None:
+        """Fold the v1 draft's ``house_number``/``postal_code`` (rare: called only when one
+        came)."""
         if self.housenumber is None:
             self.housenumber = self._house_number
         if self.postalcode is None:
             self.postalcode = self._postal_code
-        # Written out, not looped: this runs for every address of every answer.
-        value = self.housenumber
-        if value is not None and type(value) is not str:
-            self.housenumber = str(value) if type(value) is _INT else as_text(value)
-        value = self.postalcode
-        if value is not None and type(value) is not str:
-            self.postalcode = str(value) if type(value) is _INT else as_text(value)
-        value = self.citycode
-        if value is not None and type(value) is not str:
-            self.citycode = str(value) if type(value) is _INT else as_text(value)
-        value = self.floor
-        if value is not None and type(value) is not str:
-            self.floor = str(value) if type(value) is _INT else as_text(value)
-        value = self.door
-        if value is not None and type(value) is not str:
-            self.door = str(value) if type(value) is _INT else as_text(value)
-        value = self.pollingstation
-        if value is not None and type(value) is not str:
-            self.pollingstation = str(value) if type(value) is _INT else as_text(value)
-        value = self.latitude
-        if value is not None and type(value) is not str:
-            self.latitude = str(value) if type(value) is _INT else as_text(value)
-        value = self.longitude
-        if value is not None and type(value) is not str:
-            self.longitude = str(value) if type(value) is _INT else as_text(value)
         value = self._house_number
         if value is not None and type(value) is not str:
-            self._house_number = str(value) if type(value) is _INT else as_text(value)
+            self._house_number = as_text(value)
         value = self._postal_code
         if value is not None and type(value) is not str:
-            self._postal_code = str(value) if type(value) is _INT else as_text(value)
+            self._postal_code = as_text(value)
 
 
 def _plain(obj: Struct, name: str) -> None:
@@ -272,14 +268,6 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
     _action_ids: list[int] | None = field(default=None, name="action_ids")
     _custom_fields: list[FormData] | None = field(default=None, name="custom_fields")
 
-    def __post_init__(self) -> None:
-        if self.birthcity is None:
-            self.birthcity = self._birth_city
-        if self.birthcountry is None:
-            self.birthcountry = self._birth_country
-        if self.birthdept is None:
-            self.birthdept = self._birth_dept
-
     @property
     def created_at(self) -> dt.datetime | None:
         """When the contact was created (``CreatedAt``, microsecond precision)."""
@@ -320,6 +308,81 @@ class Contact(Struct, kw_only=True, omit_defaults=True, gc=False):
         if isinstance(self._notes, Note):
             return [self._notes]
         return list(self._notes)
+
+
+def normalise_contacts(contacts: Iterable[Contact]) -> None:
+    """Fold the wire's second spellings into the public fields (``birth_city`` into
+    ``birthcity``..., ``house_number``/``postal_code`` into ``housenumber``/``postalcode``) and
+    turn the address parts sent as numbers into text, in place.
+
+    Every decoder of the client runs it on the contacts it returns, whichever path decoded
+    them; a contact decoded by other means (``msgspec.convert``...) keeps its values as they
+    came until it is passed here. Running it twice changes nothing.
+
+    One pass, written out rather than looped over field names, in local names: it runs for
+    every contact of every answer, and it is the whole of the decoding's cost beyond msgspec's
+    own (the models have no ``__post_init__``: a hook called from C costs more than this).
+    """
+    texts, int_, str_, type_ = _TEXTS, _INT, str, type
+    for contact in contacts:
+        if contact.birthcity is None:
+            contact.birthcity = contact._birth_city
+        if contact.birthcountry is None:
+            contact.birthcountry = contact._birth_country
+        if contact.birthdept is None:
+            contact.birthdept = contact._birth_dept
+        address = contact.address
+        if address is not None:
+            if address._house_number is not None or address._postal_code is not None:
+                address._fold()
+            if type_(address.housenumber) is not str_:
+                value = address.housenumber
+                if type_(value) is int_:
+                    address.housenumber = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.housenumber = as_text(value)
+            if type_(address.postalcode) is not str_:
+                value = address.postalcode
+                if type_(value) is int_:
+                    address.postalcode = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.postalcode = as_text(value)
+            if type_(address.citycode) is not str_:
+                value = address.citycode
+                if type_(value) is int_:
+                    address.citycode = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.citycode = as_text(value)
+            if type_(address.floor) is not str_:
+                value = address.floor
+                if type_(value) is int_:
+                    address.floor = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.floor = as_text(value)
+            if type_(address.door) is not str_:
+                value = address.door
+                if type_(value) is int_:
+                    address.door = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.door = as_text(value)
+            if type_(address.pollingstation) is not str_:
+                value = address.pollingstation
+                if type_(value) is int_:
+                    address.pollingstation = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.pollingstation = as_text(value)
+            if type_(address.latitude) is not str_:
+                value = address.latitude
+                if type_(value) is int_:
+                    address.latitude = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.latitude = as_text(value)
+            if type_(address.longitude) is not str_:
+                value = address.longitude
+                if type_(value) is int_:
+                    address.longitude = texts.get(value) or _int_text(value)
+                elif value is not None:
+                    address.longitude = as_text(value)
 
 
 # -- confirmed contacts (issue 13): a contact Qomon confirmed has an id ------------------------

@@ -33,6 +33,7 @@ from ._models import (
     UpsertContact,
     as_text,
     confirmed,
+    normalise_contacts,
 )
 from ._query import Query
 from ._types import ContactDict, UpsertDict
@@ -49,9 +50,12 @@ logger = logging.getLogger("qomon_async")
 
 # --------------------------------------------------------------------------------------------
 # Answers. Each is decoded once, in one pass from the envelope down, by a plain Struct decoder
-# of the documented shape (no hooks): the fast path. Only when it fails is the tolerant path
-# taken: the body as builtins, repaired where a known variant or an odd field got in the way,
-# then converted to the same types, so that both paths give identical values.
+# of the documented shape (no hooks, no __post_init__): the fast path. Only when it fails is
+# the tolerant path taken: the body as builtins, repaired where a known variant or an odd field
+# got in the way, then converted to the same types. Either way the contacts then go through
+# one Python pass, normalise_contacts (second spellings folded, numbers in address parts made
+# text), so that both paths give identical values. The envelopes leave out ``status``
+# ("success"): never read, so not decoded.
 # --------------------------------------------------------------------------------------------
 
 
@@ -60,7 +64,6 @@ class _ContactBox(msgspec.Struct, gc=False):
 
 
 class _ContactAnswer(msgspec.Struct, gc=False):
-    status: str | None = None
     data: _ContactBox | None = None
 
 
@@ -73,7 +76,6 @@ class _ConfirmedAnswer(msgspec.Struct, gc=False):
     :class:`ConfirmedContact` (no copy); any other shape takes :func:`decode_contact`'s
     general path."""
 
-    status: str | None = None
     data: _ConfirmedBox | None = None
 
 
@@ -82,7 +84,6 @@ class _ContactsBox(msgspec.Struct, gc=False):
 
 
 class _ContactsEnvelope(msgspec.Struct, gc=False):
-    status: str | None = None
     data: _ContactsBox | None = None
     contacts: list[Contact] | None = None  # a bare answer, without "data"
 
@@ -302,7 +303,9 @@ def decode_contact(status: int, body: bytes) -> ConfirmedContact:
         pass
     else:
         if confirmed_answer.data is not None:
-            return confirmed_answer.data.contact
+            found_at_once = confirmed_answer.data.contact
+            normalise_contacts((found_at_once,))
+            return found_at_once
     answer = _decode(_contact_answer_decoder, body, status, "contact answer")
     contact = answer.data.contact if answer.data is not None else None
     if contact is None or contact.id is None:
@@ -317,6 +320,7 @@ def decode_contact(status: int, body: bytes) -> ConfirmedContact:
         raise ResponseDecodeError(
             f"Qomon answered {status} without a contact id", status_code=status, text=_text(body)
         )
+    normalise_contacts((contact,))
     return confirmed(contact)
 
 
@@ -361,10 +365,12 @@ def decode_contact_dict(status: int, body: bytes) -> dict[str, Any]:
 def decode_contacts_page(status: int, body: bytes) -> list[Contact]:
     """The contacts of a ``POST /search`` page (``contacts: null`` or missing is empty)."""
     envelope = _decode(_contacts_decoder, body, status, "search answer")
+    contacts = envelope.data.contacts if envelope.data is not None else envelope.contacts
+    if contacts is not None:
+        normalise_contacts(contacts)
+        return contacts
     if envelope.data is not None:
-        return envelope.data.contacts or []
-    if envelope.contacts is not None:
-        return envelope.contacts
+        return []
     # Neither data nor contacts: not a search answer. Reading it as "no match" could make a
     # reconciliation conclude that a create did not land.
     raise ResponseDecodeError(
