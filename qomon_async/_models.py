@@ -319,9 +319,11 @@ def normalise_contacts(contacts: Iterable[Contact]) -> None:
     them; a contact decoded by other means (``msgspec.convert``...) keeps its values as they
     came until it is passed here. Running it twice changes nothing.
 
-    One pass, written out rather than looped over field names, in local names: it runs for
+    One pass, written out rather than looped over field names, in local names, a number's text
+    looked up rather than made (``texts[value]``, a ``KeyError`` the first time): it runs for
     every contact of every answer, and it is the whole of the decoding's cost beyond msgspec's
-    own (the models have no ``__post_init__``: a hook called from C costs more than this).
+    own (the models have no ``__post_init__``, which msgspec would call for every address and
+    every contact).
     """
     texts, int_, str_, type_ = _TEXTS, _INT, str, type
     for contact in contacts:
@@ -338,49 +340,73 @@ def normalise_contacts(contacts: Iterable[Contact]) -> None:
             if type_(address.housenumber) is not str_:
                 value = address.housenumber
                 if type_(value) is int_:
-                    address.housenumber = texts.get(value) or _int_text(value)
+                    try:
+                        address.housenumber = texts[value]
+                    except KeyError:
+                        address.housenumber = _int_text(value)
                 elif value is not None:
                     address.housenumber = as_text(value)
             if type_(address.postalcode) is not str_:
                 value = address.postalcode
                 if type_(value) is int_:
-                    address.postalcode = texts.get(value) or _int_text(value)
+                    try:
+                        address.postalcode = texts[value]
+                    except KeyError:
+                        address.postalcode = _int_text(value)
                 elif value is not None:
                     address.postalcode = as_text(value)
             if type_(address.citycode) is not str_:
                 value = address.citycode
                 if type_(value) is int_:
-                    address.citycode = texts.get(value) or _int_text(value)
+                    try:
+                        address.citycode = texts[value]
+                    except KeyError:
+                        address.citycode = _int_text(value)
                 elif value is not None:
                     address.citycode = as_text(value)
             if type_(address.floor) is not str_:
                 value = address.floor
                 if type_(value) is int_:
-                    address.floor = texts.get(value) or _int_text(value)
+                    try:
+                        address.floor = texts[value]
+                    except KeyError:
+                        address.floor = _int_text(value)
                 elif value is not None:
                     address.floor = as_text(value)
             if type_(address.door) is not str_:
                 value = address.door
                 if type_(value) is int_:
-                    address.door = texts.get(value) or _int_text(value)
+                    try:
+                        address.door = texts[value]
+                    except KeyError:
+                        address.door = _int_text(value)
                 elif value is not None:
                     address.door = as_text(value)
             if type_(address.pollingstation) is not str_:
                 value = address.pollingstation
                 if type_(value) is int_:
-                    address.pollingstation = texts.get(value) or _int_text(value)
+                    try:
+                        address.pollingstation = texts[value]
+                    except KeyError:
+                        address.pollingstation = _int_text(value)
                 elif value is not None:
                     address.pollingstation = as_text(value)
             if type_(address.latitude) is not str_:
                 value = address.latitude
                 if type_(value) is int_:
-                    address.latitude = texts.get(value) or _int_text(value)
+                    try:
+                        address.latitude = texts[value]
+                    except KeyError:
+                        address.latitude = _int_text(value)
                 elif value is not None:
                     address.latitude = as_text(value)
             if type_(address.longitude) is not str_:
                 value = address.longitude
                 if type_(value) is int_:
-                    address.longitude = texts.get(value) or _int_text(value)
+                    try:
+                        address.longitude = texts[value]
+                    except KeyError:
+                        address.longitude = _int_text(value)
                 elif value is not None:
                     address.longitude = as_text(value)
 
