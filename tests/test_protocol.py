@@ -26,6 +26,7 @@ from qomon_async import (
     ResponseDecodeError,
     ServerError,
     UnprocessableEntityError,
+    _models,
 )
 from qomon_async import _protocol as p
 from qomon_async._models import ConfirmedContact, normalise_contacts
@@ -422,3 +423,22 @@ def test_an_odd_field_takes_the_tolerant_path_and_keeps_the_rest() -> None:
     contacts = p.decode_contacts_page(200, body)  # one repair round for the 50 repeats
     assert [c.id for c in contacts] == list(range(50))
     assert all(c.address is not None and c.address.floor is None for c in contacts)
+
+
+def test_numbers_in_address_parts_become_text_and_few_texts_are_kept() -> None:
+    # 0 and False, 1 and True are equal keys for a dict: a bool must never read a number's text.
+    contacts = [
+        {"id": i, "address": {"postalcode": 10_000 + i, "floor": i % 2, "door": bool(i % 2)}}
+        for i in range(_models._TEXTS_KEPT + 1000)
+    ]
+    body = json.dumps({"data": {"contacts": contacts}}).encode()
+    page = p.decode_contacts_page(200, body)
+    assert [c.address.postalcode for c in page if c.address] == [
+        str(10_000 + i) for i in range(len(contacts))
+    ]
+    assert {(c.address.floor, c.address.door) for c in page if c.address} == {
+        ("0", "false"),
+        ("1", "true"),
+    }
+    assert len(_models._TEXTS) <= _models._TEXTS_KEPT  # bounded, however many numbers come
+    assert p.decode_contacts_page(200, body) == page  # the same texts the second time
