@@ -327,11 +327,13 @@ def normalise_contacts(contacts: Iterable[Contact]) -> None:
     """
     texts, int_, str_, type_ = _TEXTS, _INT, str, type
     for contact in contacts:
-        if contact.birthcity is None:
+        # The second spelling first: mostly absent, and then nothing is written (a contact
+        # without birth data would otherwise have None written over None, three times).
+        if contact._birth_city is not None and contact.birthcity is None:
             contact.birthcity = contact._birth_city
-        if contact.birthcountry is None:
+        if contact._birth_country is not None and contact.birthcountry is None:
             contact.birthcountry = contact._birth_country
-        if contact.birthdept is None:
+        if contact._birth_dept is not None and contact.birthdept is None:
             contact.birthdept = contact._birth_dept
         address = contact.address
         if address is not None:
