@@ -33,7 +33,6 @@ from ._models import (
     UpsertContact,
     as_text,
     confirmed,
-    normalise_contacts,
 )
 from ._query import Query
 from ._types import ContactDict, UpsertDict
@@ -50,12 +49,11 @@ logger = logging.getLogger("qomon_async")
 
 # --------------------------------------------------------------------------------------------
 # Answers. Each is decoded once, in one pass from the envelope down, by a plain Struct decoder
-# of the documented shape (no hooks, no __post_init__): the fast path. Only when it fails is
-# the tolerant path taken: the body as builtins, repaired where a known variant or an odd field
-# got in the way, then converted to the same types. Either way the contacts then go through
-# one Python pass, normalise_contacts (second spellings folded, numbers in address parts made
-# text), so that both paths give identical values. The envelopes leave out ``status``
-# ("success"): never read, so not decoded.
+# of the documented shape (no hooks): the fast path. Only when it fails is the tolerant path
+# taken: the body as builtins, repaired where a known variant or an odd field got in the way,
+# then converted to the same types, so that both paths give identical values (the models fold
+# their second spellings and turn numbers into text themselves, in ``__post_init__``, on
+# either path). The envelopes leave out ``status`` ("success"): never read, so not decoded.
 # --------------------------------------------------------------------------------------------
 
 
@@ -303,9 +301,7 @@ def decode_contact(status: int, body: bytes) -> ConfirmedContact:
     except _DECODE_FAILURES:
         data = None
     if data is not None:
-        found_at_once = data.contact
-        normalise_contacts((found_at_once,))
-        return found_at_once
+        return data.contact
     answer = _decode(_contact_answer_decoder, body, status, "contact answer")
     contact = answer.data.contact if answer.data is not None else None
     if contact is None or contact.id is None:
@@ -320,7 +316,6 @@ def decode_contact(status: int, body: bytes) -> ConfirmedContact:
         raise ResponseDecodeError(
             f"Qomon answered {status} without a contact id", status_code=status, text=_text(body)
         )
-    normalise_contacts((contact,))
     return confirmed(contact)
 
 
@@ -367,7 +362,6 @@ def decode_contacts_page(status: int, body: bytes) -> list[Contact]:
     envelope = _decode(_contacts_decoder, body, status, "search answer")
     contacts = envelope.data.contacts if envelope.data is not None else envelope.contacts
     if contacts is not None:
-        normalise_contacts(contacts)
         return contacts
     if envelope.data is not None:
         return []
