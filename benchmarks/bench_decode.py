@@ -158,9 +158,9 @@ CAVEATS = [
     "data.contact.",
     "The pydantic twins (benchmarks/_pydantic_models.py) use BeforeValidator for "
     "number-or-string fields and model_validator(mode='after') to fold variant spellings; the "
-    "library's msgspec models decode number-or-string fields as they come and turn them into "
-    "text in __post_init__ (Address), which also folds the variant spellings (Address and "
-    "Contact): the seed answer sends four address parts as numbers, and they are converted.",
+    "library's msgspec models decode number-or-string fields as they come, then "
+    "Address.__post_init__ turns them into text and the models' __post_init__ fold the variant "
+    "spellings (the seed answer sends four address parts as numbers: they are converted).",
 ]
 
 
