@@ -2,7 +2,8 @@
 
 - ``qomon_async`` (msgspec models): ``_protocol.decode_contact`` / ``decode_contacts_page``, what
   the client runs on every answer: one pass from the envelope down with a plain Struct decoder
-  (no hooks), the tolerant path only when that fails;
+  (no hooks), the tolerant path only when that fails; the models' ``__post_init__`` turn
+  numbers in address parts into text and fold the second spellings as msgspec builds them;
 - ``json`` into dicts: ``json.loads`` (the floor of untyped decoding in the standard library);
 - ``msgspec`` into dicts: ``msgspec.json.decode`` untyped (how much the typing costs);
 - ``pydantic`` v2: ``model_validate_json`` on models with the same tolerance
@@ -157,8 +158,9 @@ CAVEATS = [
     "data.contact.",
     "The pydantic twins (benchmarks/_pydantic_models.py) use BeforeValidator for "
     "number-or-string fields and model_validator(mode='after') to fold variant spellings; the "
-    "library's msgspec models decode number-or-string fields as they come and turn them into "
-    "text in __post_init__, which also folds the variant spellings.",
+    "library's msgspec models decode number-or-string fields as they come, then "
+    "Address.__post_init__ turns them into text and the models' __post_init__ fold the variant "
+    "spellings (the seed answer sends four address parts as numbers: they are converted).",
 ]
 
 

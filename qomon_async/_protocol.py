@@ -51,7 +51,9 @@ logger = logging.getLogger("qomon_async")
 # Answers. Each is decoded once, in one pass from the envelope down, by a plain Struct decoder
 # of the documented shape (no hooks): the fast path. Only when it fails is the tolerant path
 # taken: the body as builtins, repaired where a known variant or an odd field got in the way,
-# then converted to the same types, so that both paths give identical values.
+# then converted to the same types, so that both paths give identical values (the models fold
+# their second spellings and turn numbers into text themselves, in ``__post_init__``, on
+# either path). The envelopes leave out ``status`` ("success"): never read, so not decoded.
 # --------------------------------------------------------------------------------------------
 
 
@@ -60,7 +62,6 @@ class _ContactBox(msgspec.Struct, gc=False):
 
 
 class _ContactAnswer(msgspec.Struct, gc=False):
-    status: str | None = None
     data: _ContactBox | None = None
 
 
@@ -73,7 +74,6 @@ class _ConfirmedAnswer(msgspec.Struct, gc=False):
     :class:`ConfirmedContact` (no copy); any other shape takes :func:`decode_contact`'s
     general path."""
 
-    status: str | None = None
     data: _ConfirmedBox | None = None
 
 
@@ -82,7 +82,6 @@ class _ContactsBox(msgspec.Struct, gc=False):
 
 
 class _ContactsEnvelope(msgspec.Struct, gc=False):
-    status: str | None = None
     data: _ContactsBox | None = None
     contacts: list[Contact] | None = None  # a bare answer, without "data"
 
@@ -117,6 +116,7 @@ class _ActionsEnvelope(msgspec.Struct, gc=False):
 # Decoders and encoders are built once (msgspec perf tips).
 _contact_answer_decoder = msgspec.json.Decoder(_ContactAnswer)
 _confirmed_answer_decoder = msgspec.json.Decoder(_ConfirmedAnswer)
+_decode_confirmed = _confirmed_answer_decoder.decode  # bound once: every create answer's
 _contacts_decoder = msgspec.json.Decoder(_ContactsEnvelope)
 _total_decoder = msgspec.json.Decoder(_TotalEnvelope)
 _forms_decoder = msgspec.json.Decoder(_FormsEnvelope)
@@ -297,12 +297,11 @@ def decode_contact(status: int, body: bytes) -> ConfirmedContact:
     synchronous-create promise is a confirmed id), or when its id does not fit 64 bits.
     """
     try:  # the documented shape, straight into a ConfirmedContact: the common case, one pass
-        confirmed_answer = _confirmed_answer_decoder.decode(body)
+        data = _decode_confirmed(body).data
     except _DECODE_FAILURES:
-        pass
-    else:
-        if confirmed_answer.data is not None:
-            return confirmed_answer.data.contact
+        data = None
+    if data is not None:
+        return data.contact
     answer = _decode(_contact_answer_decoder, body, status, "contact answer")
     contact = answer.data.contact if answer.data is not None else None
     if contact is None or contact.id is None:
@@ -361,10 +360,11 @@ def decode_contact_dict(status: int, body: bytes) -> dict[str, Any]:
 def decode_contacts_page(status: int, body: bytes) -> list[Contact]:
     """The contacts of a ``POST /search`` page (``contacts: null`` or missing is empty)."""
     envelope = _decode(_contacts_decoder, body, status, "search answer")
+    contacts = envelope.data.contacts if envelope.data is not None else envelope.contacts
+    if contacts is not None:
+        return contacts
     if envelope.data is not None:
-        return envelope.data.contacts or []
-    if envelope.contacts is not None:
-        return envelope.contacts
+        return []
     # Neither data nor contacts: not a search answer. Reading it as "no match" could make a
     # reconciliation conclude that a create did not land.
     raise ResponseDecodeError(

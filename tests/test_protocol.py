@@ -28,6 +28,7 @@ from qomon_async import (
     UnprocessableEntityError,
 )
 from qomon_async import _protocol as p
+from qomon_async._models import Address, ConfirmedContact
 
 # The example answer of Qomon's "Create a contact synchronously" page, verbatim but for "…".
 SEED = (Path(__file__).parent / "data" / "seed-create-response.json").read_bytes()
@@ -356,27 +357,54 @@ def _as_text(node: object) -> object:
     return out
 
 
+def _contacts(envelope: Any, page: bool) -> list[Contact]:
+    """The contacts of a decoded envelope."""
+    contacts: list[Contact] = envelope.data.contacts if page else [envelope.data.contact]
+    return contacts
+
+
+def _fields(contact: Contact) -> dict[str, Any]:
+    """Every field of a contact, its own (wire) ones included, nested Structs as Structs."""
+    return {name: getattr(contact, name) for name in Contact.__struct_fields__}
+
+
 @pytest.mark.parametrize("body", _variants())
 def test_fast_and_tolerant_paths_decode_every_variant_identically(body: bytes) -> None:
     page = b'"contacts"' in body
     decoder = p._contacts_decoder if page else p._contact_answer_decoder
-    tolerant = p._tolerant(body, decoder.type, 200, "answer", ValueError("forced"))
+    tolerant = _contacts(p._tolerant(body, decoder.type, 200, "answer", ValueError("forced")), page)
     try:
-        fast = decoder.decode(body)  # the strict fast path takes the documented variants
+        fast = _contacts(decoder.decode(body), page)  # the strict fast path: no hooks
     except msgspec.ValidationError:
         # A number where the documentation says text (an answer's data, external_id): the fast
         # path refuses it, the tolerant path reads it as the text the documentation promises.
-        fast = decoder.decode(json.dumps(_as_text(json.loads(body))).encode())
+        fast = _contacts(decoder.decode(json.dumps(_as_text(json.loads(body))).encode()), page)
     assert fast == tolerant
-    assert p._decode(decoder, body, 200, "answer") == tolerant  # type: ignore[misc]
-    contacts = fast.data.contacts if page else [fast.data.contact]  # type: ignore[union-attr]
-    for contact in contacts or []:
-        assert contact is not None and contact.address is not None
-        assert all(
-            v is None or type(v) is str
-            for v in (contact.address.postalcode, contact.address.housenumber)
-        )
+    # What the client's decoders return: the same values, whichever path they took.
+    public: list[Contact]
+    if page:
+        public = p.decode_contacts_page(200, body)
+        assert public == tolerant
+    else:
+        public = [p.decode_contact(200, body)]
+        assert type(public[0]) is ConfirmedContact  # straight from the documented shape
+        assert [_fields(c) for c in public] == [_fields(c) for c in tolerant]
+    for contact in public:
+        assert contact.address is not None
+        parts = [getattr(contact.address, name) for name in _ADDRESS_TEXT]
+        assert all(v is None or type(v) is str for v in parts), parts
         assert all(type(a.data) is str for a in contact.custom_fields if a.data is not None)
+        assert contact.birthcity in ("Paris", "Lyon")
+    # Normalising again changes nothing (``confirmed`` builds a contact from a normalised one).
+    again = [ConfirmedContact(**_fields(c)) for c in public]
+    assert [_fields(c) for c in again] == [_fields(c) for c in public]
+
+
+#: The address parts Qomon may send as numbers, read as text.
+_ADDRESS_TEXT = (
+    "housenumber", "postalcode", "citycode", "floor", "door", "pollingstation", "latitude",
+    "longitude",
+)  # fmt: skip
 
 
 def test_an_odd_field_takes_the_tolerant_path_and_keeps_the_rest() -> None:
@@ -392,3 +420,83 @@ def test_an_odd_field_takes_the_tolerant_path_and_keeps_the_rest() -> None:
     contacts = p.decode_contacts_page(200, body)  # one repair round for the 50 repeats
     assert [c.id for c in contacts] == list(range(50))
     assert all(c.address is not None and c.address.floor is None for c in contacts)
+
+
+# -- the models normalise themselves, however they are built ----------------------------------
+
+#: An address as Qomon may send it: numbers (and a bool) in text parts, the v1 draft's names.
+_LOOSE_ADDRESS: dict[str, Any] = {
+    "housenumber": 12, "postalcode": 75001, "citycode": "75101", "floor": 0, "door": True,
+    "pollingstation": 6, "latitude": 48.0, "longitude": 2.35, "house_number": 3,
+    "postal_code": 69001, "street": "rue de la paix",
+}  # fmt: skip
+#: What every construction path gives for it (what the library has always given): each part
+#: as text (a whole float without ".0", a bool as "true"), the draft's names made text as well.
+_TEXT_ADDRESS: dict[str, Any] = {
+    "housenumber": "12", "postalcode": "75001", "citycode": "75101", "floor": "0",
+    "door": "true", "pollingstation": "6", "latitude": "48", "longitude": "2.35",
+    "_house_number": "3", "_postal_code": "69001", "street": "rue de la paix",
+}  # fmt: skip
+
+
+def _address_fields(address: Address | None) -> dict[str, Any]:
+    assert address is not None
+    return {name: getattr(address, name) for name in _TEXT_ADDRESS}
+
+
+def _built_addresses(wire: dict[str, Any]) -> list[Address]:
+    """``wire`` as an Address, every way one is built: directly, by msgspec.convert, by
+    msgspec.json.decode."""
+    kwargs = {{"house_number": "_house_number", "postal_code": "_postal_code"}.get(k, k): v
+              for k, v in wire.items()}  # fmt: skip
+    return [
+        Address(**kwargs),
+        msgspec.convert(wire, Address),
+        msgspec.json.decode(json.dumps(wire).encode(), type=Address),
+    ]
+
+
+def test_an_address_built_any_way_has_its_parts_as_text() -> None:
+    for address in _built_addresses(_LOOSE_ADDRESS):
+        assert _address_fields(address) == _TEXT_ADDRESS
+        assert msgspec.structs.replace(address) == address  # normalising again changes nothing
+    # The v1 draft's names fill housenumber/postalcode only where those are missing.
+    draft = {"house_number": 3, "postal_code": "69001", "floor": None}
+    for address in _built_addresses(draft):
+        assert (address.housenumber, address.postalcode, address.floor) == ("3", "69001", None)
+        assert (address._house_number, address._postal_code) == ("3", "69001")
+
+
+def test_a_contact_built_any_way_folds_its_spellings_and_its_address() -> None:
+    wire = {
+        "id": 7, "birth_city": "Lyon", "birth_country": "France", "birthdept": "75",
+        "birth_dept": "69", "address": _LOOSE_ADDRESS,
+    }  # fmt: skip
+    body = json.dumps(wire).encode()
+    direct = Contact(
+        id=7,
+        _birth_city="Lyon",
+        _birth_country="France",
+        birthdept="75",
+        _birth_dept="69",
+        address=Address(**{{"house_number": "_house_number", "postal_code": "_postal_code"}
+                            .get(k, k): v for k, v in _LOOSE_ADDRESS.items()}),
+    )  # fmt: skip
+    built: list[Contact] = [
+        direct,
+        msgspec.convert(wire, Contact),
+        msgspec.json.decode(body, type=Contact),
+        msgspec.convert(wire, ConfirmedContact),
+        p.decode_contact(200, json.dumps({"data": {"contact": wire}}).encode()),
+        p.decode_contact(200, body),  # a bare contact: the general path
+        *p.decode_contacts_page(200, json.dumps({"data": {"contacts": [wire]}}).encode()),
+    ]
+    for contact in built:
+        # The second spellings fill the public fields only where those are missing.
+        assert (contact.birthcity, contact.birthcountry, contact.birthdept) == (
+            "Lyon",
+            "France",
+            "75",
+        )
+        assert _address_fields(contact.address) == _TEXT_ADDRESS
+    assert all(_fields(c) == _fields(direct) for c in built)
