@@ -15,11 +15,15 @@ Setting ``QOMON_REDIS_URL`` does the same for every client built without ``share
 How it works: each operation is one Lua script, atomic in Redis and timed by Redis's own clock.
 A request *books* its tokens (virtual time, GCRA): it gets the moment the bucket will hold them
 and sleeps until then in its own process, so requests go out in the order they were booked,
-across processes, whatever their cost. A booking never used (cancelled, aborted, refused
-connection) is given back. Every answer's ``X-Ratelimit-*`` headers lower the shared level when
-the server has less than Redis thought (spending by Qomon's UI or another tool) and set the
-shape; a 429 pauses every process until its ``Retry-After``; until a first answer has told the
-truth, one request at a time goes out (slow start), whichever process sends it.
+across processes, whatever their cost. The processes share the bucket fairly: a booking leaves
+in the bucket what the other processes need to catch up with its own, so that one process
+cannot take the burst because its requests come back sooner (equal demands get equal shares,
+unequal ones shares in proportion to the tokens each has waiting or in flight). A booking never
+used (cancelled, aborted, refused connection) is given back. Every answer's ``X-Ratelimit-*``
+headers lower the shared level when the server has less than Redis thought (spending by
+Qomon's UI or another tool) and set the shape; a 429 pauses every process until its
+``Retry-After``; until a first answer has told the truth, one request at a time goes out (slow
+start), whichever process sends it.
 
 When Redis cannot be reached or answers later than ``timeout``, the bucket logs one warning and
 falls back to a local limiter (from an empty bucket), tries Redis again every
@@ -34,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,7 +68,7 @@ from ._ratelimit import (
     shape_within_bounds,
 )
 from ._redis_indoubt import RedisInDoubtStore
-from ._redis_keys import DEFAULT_PREFIX, bucket_key, space_id
+from ._redis_keys import DEFAULT_PREFIX, bucket_key, members_key, space_id
 from ._redis_scripts import OBSERVE, PAUSE, RELEASE, RESERVE, Script
 
 __all__ = ["RedisBucket", "RedisBucketError", "RedisInDoubtStore"]
@@ -124,6 +129,11 @@ class RedisBucket:
         headroom: tokens left in the bucket after each request (one create's worth by
             default): requests reach Qomon some time after they leave, and the refill the
             server's full bucket cannot hold meanwhile must not turn into a 429.
+        fair_window: seconds during which a process that has no request waiting or in flight
+            still counts as competing for the bucket (the time between an answer and its
+            next request); while it competes, the others leave it its share of the tokens.
+            ``0`` serves bookings in arrival order only. A process whose requests never
+            report back (it died) stops counting after ``probe_ttl`` seconds.
 
     Raises:
         ValueError: a bad argument.
@@ -143,6 +153,7 @@ class RedisBucket:
         probe_ttl: float = 10.0,
         key_ttl: float = 3600.0,
         headroom: float = 5.0,
+        fair_window: float = 0.5,
     ) -> None:
         if on_error not in ("fallback", "raise"):
             raise ValueError('on_error must be "fallback" or "raise"')
@@ -155,6 +166,8 @@ class RedisBucket:
             raise ValueError("headroom must be at least 0 and below the capacity")
         if timeout <= 0 or retry_interval <= 0 or probe_ttl <= 0 or key_ttl <= 0:
             raise ValueError("timeout, retry_interval, probe_ttl and key_ttl must be positive")
+        if not (0 <= fair_window < math.inf):
+            raise ValueError("fair_window must be a number of seconds, at least 0")
         if not prefix or any(c in prefix for c in "{} \n"):
             raise ValueError("prefix must be a non-empty string without braces or spaces")
         if isinstance(redis, str):
@@ -173,6 +186,9 @@ class RedisBucket:
         self.probe_ttl = float(probe_ttl)
         self.key_ttl = float(key_ttl)
         self.headroom = float(headroom)
+        self.fair_window = float(fair_window)
+        self._member = secrets.token_hex(8)  # this bucket's id among the space's processes
+        self._outstanding = 0.0  # tokens of the requests waiting here or in flight (Redis's)
         self._space: str | None = None
         self._stats = LimiterStats(kind="redis")
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _aioredis.Redis] = (
@@ -220,6 +236,11 @@ class RedisBucket:
     def key(self) -> str:
         """The Redis key of the bucket."""
         return bucket_key(self.prefix, self.require_space())
+
+    @property
+    def members_key(self) -> str:
+        """The Redis key of the processes sharing the bucket (their shares so far)."""
+        return members_key(self.prefix, self.require_space())
 
     @property
     def kind(self) -> Literal["local", "redis"]:
@@ -277,7 +298,7 @@ class RedisBucket:
         return _decode(result)
 
     async def _bucket_eval(self, script: Script, args: Sequence[Any]) -> Any:
-        return await self._eval(script, [self.key], [*self._base_args(), *args])
+        return await self._eval(script, [self.key, self.members_key], [*self._base_args(), *args])
 
     def _failed(self, exc: _RedisDown, *, background: bool = False) -> None:
         """Redis failed: raise (``on_error="raise"``) or switch to the local limiter."""
@@ -370,6 +391,20 @@ class RedisBucket:
         if not (cost >= 0 and math.isfinite(cost)):
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
         self.require_space()
+        # The demand of this process, its weight in the shares: the tokens of its requests
+        # waiting here, and of those granted by Redis until they are answered or given up.
+        self._outstanding += cost
+        permit: Permit | None = None
+        try:
+            permit = await self._acquire(cost, max_wait, max_pause)
+        finally:
+            if not isinstance(permit, _RedisPermit):
+                self._outstanding = max(0.0, self._outstanding - cost)
+        return permit
+
+    async def _acquire(
+        self, cost: float, max_wait: float | None, max_pause: float | None
+    ) -> Permit:
         loop = asyncio.get_running_loop()
         start = loop.time()
         if self._pausing:  # a 429 of this process goes to Redis before the next booking
@@ -424,18 +459,28 @@ class RedisBucket:
                                 epoch,
                                 f"{mark:.6f}",
                                 f"{self.headroom:.6f}",
+                                self._member,
+                                f"{self.fair_window:.6f}",
+                                f"{self.probe_ttl:.6f}",
+                                f"{max(self._outstanding, cost):.6f}",
                             ],
                         )
                         wait = float(wait_s)
-                        if status != "probe":
+                        if status not in ("probe", "defer"):
                             break
                         if max_wait is not None and loop.time() - start + wait > max_wait:
                             raise RateLimitTimeout(
                                 "slow start: the first request of the space has not answered "
-                                f"within max_wait={max_wait:g} s; nothing was sent",
+                                f"within max_wait={max_wait:g} s; nothing was sent"
+                                if status == "probe"
+                                else "the other processes' share of the shared bucket would "
+                                f"make this request wait beyond max_wait={max_wait:g} s; "
+                                "nothing was sent",
                                 predicted_wait=None,
                                 max_wait=max_wait,
                             )
+                        # "probe": slow start, one request of the space at a time; "defer":
+                        # this process is ahead of its share, the others book first.
                         await asyncio.sleep(wait)
                         slept = True
                 if status == "timeout":
@@ -491,7 +536,9 @@ class RedisBucket:
         )
 
     def _give_back(self, cost: float, epoch: int, probe: bool) -> None:
-        self._background(self._bucket_eval(RELEASE, [f"{cost:.6f}", epoch, 1, 1 if probe else 0]))
+        self._background(
+            self._bucket_eval(RELEASE, [f"{cost:.6f}", epoch, 1, 1 if probe else 0, self._member])
+        )
 
     def release(self, permit: Permit, *, refund: bool = False) -> None:
         """The request of ``permit`` got no response; ``refund`` gives its tokens back (only
@@ -500,13 +547,26 @@ class RedisBucket:
             if self._local is not None:
                 self._local.release(permit, refund=refund)
             return
+        self._outstanding = max(0.0, self._outstanding - permit.cost)
         if refund:
             self._stats.tokens -= permit.cost
-        if refund or permit.probe:
+        self._end(permit, refund=refund)
+
+    def _end(self, permit: _RedisPermit, *, refund: bool) -> None:
+        """Tell Redis the request of ``permit`` is over without an answer that says anything:
+        its booking back (``refund``), its slow-start probe ended, its process's count of
+        requests in flight down."""
+        if refund or permit.probe or self.fair_window > 0:
             self._background(
                 self._bucket_eval(
                     RELEASE,
-                    [f"{permit.cost:.6f}", permit.epoch, int(refund), int(permit.probe)],
+                    [
+                        f"{permit.cost:.6f}",
+                        permit.epoch,
+                        int(refund),
+                        int(permit.probe),
+                        self._member,
+                    ],
                 )
             )
 
@@ -517,6 +577,7 @@ class RedisBucket:
             if self._local is not None:
                 self._local.observe(permit, state, rejected=rejected)
             return
+        self._outstanding = max(0.0, self._outstanding - permit.cost)
         capacity, rate = (None, None) if state is None else (state.capacity, state.rate)
         if capacity is not None and rate is not None and not sane_shape(capacity, rate):
             if (capacity, rate) not in self._refused_shapes:
@@ -540,8 +601,7 @@ class RedisBucket:
                 logger.info("rate limit shape: burst %g, %g/s", capacity, rate)
             self.capacity, self.rate = capacity, rate
         if server is None and capacity is None:
-            if permit.probe:  # no headers: let the next request probe
-                self.release(permit)
+            self._end(permit, refund=False)  # no headers: let the next request probe
             return
         self._stats.syncs += 1
         self._background(
@@ -572,6 +632,7 @@ class RedisBucket:
                 -1 if capacity is None else f"{capacity:.6f}",
                 -1 if rate is None else f"{rate:.6f}",
                 f"{age:.6f}",
+                self._member,
             ],
         )
         if lowered == "1":
@@ -627,6 +688,7 @@ class RedisBucket:
         """Send what is pending, then close the connections this bucket opened (a Redis
         client handed in is left open). The bucket can be used again afterwards."""
         await self.flush()
+        await self._leave()
         if self._given is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -635,6 +697,16 @@ class RedisBucket:
             client = self._clients.pop(loop, None)
             if client is not None:
                 await client.aclose()
+
+    async def _leave(self) -> None:
+        """This process no longer competes for the bucket: the others stop keeping tokens
+        for it at once (a process that exits without closing stops counting after
+        ``fair_window``, or ``probe_ttl`` with requests in flight)."""
+        if self._space is None or self._fallen or self._outstanding > 0:
+            return
+        client = self._client()
+        with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(client.hdel(self.members_key, self._member), self.timeout)
 
     # -- introspection -----------------------------------------------------------------------
 
