@@ -231,10 +231,12 @@ if max_wait >= 0 and wait > max_wait then
 end
 if fair_allow > allow + 1e-6 then
   -- Ahead of its share: book nothing yet (a booking would take a place in the queue before
-  -- the others' next ones); ask again once the others have had the time to claim theirs.
+  -- the others' next ones); ask again when the claims allow it, or after one request's worth
+  -- of refill (the others may have claimed theirs by then).
   save(false, false)
   keep()
-  return {'defer', f(math.max(fair_allow - allow, 0.002)), '0', tostring(epoch), '0'}
+  local poll = math.min(fair_allow - allow, amount / rate)
+  return {'defer', f(math.max(poll, 0.002)), '0', tostring(epoch), '0'}
 end
 wait = allow - now
 -- A booking voided by a 429 and made again is counted once.

@@ -537,7 +537,10 @@ class RedisBucket:
 
     def _give_back(self, cost: float, epoch: int, probe: bool) -> None:
         self._background(
-            self._bucket_eval(RELEASE, [f"{cost:.6f}", epoch, 1, 1 if probe else 0, self._member])
+            self._bucket_eval(
+                RELEASE,
+                [f"{cost:.6f}", epoch, 1, 1 if probe else 0, self._member if cost > 0 else ""],
+            )
         )
 
     def release(self, permit: Permit, *, refund: bool = False) -> None:
@@ -565,7 +568,7 @@ class RedisBucket:
                         permit.epoch,
                         int(refund),
                         int(permit.probe),
-                        self._member,
+                        self._member if permit.cost > 0 else "",
                     ],
                 )
             )
@@ -632,7 +635,7 @@ class RedisBucket:
                 -1 if capacity is None else f"{capacity:.6f}",
                 -1 if rate is None else f"{rate:.6f}",
                 f"{age:.6f}",
-                self._member,
+                self._member if permit.cost > 0 else "",  # a free request is not counted
             ],
         )
         if lowered == "1":
