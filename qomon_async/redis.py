@@ -46,14 +46,13 @@ from typing import Any, Literal
 
 try:
     import redis.asyncio as _aioredis
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import RedisError
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "qomon_async.redis needs redis-py: pip install 'qomon-async[redis]'"
     ) from _exc
 
-from ._exceptions import QomonError, RateLimitError, RateLimitTimeout
-from ._local_limiter import LocalLimiter
+from ._exceptions import RateLimitError, RateLimitTimeout
 from ._ratelimit import (
     DEFAULT_CAPACITY,
     DEFAULT_RATE,
@@ -69,23 +68,12 @@ from ._ratelimit import (
 )
 from ._redis_indoubt import RedisInDoubtStore
 from ._redis_keys import DEFAULT_PREFIX, bucket_key, members_key, space_id
+from ._redis_link import RedisBucketError, RedisDown, RedisLink, redact_url, text
 from ._redis_scripts import OBSERVE, PAUSE, RELEASE, RESERVE, Script
 
 __all__ = ["RedisBucket", "RedisBucketError", "RedisInDoubtStore"]
 
 logger = logging.getLogger("qomon_async")
-
-
-class RedisBucketError(QomonError):
-    """Redis could not be used by a :class:`RedisBucket` built with ``on_error="raise"``.
-
-    Raised by the call that needed the bucket, before anything was sent. The cause (redis-py's
-    error, or a timeout) is chained as ``__cause__``; the message never carries the API key.
-    """
-
-
-class _RedisDown(Exception):
-    """Internal: a Redis call failed or timed out."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +91,7 @@ def sane_shape(capacity: float | None, rate: float | None) -> bool:
     return capacity is not None and rate is not None and shape_within_bounds(capacity, rate)
 
 
-class RedisBucket:
+class RedisBucket(RedisLink):
     """A space's token bucket kept in Redis: every process using it shares one queue.
 
     Implements the client's limiter interface (``acquire``, ``observe``, ``release``,
@@ -170,18 +158,10 @@ class RedisBucket:
             raise ValueError("fair_window must be a number of seconds, at least 0")
         if not prefix or any(c in prefix for c in "{} \n"):
             raise ValueError("prefix must be a non-empty string without braces or spaces")
-        if isinstance(redis, str):
-            self._url: str | None = redis
-            self._given: _aioredis.Redis | None = None
-        else:
-            self._url = None
-            self._given = redis
+        super().__init__(redis, timeout=timeout, retry_interval=retry_interval, on_error=on_error)
         self.prefix = prefix
         self.capacity = float(capacity)
         self.rate = float(rate)
-        self.timeout = float(timeout)
-        self.retry_interval = float(retry_interval)
-        self.on_error = on_error
         self.slow_start = slow_start
         self.probe_ttl = float(probe_ttl)
         self.key_ttl = float(key_ttl)
@@ -191,18 +171,11 @@ class RedisBucket:
         self._outstanding = 0.0  # tokens of the requests waiting here or in flight (Redis's)
         self._space: str | None = None
         self._stats = LimiterStats(kind="redis")
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _aioredis.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        self._tasks: set[asyncio.Task[None]] = set()
         self._pausing: set[asyncio.Task[None]] = set()
         self._seq = 0
-        self._local: LocalLimiter | None = None  # the fallback while Redis fails
-        self._fallen = False
-        self._retry_at = 0.0
         self._refused_shapes: set[tuple[float, float]] = set()
         self._informed = not slow_start  # a booking has seen the space informed
         self.in_doubt = RedisInDoubtStore(self)
@@ -253,7 +226,7 @@ class RedisBucket:
         return self._stats
 
     def __repr__(self) -> str:
-        where = "a given Redis client" if self._url is None else _redact_url(self._url)
+        where = "a given Redis client" if self._url is None else redact_url(self._url)
         return (
             f"<RedisBucket {where} prefix={self.prefix!r} kind={self.kind} "
             f"space={self._space or 'unbound'} permits={self._stats.permits}>"
@@ -261,118 +234,14 @@ class RedisBucket:
 
     # -- Redis calls -------------------------------------------------------------------------
 
-    def _client(self) -> _aioredis.Redis:
-        if self._given is not None:
-            return self._given
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            assert self._url is not None
-            client = _aioredis.Redis.from_url(
-                self._url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry_on_timeout=False,
-            )
-            self._clients[loop] = client
-        return client
-
     def _base_args(self) -> list[Any]:
         return [f"{self.capacity:.6f}", f"{self.rate:.6f}", round(self.key_ttl * 1000)]
 
-    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``script`` (EVALSHA; loaded on NOSCRIPT) within the timeout."""
-        client = self._client()
-        try:
-            try:
-                result = await asyncio.wait_for(
-                    client.evalsha(script.sha, len(keys), *keys, *args), self.timeout
-                )
-            except NoScriptError:
-                await asyncio.wait_for(client.script_load(script.source), self.timeout)
-                result = await asyncio.wait_for(
-                    client.evalsha(script.sha, len(keys), *keys, *args), self.timeout
-                )
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise _RedisDown(f"{type(exc).__name__}: {exc}") from exc
-        return _decode(result)
+    async def _ping(self) -> None:
+        await self._eval(RELEASE, [self.key], [*self._base_args(), 0, -1, 0, 0])
 
     async def _bucket_eval(self, script: Script, args: Sequence[Any]) -> Any:
         return await self._eval(script, [self.key, self.members_key], [*self._base_args(), *args])
-
-    def _failed(self, exc: _RedisDown, *, background: bool = False) -> None:
-        """Redis failed: raise (``on_error="raise"``) or switch to the local limiter."""
-        if self.on_error == "raise":
-            if background:
-                logger.warning("Redis bucket: a background update failed (%s)", exc)
-                return
-            raise RedisBucketError(f"the shared rate-limit bucket is unavailable: {exc}") from exc
-        if self._fallen:
-            return
-        self._fallen = True
-        self._stats.fallbacks += 1
-        self._stats.kind = "local"
-        loop = asyncio.get_running_loop()
-        self._retry_at = loop.time() + self.retry_interval
-        # One set of counters, whichever limiter grants; an empty bucket to start from.
-        self._local = LocalLimiter(
-            self.capacity,
-            self.rate,
-            slow_start=self.slow_start,
-            stats=self._stats,
-            start_empty=True,
-        )
-        logger.warning(
-            "Redis bucket unavailable (%s): falling back to a local rate limiter; "
-            "retrying Redis every %g s",
-            exc,
-            self.retry_interval,
-        )
-
-    async def _recovered(self) -> bool:
-        """While fallen back: try Redis again when due; True once back on it."""
-        if not self._fallen:
-            return True
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._retry_at:
-            return False
-        self._retry_at = loop.time() + self.retry_interval
-        if self._given is None:
-            # Connections opened before the failure may point at a dead server: drop them.
-            with contextlib.suppress(RedisError, OSError):
-                await self._client().connection_pool.disconnect()
-        try:
-            await self._eval(RELEASE, [self.key], [*self._base_args(), 0, -1, 0, 0])
-        except _RedisDown as exc:
-            logger.debug("Redis bucket still unavailable: %s", exc)
-            return False
-        self._fallen = False
-        self._stats.kind = "redis"
-        logger.warning("Redis bucket answers again: back to the shared bucket")
-        return True
-
-    async def _store_call(self, script: Script, keys: list[str], args: list[Any]) -> Any | None:
-        """For the in-doubt store: a script, or None when Redis failed (and we fall back)."""
-        if self._fallen and not await self._recovered():
-            return None
-        try:
-            return await self._eval(script, keys, args)
-        except _RedisDown as exc:
-            self._failed(exc)
-            return None
-
-    async def _store_command(self, op: Literal["get", "delete"], key: str) -> tuple[Any] | None:
-        """For the in-doubt store: GET or DEL, its answer in a 1-tuple, or None on failure."""
-        if self._fallen and not await self._recovered():
-            return None
-        client = self._client()
-        try:
-            command = client.get(key) if op == "get" else client.delete(key)
-            answer = await asyncio.wait_for(command, self.timeout)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self._failed(_RedisDown(f"{type(exc).__name__}: {exc}"))
-            return None
-        return (answer,)
 
     # -- the limiter interface ---------------------------------------------------------------
 
@@ -412,7 +281,7 @@ class RedisBucket:
         if await self._recovered():
             try:
                 return await self._acquire_shared(cost, max_wait, max_pause, loop, start)
-            except _RedisDown as exc:
+            except RedisDown as exc:
                 self._failed(exc)
         remaining = None if max_wait is None else max(0.0, max_wait - (loop.time() - start))
         assert self._local is not None  # set by _failed
@@ -515,7 +384,7 @@ class RedisBucket:
             if booked:
                 self._give_back(cost, epoch, probe)
             raise
-        except _RedisDown:
+        except RedisDown:
             raise
         # A wait is time spent for tokens, a pause or slow start; Redis's round trip is not one.
         waited = loop.time() - start if slept else 0.0
@@ -655,51 +524,12 @@ class RedisBucket:
             self._pausing.add(task)
             task.add_done_callback(self._pausing.discard)
 
-    def _background(self, work: Any) -> asyncio.Task[None] | None:
-        """Run a Redis update without blocking the caller; kept until done, flushed by aclose.
-
-        While fallen back, updates of permits granted by Redis earlier are dropped: Redis is
-        failing, and the next booking after it answers again starts from what it holds."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            work.close()
-            logger.debug("Redis bucket: no running event loop; an update was dropped")
-            return None
-        if self._fallen:
-            work.close()
-            return None
-        task = loop.create_task(self._guarded(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _guarded(self, work: Any) -> None:
-        try:
-            await work
-        except _RedisDown as exc:
-            self._failed(exc, background=True)
-        except Exception:  # pragma: no cover - a bug, never a lost task
-            logger.exception("Redis bucket: a background update failed")
-
-    async def flush(self) -> None:
-        """Wait until every background update has reached Redis (or failed)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     async def aclose(self) -> None:
         """Send what is pending, then close the connections this bucket opened (a Redis
         client handed in is left open). The bucket can be used again afterwards."""
         await self.flush()
         await self._leave()
-        if self._given is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # pragma: no cover
-                return
-            client = self._clients.pop(loop, None)
-            if client is not None:
-                await client.aclose()
+        await self._close_client()
 
     async def _leave(self) -> None:
         """This process no longer competes for the bucket: the others stop keeping tokens
@@ -727,7 +557,7 @@ class RedisBucket:
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             raise RedisBucketError(f"cannot read the shared bucket: {exc}") from exc
         now = now_s + now_us / 1e6
-        state = {_text(k): _text(v) for k, v in raw.items()}
+        state = {text(k): text(v) for k, v in raw.items()}
         cap = float(state.get("cap", self.capacity))
         rate = float(state.get("rate", self.rate))
         tat = float(state.get("tat", now))
@@ -739,25 +569,3 @@ class RedisBucket:
             "epoch": float(state.get("epoch", 0)),
             "informed": 1.0 if state.get("informed") == "1" else 0.0,
         }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
-def _redact_url(url: str) -> str:
-    """A Redis URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    auth, _, host = rest.rpartition("@")
-    user = auth.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if user else ''}***@{host}"
