@@ -149,26 +149,37 @@ local fair = mkey ~= nil and me ~= '' and window > 0 and amount > 0
 local mine = nil
 local others = {}
 if fair then
-  -- The other processes competing now, and this one's record (a newcomer, or one back from
-  -- silence, starts level with the least served: no claim on what it did not ask for; but
-  -- during slow start everybody has been waiting for the probe: the newcomer starts at 0).
+  -- The other processes competing now, and this one's record. One back from silence starts
+  -- level with the least served of those competing (or with the most served of the recent
+  -- ones, when nobody competes): no claim on what it did not ask for. A newcomer may claim
+  -- up to a bucket's worth of what the others took before it came: processes started
+  -- together reach Redis some milliseconds apart, and the first takes the burst meanwhile.
   local all = redis.call('HGETALL', mkey)
   local low = nil
+  local high = nil
   for i = 1, #all, 2 do
     local m = parse_member(all[i + 1])
     local present = m[2] >= now - window or (m[3] > 0 and m[2] >= now - stale)
     if all[i] == me then
       mine = m
       mine[5] = present
-    elseif present then
-      others[#others + 1] = m
-      if low == nil or m[1] < low then low = m[1] end
-    elseif m[2] < now - stale then
+    elseif m[2] < now - stale and not present then
       redis.call('HDEL', mkey, all[i])
+    else
+      if high == nil or m[1] > high then high = m[1] end
+      if present then
+        others[#others + 1] = m
+        if low == nil or m[1] < low then low = m[1] end
+      end
     end
   end
-  if mine == nil then mine = {0, now, 0, weight, false} end
-  if informed and not mine[5] and low ~= nil and low > mine[1] then mine[1] = low end
+  local level = low or high
+  if mine == nil then
+    mine = {0, now, 0, weight, true}
+    if level ~= nil then mine[1] = math.max(level - cap / weight, 0) end
+  elseif not mine[5] and level ~= nil and level > mine[1] then
+    mine[1] = level
+  end
   mine[2] = now
   mine[4] = weight
 end

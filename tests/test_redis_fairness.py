@@ -167,3 +167,44 @@ async def test_members_are_kept_under_the_space_key_only(
     await bucket.flush()
     assert bucket.members_key.startswith("myapp:{") and bucket.members_key.endswith(":members")
     assert KEY not in bucket.members_key
+
+
+async def test_a_process_that_starts_late_still_gets_its_share_of_the_burst(
+    redis_url: str, closing: list[RedisBucket]
+) -> None:
+    # Processes started together reach Redis some milliseconds apart: the first one alone took
+    # half the burst before the other's first call. The latecomer gets its half back first.
+    early, late = bound(redis_url), bound(redis_url)
+    closing += [early, late]
+    for _ in range(10):
+        permit = await early.acquire(1)
+        early.observe(permit, BucketState(remaining=None))
+    order = await race(early, late, grants=10, slow_rtt=0.0)
+    # The early one may take a few more before the latecomer's first call reaches Redis; then
+    # it waits while the latecomer takes what is left (7 tokens or more).
+    assert order.count("slow") >= 6, order
+
+
+async def test_a_process_back_from_silence_claims_nothing_for_it(
+    redis_url: str, closing: list[RedisBucket]
+) -> None:
+    # A process that made one call, then nothing for longer than fair_window: when it calls
+    # again it starts level with the others, so their next requests do not wait for it.
+    busy = bound(redis_url, fair_window=0.05)
+    quiet = bound(redis_url, fair_window=0.05)
+    closing += [busy, quiet]
+    permit = await quiet.acquire(1)
+    quiet.observe(permit, BucketState(remaining=None))
+    await asyncio.sleep(0.1)
+    for _ in range(8):
+        permit = await busy.acquire(1)
+        busy.observe(permit, BucketState(remaining=None))
+    await asyncio.sleep(0.1)
+    permit = await quiet.acquire(1)  # back: level with busy, not 8 tokens behind
+    quiet.observe(permit, BucketState(remaining=None))
+    waits = []
+    for _ in range(5):
+        permit = await busy.acquire(1)
+        waits.append(permit.waited)
+        busy.observe(permit, BucketState(remaining=None))
+    assert waits == [0.0] * 5, waits
