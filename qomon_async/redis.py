@@ -307,6 +307,11 @@ class RedisBucket(RedisLink):
         epoch, mark, probe = -1, 0.0, False
         booked = slept = False
         stats = self._stats
+        if not self._informed:
+            # Slow start, where nothing goes before the first answer anyway: let the callers
+            # started with this one register their demand first, so that the probe is counted
+            # at this process's weight (the share of a process is per token of its demand).
+            await asyncio.sleep(0)
         try:
             while True:
                 # Until the space is known to be informed, the gate lets one waiter of this
