@@ -100,15 +100,26 @@ local function put_member(id, m)
   redis.call('HSET', mkey, id, f(m[1]) .. ' ' .. f(m[2]) .. ' ' .. tostring(m[3]) .. ' '
     .. f(m[4]))
 end
--- A request of member ``id`` was answered or given up; ``back``: tokens it never used.
-local function member_done(id, back)
+-- A request of member ``id`` (``cost`` tokens, ``charged`` service counted at its booking)
+-- is over: ``refund``: it never left, its service is taken back; else its service is counted
+-- again at ``weight``, its process's weight now. At its booking the process's other requests
+-- may not have been asked for yet (a process starting, a slow-start probe): the weight then
+-- understates its demand.
+local function member_done(id, refund, cost, weight, charged)
   if not mkey or id == '' then return end
   local raw = redis.call('HGET', mkey, id)
   if not raw then return end
   local m = parse_member(raw)
   m[3] = math.max(m[3] - 1, 0)
   m[2] = now
-  if back > 0 and m[4] > 0 then m[1] = m[1] - back / m[4] end
+  if charged < 0 then
+    -- not counted
+  elseif refund then
+    m[1] = m[1] - charged
+  elseif weight > 0 then
+    local amount = math.min(cost, cap)
+    m[1] = m[1] + amount / math.max(weight, amount) - charged
+  end
   put_member(id, m)
 end
 """
@@ -122,7 +133,8 @@ end
 #: "timeout" (the wait would exceed max_wait: nothing booked), "pause" (a 429 pause longer
 #: than max_pause: ``wait`` is what is left of it), "probe" (slow start: poll after ``wait``),
 #: "defer" (this process is ahead of its share: nothing booked, ask again after ``wait``);
-#: ``probe`` is "1" when this booking is the one request let out during slow start.
+#: ``probe`` is "1" when this booking is the one request let out during slow start; a sixth
+#: item, when "ok", is the service counted for this booking (see RELEASE and OBSERVE).
 RESERVE = Script(
     "reserve",
     _PROLOGUE
@@ -147,6 +159,7 @@ if amount > cap then amount = cap end
 if weight < amount then weight = amount end
 local fair = mkey ~= nil and me ~= '' and window > 0 and amount > 0
 local mine = nil
+local newcomer = false
 local others = {}
 if fair then
   -- The other processes competing now, and this one's record. One back from silence starts
@@ -175,6 +188,7 @@ if fair then
   end
   local level = low or high
   if mine == nil then
+    newcomer = true
     mine = {0, now, 0, weight, true}
     if level ~= nil then mine[1] = math.max(level - cap / weight, 0) end
   elseif not mine[5] and level ~= nil and level > mine[1] then
@@ -184,11 +198,20 @@ if fair then
   mine[4] = weight
 end
 -- Record this process (``booked``: a new booking was made; ``dropped``: a booking voided by
--- a 429 is given up).
+-- a 429 is given up). A slow-start probe's service is counted when it ends; a process's first
+-- request is not counted (``charged`` -1): its demand is not known yet (a starting process
+-- asks for its other requests after the first answer).
+local probing = not informed and probe_ttl > 0
+local charged = 0
 local function save(booked, dropped)
   if not fair then return end
   if booked then
-    mine[1] = mine[1] + amount / weight
+    if newcomer then
+      charged = -1
+    elseif not probing then
+      charged = amount / weight
+    end
+    mine[1] = mine[1] + math.max(charged, 0)
     mine[3] = mine[3] + 1
   end
   if dropped then mine[3] = math.max(mine[3] - 1, 0) end
@@ -255,18 +278,19 @@ if want_epoch < 0 then booked = booked + amount end
 save(want_epoch < 0, false)
 redis.call('HSET', key, 'tat', f(new_tat), 'cap', f(cap), 'rate', f(rate), 'booked', f(booked))
 local is_probe = '0'
-if not informed and probe_ttl > 0 then
+if probing then
   redis.call('HSET', key, 'probe', f(now + probe_ttl))
   is_probe = '1'
 end
 tat = new_tat
 keep()
-return {'ok', f(wait), f(booked), tostring(epoch), is_probe}
+return {'ok', f(wait), f(booked), tostring(epoch), is_probe, f(charged)}
 """,
 )
 
 #: KEYS: the bucket, the members (optional). ARGV: cap, rate, ttl_ms, cost, epoch, refund
-#: (0/1), probe (0/1: this permit was the probe), member id ('': none). A request is over
+#: (0/1), probe (0/1: this permit was the probe), member id ('': none), the process's weight
+#: now, the service counted at the booking. A request is over
 #: without an answer: gives back an unsent booking of the current epoch (and the member's
 #: service for it, whatever the epoch); ends a slow-start probe.
 RELEASE = Script(
@@ -276,9 +300,8 @@ RELEASE = Script(
 local cost = tonumber(ARGV[4])
 local permit_epoch = tonumber(ARGV[5])
 if ARGV[7] == '1' and not informed then redis.call('HDEL', key, 'probe') end
-local back = 0
-if ARGV[6] == '1' then back = math.min(cost, cap) end
-member_done(ARGV[8] or '', back)
+member_done(ARGV[8] or '', ARGV[6] == '1', cost, tonumber(ARGV[9]) or 0,
+  tonumber(ARGV[10]) or 0)
 if ARGV[6] == '1' and permit_epoch == epoch and s[1] then
   local amount = cost
   if amount > cap then amount = cap end
@@ -296,7 +319,7 @@ return '0'
 #: KEYS: the bucket, the members (optional). ARGV: cap, rate, ttl_ms, mark (``booked`` after
 #: the permit's booking), epoch, server tokens after the request (-1: unknown), new capacity
 #: (-1), new rate (-1), age (seconds since the answer reached its process), member id ('':
-#: none).
+#: none), cost, the process's weight now, the service counted at the booking.
 #: Returns {lowered (0/1), reshaped (0/1), tokens taken off}. Only ever lowers the bucket: an
 #: answer that says "more" than Redis knows is ignored (other processes may have spent since);
 #: a lowering needs two answers in a row that call for it, and takes the smaller of the two.
@@ -310,7 +333,8 @@ local server = tonumber(ARGV[6])
 local new_cap = tonumber(ARGV[7])
 local new_rate = tonumber(ARGV[8])
 local age = tonumber(ARGV[9])
-member_done(ARGV[10] or '', 0)
+member_done(ARGV[10] or '', false, tonumber(ARGV[11]) or 0, tonumber(ARGV[12]) or 0,
+  tonumber(ARGV[13]) or 0)
 local reshaped = 0
 local lowered = 0
 local excess = 0

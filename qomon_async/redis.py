@@ -83,6 +83,7 @@ class _RedisPermit(Permit):
     mark: float = 0.0
     epoch: int = 0
     probe: bool = False
+    charged: float = 0.0  # its process's service counted at the booking (the fair shares)
 
 
 def sane_shape(capacity: float | None, rate: float | None) -> bool:
@@ -304,7 +305,7 @@ class RedisBucket(RedisLink):
         loop: asyncio.AbstractEventLoop,
         start: float,
     ) -> Permit:
-        epoch, mark, probe = -1, 0.0, False
+        epoch, mark, probe, charged = -1, 0.0, False, 0.0
         booked = slept = False
         stats = self._stats
         if not self._informed:
@@ -323,7 +324,8 @@ class RedisBucket(RedisLink):
                         left = (
                             -1.0 if max_wait is None else max(0.0, max_wait - (loop.time() - start))
                         )
-                        status, wait_s, mark_s, epoch_s, probe_s = await self._bucket_eval(
+                        fresh = epoch < 0  # a new booking, not a confirmation or a re-booking
+                        reply = await self._bucket_eval(
                             RESERVE,
                             [
                                 f"{cost:.6f}",
@@ -339,6 +341,9 @@ class RedisBucket(RedisLink):
                                 f"{max(self._outstanding, cost):.6f}",
                             ],
                         )
+                        status, wait_s, mark_s, epoch_s, probe_s = reply[:5]
+                        if fresh and status == "ok" and len(reply) > 5:
+                            charged = float(reply[5])
                         wait = float(wait_s)
                         if status not in ("probe", "defer"):
                             break
@@ -387,7 +392,7 @@ class RedisBucket(RedisLink):
         except asyncio.CancelledError:
             stats.cancelled += 1
             if booked:
-                self._give_back(cost, epoch, probe)
+                self._give_back(cost, epoch, probe, charged)
             raise
         except RedisDown:
             raise
@@ -407,13 +412,15 @@ class RedisBucket(RedisLink):
             mark=mark,
             epoch=epoch,
             probe=probe,
+            charged=charged,
         )
 
-    def _give_back(self, cost: float, epoch: int, probe: bool) -> None:
+    def _give_back(self, cost: float, epoch: int, probe: bool, charged: float) -> None:
+        member = self._member if cost > 0 else ""
         self._background(
             self._bucket_eval(
                 RELEASE,
-                [f"{cost:.6f}", epoch, 1, 1 if probe else 0, self._member if cost > 0 else ""],
+                [f"{cost:.6f}", epoch, 1, 1 if probe else 0, member, 0, f"{charged:.9f}"],
             )
         )
 
@@ -443,6 +450,8 @@ class RedisBucket(RedisLink):
                         int(refund),
                         int(permit.probe),
                         self._member if permit.cost > 0 else "",
+                        f"{self._outstanding + permit.cost:.6f}",
+                        f"{permit.charged:.9f}",
                     ],
                 )
             )
@@ -488,6 +497,7 @@ class RedisBucket(RedisLink):
                 capacity,
                 rate,
                 asyncio.get_running_loop().time(),
+                weight=self._outstanding + permit.cost,
             ),
         )
 
@@ -498,6 +508,8 @@ class RedisBucket(RedisLink):
         capacity: float | None,
         rate: float | None,
         answered_at: float,
+        *,
+        weight: float,
     ) -> None:
         age = max(0.0, asyncio.get_running_loop().time() - answered_at)
         lowered, _reshaped, excess = await self._bucket_eval(
@@ -510,6 +522,9 @@ class RedisBucket(RedisLink):
                 -1 if rate is None else f"{rate:.6f}",
                 f"{age:.6f}",
                 self._member if permit.cost > 0 else "",  # a free request is not counted
+                f"{permit.cost:.6f}",
+                f"{weight:.6f}",  # this process's demand now, the request included
+                f"{permit.charged:.9f}",
             ],
         )
         if lowered == "1":
