@@ -41,9 +41,11 @@ the tokens that process needs to catch up with the booker's service at its own w
 the claims still in it. Until then the process books nothing (it asks again later), so that
 the others' next bookings, in the burst or in the queue, come before its own; if they do not
 come, it books when the bucket would be full at the latest (claims never exceed
-``cap - headroom - cost``), so no refill is lost. With equal demands the shares are
-equal; with unequal ones, proportional to the tokens each process has waiting or in flight,
-as arrival order gives them once requests queue.
+``cap - headroom - cost``), so no refill is lost. A request's service is counted at its
+booking (at the weight then) and counted again when it ends (at the weight then: a starting
+process's weight understates its demand); a process's first request is not counted at all.
+With equal demands the shares are equal; with unequal ones, proportional to the tokens each
+process has waiting or in flight, as arrival order gives them once requests queue.
 """
 
 from __future__ import annotations
