@@ -340,14 +340,16 @@ CAVEATS = [
     "pace: the efficiencies are lower bounds.",
     "The local limiters measure what the other processes spend from the answers' headers and "
     "keep a reserve; they still race each other for the refill. The shared bucket books every "
-    "request in one queue in Redis, in arrival order, on Redis's clock.",
+    "request in one queue in Redis, in arrival order, on Redis's clock, and keeps the "
+    "processes' shares equal (a process ahead of its share, in the burst too, books after the "
+    "others).",
     "One process alone pays for Redis: a round trip to book each request and one to confirm "
     "it after waiting, and the shared slow start polled every 10 ms; at time scale 10 these "
     "milliseconds weigh ten times what they do at Qomon's pace.",
-    "Bookings are served in arrival order, so with equal work a process can trail the others "
-    "by one round of everyone's requests in flight (8 per process here): a fair share below "
-    "1 and a finish spread above 1 for the shared bucket are that granularity, not "
-    "starvation.",
+    "Within a round, bookings are served in arrival order, so with equal work a process can "
+    "trail the others by one round of everyone's requests in flight (8 per process here): a "
+    "fair share below 1 and a finish spread above 1 for the shared bucket are that "
+    "granularity, not starvation.",
     "Every contact is read back through the API after each run: duplicates and missing "
     "contacts are counted (all zero in every run of this table).",
 ]

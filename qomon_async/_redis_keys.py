@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["DEFAULT_PREFIX", "bucket_key", "in_doubt_key", "key_hash", "space_id"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "bucket_key",
+    "in_doubt_key",
+    "key_hash",
+    "members_key",
+    "space_id",
+]
 
 #: The default prefix of every key the shared bucket writes.
 DEFAULT_PREFIX = "qomon"
@@ -30,6 +37,11 @@ def space_id(base_url: str, api_key_hash: str) -> str:
 def bucket_key(prefix: str, space: str) -> str:
     """The hash that holds the space's bucket."""
     return f"{prefix}:{{{space}}}:bucket"
+
+
+def members_key(prefix: str, space: str) -> str:
+    """The hash of the processes sharing the space's bucket: each one's share so far."""
+    return f"{prefix}:{{{space}}}:members"
 
 
 def in_doubt_key(prefix: str, space: str, identity: str) -> str:

@@ -14,6 +14,15 @@ The bucket of a space is one Redis hash (see :mod:`qomon_async._redis_keys`) wit
 * ``probe``: during slow start (not yet informed), the Redis time until which the one request
   allowed out is awaited; nobody else books meanwhile.
 
+Beside it, the hash ``members`` (``KEYS[2]`` of the scripts that take it) keeps one field per
+process sharing the bucket (a random id per :class:`~qomon_async.redis.RedisBucket`), valued
+``"<service> <seen> <in flight> <weight>"``: its *service*, the sum of ``cost / weight`` over
+its bookings (virtual time: tokens received per token of demand), the Redis time it last
+spoke, its requests booked and not yet answered, and its *weight*, the tokens its requests
+waiting or in flight added up to at its last booking (its demand). A process *competes* while
+it has requests in flight (for at most ``stale`` seconds of silence: a dead process stops
+counting) or spoke within the last ``window`` seconds.
+
 Every script reads the time with Redis's ``TIME``, never the callers' clocks, and returns
 numbers as strings (Lua numbers would be truncated to integers by the protocol).
 
@@ -21,6 +30,22 @@ A reservation of ``cost`` tokens advances ``tat`` by ``cost / rate``; the reques
 ``tat - cap / rate`` (and never during a pause). Reservations are therefore served in the order
 Redis received them, whatever their cost: a 5-token create is never overtaken by 1-token calls
 booked after it.
+
+Arrival order alone is not a fair share while the bucket holds tokens: nobody queues then, and
+a process that comes back sooner (a shorter round trip, a warm connection, a CPU it was not
+descheduled from, the slow-start probe's owner who learns first that the space is informed)
+takes more of the burst; in arrival order afterwards, every process gets one turn per round,
+so that lead is never made up. So a booking also keeps, for every other competing process,
+the tokens that process needs to catch up with the booker's service at its own weight (the
+*claims*): a booking is made when the bucket will hold its cost and the headroom at once,
+the claims still in it. Until then the process books nothing (it asks again later), so that
+the others' next bookings, in the burst or in the queue, come before its own; if they do not
+come, it books when the bucket would be full at the latest (claims never exceed
+``cap - headroom - cost``), so no refill is lost. A request's service is counted at its
+booking (at the weight then) and counted again when it ends (at the weight then: a starting
+process's weight understates its demand); a process's first request is not counted at all.
+With equal demands the shares are equal; with unequal ones, proportional to the tokens each
+process has waiting or in flight, as arrival order gives them once requests queue.
 """
 
 from __future__ import annotations
@@ -61,20 +86,57 @@ local probe = tonumber(s[7]) or 0
 local booked = tonumber(s[8]) or 0
 local ttl = tonumber(ARGV[3])
 local function f(x) return string.format('%.6f', x) end
+local mkey = KEYS[2]
 local function keep()
   local ms = ttl
   if paused > now then ms = ms + math.ceil((paused - now) * 1000) end
   if tat > now then ms = ms + math.ceil((tat - now) * 1000) end
   redis.call('PEXPIRE', key, ms)
+  if mkey and redis.call('EXISTS', mkey) == 1 then redis.call('PEXPIRE', mkey, ms) end
+end
+local function parse_member(raw)
+  local sv, seen, fl, w = string.match(raw, '^(%S+) (%S+) (%S+) (%S+)$')
+  return {tonumber(sv), tonumber(seen), tonumber(fl), tonumber(w)}
+end
+local function put_member(id, m)
+  redis.call('HSET', mkey, id, f(m[1]) .. ' ' .. f(m[2]) .. ' ' .. tostring(m[3]) .. ' '
+    .. f(m[4]))
+end
+-- A request of member ``id`` (``cost`` tokens, ``charged`` service counted at its booking)
+-- is over: ``refund``: it never left, its service is taken back; else its service is counted
+-- again at ``weight``, its process's weight now. At its booking the process's other requests
+-- may not have been asked for yet (a process starting, a slow-start probe): the weight then
+-- understates its demand.
+local function member_done(id, refund, cost, weight, charged)
+  if not mkey or id == '' then return end
+  local raw = redis.call('HGET', mkey, id)
+  if not raw then return end
+  local m = parse_member(raw)
+  m[3] = math.max(m[3] - 1, 0)
+  m[2] = now
+  if charged < 0 then
+    -- not counted
+  elseif refund then
+    m[1] = m[1] - charged
+  elseif weight > 0 then
+    local amount = math.min(cost, cap)
+    m[1] = m[1] + amount / math.max(weight, amount) - charged
+  end
+  put_member(id, m)
 end
 """
 
-#: ARGV: cap, rate, ttl_ms, cost, max_wait (-1: none), max_pause (-1: none), probe_ttl,
-#: epoch (-1: a new booking; else confirm the booking ``mark`` of that epoch), mark, headroom.
+#: KEYS: the bucket, the members (optional). ARGV: cap, rate, ttl_ms, cost, max_wait (-1:
+#: none), max_pause (-1: none), probe_ttl, epoch (-1: a new booking; else confirm the booking
+#: ``mark`` of that epoch), mark, headroom, member id ('': no share kept), window (0: arrival
+#: order only), stale, weight (the tokens of this process's requests waiting or in flight,
+#: this one included).
 #: Returns {status, wait, mark, epoch, probe}: status "ok" (booked, go after ``wait`` seconds),
 #: "timeout" (the wait would exceed max_wait: nothing booked), "pause" (a 429 pause longer
-#: than max_pause: ``wait`` is what is left of it), "probe" (slow start: poll after ``wait``);
-#: ``probe`` is "1" when this booking is the one request let out during slow start.
+#: than max_pause: ``wait`` is what is left of it), "probe" (slow start: poll after ``wait``),
+#: "defer" (this process is ahead of its share: nothing booked, ask again after ``wait``);
+#: ``probe`` is "1" when this booking is the one request let out during slow start; a sixth
+#: item, when "ok", is the service counted for this booking (see RELEASE and OBSERVE).
 RESERVE = Script(
     "reserve",
     _PROLOGUE
@@ -90,18 +152,87 @@ if want_epoch >= 0 and want_epoch == epoch and paused <= now then
   keep()
   return {'ok', '0', f(mark), tostring(epoch), '0'}
 end
+local me = ARGV[11] or ''
+local window = tonumber(ARGV[12]) or 0
+local stale = tonumber(ARGV[13]) or 0
+local weight = tonumber(ARGV[14]) or 0
+local amount = cost
+if amount > cap then amount = cap end
+if weight < amount then weight = amount end
+local fair = mkey ~= nil and me ~= '' and window > 0 and amount > 0
+local mine = nil
+local newcomer = false
+local others = {}
+if fair then
+  -- The other processes competing now, and this one's record. One back from silence starts
+  -- level with the least served of those competing (or with the most served of the recent
+  -- ones, when nobody competes): no claim on what it did not ask for. A newcomer may claim
+  -- up to a bucket's worth of what the others took before it came: processes started
+  -- together reach Redis some milliseconds apart, and the first takes the burst meanwhile.
+  local all = redis.call('HGETALL', mkey)
+  local low = nil
+  local high = nil
+  for i = 1, #all, 2 do
+    local m = parse_member(all[i + 1])
+    local present = m[2] >= now - window or (m[3] > 0 and m[2] >= now - stale)
+    if all[i] == me then
+      mine = m
+      mine[5] = present
+    elseif m[2] < now - stale and not present then
+      redis.call('HDEL', mkey, all[i])
+    else
+      if high == nil or m[1] > high then high = m[1] end
+      if present then
+        others[#others + 1] = m
+        if low == nil or m[1] < low then low = m[1] end
+      end
+    end
+  end
+  local level = low or high
+  if mine == nil then
+    newcomer = true
+    mine = {0, now, 0, weight, true}
+    if level ~= nil then mine[1] = math.max(level - cap / weight, 0) end
+  elseif not mine[5] and level ~= nil and level > mine[1] then
+    mine[1] = level
+  end
+  mine[2] = now
+  mine[4] = weight
+end
+-- Record this process (``booked``: a new booking was made; ``dropped``: a booking voided by
+-- a 429 is given up). A slow-start probe's service is counted when it ends; a process's first
+-- request is not counted (``charged`` -1): its demand is not known yet (a starting process
+-- asks for its other requests after the first answer).
+local probing = not informed and probe_ttl > 0
+local charged = 0
+local function save(booked, dropped)
+  if not fair then return end
+  if booked then
+    if newcomer then
+      charged = -1
+    elseif not probing then
+      charged = amount / weight
+    end
+    mine[1] = mine[1] + math.max(charged, 0)
+    mine[3] = mine[3] + 1
+  end
+  if dropped then mine[3] = math.max(mine[3] - 1, 0) end
+  put_member(me, mine)
+end
 local pause_left = paused - now
 if pause_left < 0 then pause_left = 0 end
 if max_pause >= 0 and pause_left > max_pause then
+  save(false, want_epoch >= 0)
+  if fair then keep() end
   return {'pause', f(pause_left), '0', tostring(epoch), '0'}
 end
 if not informed and probe_ttl > 0 and probe > now then
+  save(false, false)
+  if fair then keep() end
   local poll = probe - now
   if poll > 0.002 then poll = 0.002 end
   return {'probe', f(poll), '0', tostring(epoch), '0'}
 end
-local amount = cost
-if amount > cap then amount = cap end
 local base = tat
 if base < now then base = now end
 local new_tat = base + amount / rate
@@ -109,29 +240,61 @@ local new_tat = base + amount / rate
 -- while the server's bucket is full (refill it cannot hold) must not make a 429.
 if headroom > cap - amount then headroom = cap - amount end
 if headroom < 0 then headroom = 0 end
+-- The claims: what each other competing process needs to catch up with this one's service at
+-- its own weight stays in the bucket for it, up to the point where the bucket would be full.
+local claims = 0
+if fair then
+  for _, m in ipairs(others) do
+    local lead = mine[1] - m[1]
+    if lead > 0 then claims = claims + lead * m[4] end
+  end
+  if claims > cap - headroom - amount then claims = cap - headroom - amount end
+  if claims < 0 then claims = 0 end
+end
 local allow = new_tat - (cap - headroom) / rate
 if allow < paused then allow = paused end
-local wait = allow - now
-if wait < 0 then wait = 0 end
+if allow < now then allow = now end
+local fair_allow = allow
+if claims > 0 then
+  fair_allow = new_tat - (cap - headroom - claims) / rate
+  if fair_allow < allow then fair_allow = allow end
+end
+local wait = fair_allow - now
 if max_wait >= 0 and wait > max_wait then
+  save(false, want_epoch >= 0)
+  if fair then keep() end
   return {'timeout', f(wait), '0', tostring(epoch), '0'}
 end
+if fair_allow > allow + 1e-6 then
+  -- Ahead of its share: book nothing yet (a booking would take a place in the queue before
+  -- the others' next ones); ask again when the claims allow it, or after one request's worth
+  -- of refill (the others may have claimed theirs by then).
+  save(false, false)
+  keep()
+  local poll = math.min(fair_allow - allow, amount / rate)
+  return {'defer', f(math.max(poll, 0.002)), '0', tostring(epoch), '0'}
+end
+wait = allow - now
 -- A booking voided by a 429 and made again is counted once.
 if want_epoch < 0 then booked = booked + amount end
+save(want_epoch < 0, false)
 redis.call('HSET', key, 'tat', f(new_tat), 'cap', f(cap), 'rate', f(rate), 'booked', f(booked))
 local is_probe = '0'
-if not informed and probe_ttl > 0 then
+if probing then
   redis.call('HSET', key, 'probe', f(now + probe_ttl))
   is_probe = '1'
 end
 tat = new_tat
 keep()
-return {'ok', f(wait), f(booked), tostring(epoch), is_probe}
+return {'ok', f(wait), f(booked), tostring(epoch), is_probe, f(charged)}
 """,
 )
 
-#: ARGV: cap, rate, ttl_ms, cost, epoch, refund (0/1), probe (0/1: this permit was the probe).
-#: Gives back an unsent booking of the current epoch; ends a slow-start probe.
+#: KEYS: the bucket, the members (optional). ARGV: cap, rate, ttl_ms, cost, epoch, refund
+#: (0/1), probe (0/1: this permit was the probe), member id ('': none), the process's weight
+#: now, the service counted at the booking. A request is over
+#: without an answer: gives back an unsent booking of the current epoch (and the member's
+#: service for it, whatever the epoch); ends a slow-start probe.
 RELEASE = Script(
     "release",
     _PROLOGUE
@@ -139,6 +302,8 @@ RELEASE = Script(
 local cost = tonumber(ARGV[4])
 local permit_epoch = tonumber(ARGV[5])
 if ARGV[7] == '1' and not informed then redis.call('HDEL', key, 'probe') end
+member_done(ARGV[8] or '', ARGV[6] == '1', cost, tonumber(ARGV[9]) or 0,
+  tonumber(ARGV[10]) or 0)
 if ARGV[6] == '1' and permit_epoch == epoch and s[1] then
   local amount = cost
   if amount > cap then amount = cap end
@@ -153,9 +318,10 @@ return '0'
 """,
 )
 
-#: ARGV: cap, rate, ttl_ms, mark (``booked`` after the permit's booking), epoch, server tokens
-#: after the request (-1: unknown), new capacity (-1), new rate (-1), age (seconds since the
-#: answer reached its process).
+#: KEYS: the bucket, the members (optional). ARGV: cap, rate, ttl_ms, mark (``booked`` after
+#: the permit's booking), epoch, server tokens after the request (-1: unknown), new capacity
+#: (-1), new rate (-1), age (seconds since the answer reached its process), member id ('':
+#: none), cost, the process's weight now, the service counted at the booking.
 #: Returns {lowered (0/1), reshaped (0/1), tokens taken off}. Only ever lowers the bucket: an
 #: answer that says "more" than Redis knows is ignored (other processes may have spent since);
 #: a lowering needs two answers in a row that call for it, and takes the smaller of the two.
@@ -169,6 +335,8 @@ local server = tonumber(ARGV[6])
 local new_cap = tonumber(ARGV[7])
 local new_rate = tonumber(ARGV[8])
 local age = tonumber(ARGV[9])
+member_done(ARGV[10] or '', false, tonumber(ARGV[11]) or 0, tonumber(ARGV[12]) or 0,
+  tonumber(ARGV[13]) or 0)
 local reshaped = 0
 local lowered = 0
 local excess = 0

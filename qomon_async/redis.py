@@ -15,11 +15,15 @@ Setting ``QOMON_REDIS_URL`` does the same for every client built without ``share
 How it works: each operation is one Lua script, atomic in Redis and timed by Redis's own clock.
 A request *books* its tokens (virtual time, GCRA): it gets the moment the bucket will hold them
 and sleeps until then in its own process, so requests go out in the order they were booked,
-across processes, whatever their cost. A booking never used (cancelled, aborted, refused
-connection) is given back. Every answer's ``X-Ratelimit-*`` headers lower the shared level when
-the server has less than Redis thought (spending by Qomon's UI or another tool) and set the
-shape; a 429 pauses every process until its ``Retry-After``; until a first answer has told the
-truth, one request at a time goes out (slow start), whichever process sends it.
+across processes, whatever their cost. The processes share the bucket fairly: a booking leaves
+in the bucket what the other processes need to catch up with its own, so that one process
+cannot take the burst because its requests come back sooner (equal demands get equal shares,
+unequal ones shares in proportion to the tokens each has waiting or in flight). A booking never
+used (cancelled, aborted, refused connection) is given back. Every answer's ``X-Ratelimit-*``
+headers lower the shared level when the server has less than Redis thought (spending by
+Qomon's UI or another tool) and set the shape; a 429 pauses every process until its
+``Retry-After``; until a first answer has told the truth, one request at a time goes out (slow
+start), whichever process sends it.
 
 When Redis cannot be reached or answers later than ``timeout``, the bucket logs one warning and
 falls back to a local limiter (from an empty bucket), tries Redis again every
@@ -34,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,14 +46,13 @@ from typing import Any, Literal
 
 try:
     import redis.asyncio as _aioredis
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import RedisError
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "qomon_async.redis needs redis-py: pip install 'qomon-async[redis]'"
     ) from _exc
 
-from ._exceptions import QomonError, RateLimitError, RateLimitTimeout
-from ._local_limiter import LocalLimiter
+from ._exceptions import RateLimitError, RateLimitTimeout
 from ._ratelimit import (
     DEFAULT_CAPACITY,
     DEFAULT_RATE,
@@ -63,24 +67,13 @@ from ._ratelimit import (
     shape_within_bounds,
 )
 from ._redis_indoubt import RedisInDoubtStore
-from ._redis_keys import DEFAULT_PREFIX, bucket_key, space_id
+from ._redis_keys import DEFAULT_PREFIX, bucket_key, members_key, space_id
+from ._redis_link import RedisBucketError, RedisDown, RedisLink, redact_url, text
 from ._redis_scripts import OBSERVE, PAUSE, RELEASE, RESERVE, Script
 
 __all__ = ["RedisBucket", "RedisBucketError", "RedisInDoubtStore"]
 
 logger = logging.getLogger("qomon_async")
-
-
-class RedisBucketError(QomonError):
-    """Redis could not be used by a :class:`RedisBucket` built with ``on_error="raise"``.
-
-    Raised by the call that needed the bucket, before anything was sent. The cause (redis-py's
-    error, or a timeout) is chained as ``__cause__``; the message never carries the API key.
-    """
-
-
-class _RedisDown(Exception):
-    """Internal: a Redis call failed or timed out."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +83,7 @@ class _RedisPermit(Permit):
     mark: float = 0.0
     epoch: int = 0
     probe: bool = False
+    charged: float = 0.0  # its process's service counted at the booking (the fair shares)
 
 
 def sane_shape(capacity: float | None, rate: float | None) -> bool:
@@ -98,7 +92,7 @@ def sane_shape(capacity: float | None, rate: float | None) -> bool:
     return capacity is not None and rate is not None and shape_within_bounds(capacity, rate)
 
 
-class RedisBucket:
+class RedisBucket(RedisLink):
     """A space's token bucket kept in Redis: every process using it shares one queue.
 
     Implements the client's limiter interface (``acquire``, ``observe``, ``release``,
@@ -124,6 +118,11 @@ class RedisBucket:
         headroom: tokens left in the bucket after each request (one create's worth by
             default): requests reach Qomon some time after they leave, and the refill the
             server's full bucket cannot hold meanwhile must not turn into a 429.
+        fair_window: seconds during which a process that has no request waiting or in flight
+            still counts as competing for the bucket (the time between an answer and its
+            next request); while it competes, the others leave it its share of the tokens.
+            ``0`` serves bookings in arrival order only. A process whose requests never
+            report back (it died) stops counting after ``probe_ttl`` seconds.
 
     Raises:
         ValueError: a bad argument.
@@ -143,6 +142,7 @@ class RedisBucket:
         probe_ttl: float = 10.0,
         key_ttl: float = 3600.0,
         headroom: float = 5.0,
+        fair_window: float = 0.5,
     ) -> None:
         if on_error not in ("fallback", "raise"):
             raise ValueError('on_error must be "fallback" or "raise"')
@@ -155,38 +155,28 @@ class RedisBucket:
             raise ValueError("headroom must be at least 0 and below the capacity")
         if timeout <= 0 or retry_interval <= 0 or probe_ttl <= 0 or key_ttl <= 0:
             raise ValueError("timeout, retry_interval, probe_ttl and key_ttl must be positive")
+        if not (0 <= fair_window < math.inf):
+            raise ValueError("fair_window must be a number of seconds, at least 0")
         if not prefix or any(c in prefix for c in "{} \n"):
             raise ValueError("prefix must be a non-empty string without braces or spaces")
-        if isinstance(redis, str):
-            self._url: str | None = redis
-            self._given: _aioredis.Redis | None = None
-        else:
-            self._url = None
-            self._given = redis
+        super().__init__(redis, timeout=timeout, retry_interval=retry_interval, on_error=on_error)
         self.prefix = prefix
         self.capacity = float(capacity)
         self.rate = float(rate)
-        self.timeout = float(timeout)
-        self.retry_interval = float(retry_interval)
-        self.on_error = on_error
         self.slow_start = slow_start
         self.probe_ttl = float(probe_ttl)
         self.key_ttl = float(key_ttl)
         self.headroom = float(headroom)
+        self.fair_window = float(fair_window)
+        self._member = secrets.token_hex(8)  # this bucket's id among the space's processes
+        self._outstanding = 0.0  # tokens of the requests waiting here or in flight (Redis's)
         self._space: str | None = None
         self._stats = LimiterStats(kind="redis")
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _aioredis.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        self._tasks: set[asyncio.Task[None]] = set()
         self._pausing: set[asyncio.Task[None]] = set()
         self._seq = 0
-        self._local: LocalLimiter | None = None  # the fallback while Redis fails
-        self._fallen = False
-        self._retry_at = 0.0
         self._refused_shapes: set[tuple[float, float]] = set()
         self._informed = not slow_start  # a booking has seen the space informed
         self.in_doubt = RedisInDoubtStore(self)
@@ -222,6 +212,11 @@ class RedisBucket:
         return bucket_key(self.prefix, self.require_space())
 
     @property
+    def members_key(self) -> str:
+        """The Redis key of the processes sharing the bucket (their shares so far)."""
+        return members_key(self.prefix, self.require_space())
+
+    @property
     def kind(self) -> Literal["local", "redis"]:
         """``"redis"``, or ``"local"`` while fallen back to the local limiter."""
         return "local" if self._fallen else "redis"
@@ -232,7 +227,7 @@ class RedisBucket:
         return self._stats
 
     def __repr__(self) -> str:
-        where = "a given Redis client" if self._url is None else _redact_url(self._url)
+        where = "a given Redis client" if self._url is None else redact_url(self._url)
         return (
             f"<RedisBucket {where} prefix={self.prefix!r} kind={self.kind} "
             f"space={self._space or 'unbound'} permits={self._stats.permits}>"
@@ -240,118 +235,14 @@ class RedisBucket:
 
     # -- Redis calls -------------------------------------------------------------------------
 
-    def _client(self) -> _aioredis.Redis:
-        if self._given is not None:
-            return self._given
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            assert self._url is not None
-            client = _aioredis.Redis.from_url(
-                self._url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry_on_timeout=False,
-            )
-            self._clients[loop] = client
-        return client
-
     def _base_args(self) -> list[Any]:
         return [f"{self.capacity:.6f}", f"{self.rate:.6f}", round(self.key_ttl * 1000)]
 
-    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``script`` (EVALSHA; loaded on NOSCRIPT) within the timeout."""
-        client = self._client()
-        try:
-            try:
-                result = await asyncio.wait_for(
-                    client.evalsha(script.sha, len(keys), *keys, *args), self.timeout
-                )
-            except NoScriptError:
-                await asyncio.wait_for(client.script_load(script.source), self.timeout)
-                result = await asyncio.wait_for(
-                    client.evalsha(script.sha, len(keys), *keys, *args), self.timeout
-                )
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise _RedisDown(f"{type(exc).__name__}: {exc}") from exc
-        return _decode(result)
+    async def _ping(self) -> None:
+        await self._eval(RELEASE, [self.key], [*self._base_args(), 0, -1, 0, 0])
 
     async def _bucket_eval(self, script: Script, args: Sequence[Any]) -> Any:
-        return await self._eval(script, [self.key], [*self._base_args(), *args])
-
-    def _failed(self, exc: _RedisDown, *, background: bool = False) -> None:
-        """Redis failed: raise (``on_error="raise"``) or switch to the local limiter."""
-        if self.on_error == "raise":
-            if background:
-                logger.warning("Redis bucket: a background update failed (%s)", exc)
-                return
-            raise RedisBucketError(f"the shared rate-limit bucket is unavailable: {exc}") from exc
-        if self._fallen:
-            return
-        self._fallen = True
-        self._stats.fallbacks += 1
-        self._stats.kind = "local"
-        loop = asyncio.get_running_loop()
-        self._retry_at = loop.time() + self.retry_interval
-        # One set of counters, whichever limiter grants; an empty bucket to start from.
-        self._local = LocalLimiter(
-            self.capacity,
-            self.rate,
-            slow_start=self.slow_start,
-            stats=self._stats,
-            start_empty=True,
-        )
-        logger.warning(
-            "Redis bucket unavailable (%s): falling back to a local rate limiter; "
-            "retrying Redis every %g s",
-            exc,
-            self.retry_interval,
-        )
-
-    async def _recovered(self) -> bool:
-        """While fallen back: try Redis again when due; True once back on it."""
-        if not self._fallen:
-            return True
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._retry_at:
-            return False
-        self._retry_at = loop.time() + self.retry_interval
-        if self._given is None:
-            # Connections opened before the failure may point at a dead server: drop them.
-            with contextlib.suppress(RedisError, OSError):
-                await self._client().connection_pool.disconnect()
-        try:
-            await self._eval(RELEASE, [self.key], [*self._base_args(), 0, -1, 0, 0])
-        except _RedisDown as exc:
-            logger.debug("Redis bucket still unavailable: %s", exc)
-            return False
-        self._fallen = False
-        self._stats.kind = "redis"
-        logger.warning("Redis bucket answers again: back to the shared bucket")
-        return True
-
-    async def _store_call(self, script: Script, keys: list[str], args: list[Any]) -> Any | None:
-        """For the in-doubt store: a script, or None when Redis failed (and we fall back)."""
-        if self._fallen and not await self._recovered():
-            return None
-        try:
-            return await self._eval(script, keys, args)
-        except _RedisDown as exc:
-            self._failed(exc)
-            return None
-
-    async def _store_command(self, op: Literal["get", "delete"], key: str) -> tuple[Any] | None:
-        """For the in-doubt store: GET or DEL, its answer in a 1-tuple, or None on failure."""
-        if self._fallen and not await self._recovered():
-            return None
-        client = self._client()
-        try:
-            command = client.get(key) if op == "get" else client.delete(key)
-            answer = await asyncio.wait_for(command, self.timeout)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self._failed(_RedisDown(f"{type(exc).__name__}: {exc}"))
-            return None
-        return (answer,)
+        return await self._eval(script, [self.key, self.members_key], [*self._base_args(), *args])
 
     # -- the limiter interface ---------------------------------------------------------------
 
@@ -370,6 +261,20 @@ class RedisBucket:
         if not (cost >= 0 and math.isfinite(cost)):
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
         self.require_space()
+        # The demand of this process, its weight in the shares: the tokens of its requests
+        # waiting here, and of those granted by Redis until they are answered or given up.
+        self._outstanding += cost
+        permit: Permit | None = None
+        try:
+            permit = await self._acquire(cost, max_wait, max_pause)
+        finally:
+            if not isinstance(permit, _RedisPermit):
+                self._outstanding = max(0.0, self._outstanding - cost)
+        return permit
+
+    async def _acquire(
+        self, cost: float, max_wait: float | None, max_pause: float | None
+    ) -> Permit:
         loop = asyncio.get_running_loop()
         start = loop.time()
         if self._pausing:  # a 429 of this process goes to Redis before the next booking
@@ -377,7 +282,7 @@ class RedisBucket:
         if await self._recovered():
             try:
                 return await self._acquire_shared(cost, max_wait, max_pause, loop, start)
-            except _RedisDown as exc:
+            except RedisDown as exc:
                 self._failed(exc)
         remaining = None if max_wait is None else max(0.0, max_wait - (loop.time() - start))
         assert self._local is not None  # set by _failed
@@ -400,9 +305,14 @@ class RedisBucket:
         loop: asyncio.AbstractEventLoop,
         start: float,
     ) -> Permit:
-        epoch, mark, probe = -1, 0.0, False
+        epoch, mark, probe, charged = -1, 0.0, False, 0.0
         booked = slept = False
         stats = self._stats
+        if not self._informed:
+            # Slow start, where nothing goes before the first answer anyway: let the callers
+            # started with this one register their demand first, so that the probe is counted
+            # at this process's weight (the share of a process is per token of its demand).
+            await asyncio.sleep(0)
         try:
             while True:
                 # Until the space is known to be informed, the gate lets one waiter of this
@@ -414,7 +324,8 @@ class RedisBucket:
                         left = (
                             -1.0 if max_wait is None else max(0.0, max_wait - (loop.time() - start))
                         )
-                        status, wait_s, mark_s, epoch_s, probe_s = await self._bucket_eval(
+                        fresh = epoch < 0  # a new booking, not a confirmation or a re-booking
+                        reply = await self._bucket_eval(
                             RESERVE,
                             [
                                 f"{cost:.6f}",
@@ -424,18 +335,31 @@ class RedisBucket:
                                 epoch,
                                 f"{mark:.6f}",
                                 f"{self.headroom:.6f}",
+                                self._member,
+                                f"{self.fair_window:.6f}",
+                                f"{self.probe_ttl:.6f}",
+                                f"{max(self._outstanding, cost):.6f}",
                             ],
                         )
+                        status, wait_s, mark_s, epoch_s, probe_s = reply[:5]
+                        if fresh and status == "ok" and len(reply) > 5:
+                            charged = float(reply[5])
                         wait = float(wait_s)
-                        if status != "probe":
+                        if status not in ("probe", "defer"):
                             break
                         if max_wait is not None and loop.time() - start + wait > max_wait:
                             raise RateLimitTimeout(
                                 "slow start: the first request of the space has not answered "
-                                f"within max_wait={max_wait:g} s; nothing was sent",
+                                f"within max_wait={max_wait:g} s; nothing was sent"
+                                if status == "probe"
+                                else "the other processes' share of the shared bucket would "
+                                f"make this request wait beyond max_wait={max_wait:g} s; "
+                                "nothing was sent",
                                 predicted_wait=None,
                                 max_wait=max_wait,
                             )
+                        # "probe": slow start, one request of the space at a time; "defer":
+                        # this process is ahead of its share, the others book first.
                         await asyncio.sleep(wait)
                         slept = True
                 if status == "timeout":
@@ -468,9 +392,9 @@ class RedisBucket:
         except asyncio.CancelledError:
             stats.cancelled += 1
             if booked:
-                self._give_back(cost, epoch, probe)
+                self._give_back(cost, epoch, probe, charged)
             raise
-        except _RedisDown:
+        except RedisDown:
             raise
         # A wait is time spent for tokens, a pause or slow start; Redis's round trip is not one.
         waited = loop.time() - start if slept else 0.0
@@ -488,10 +412,17 @@ class RedisBucket:
             mark=mark,
             epoch=epoch,
             probe=probe,
+            charged=charged,
         )
 
-    def _give_back(self, cost: float, epoch: int, probe: bool) -> None:
-        self._background(self._bucket_eval(RELEASE, [f"{cost:.6f}", epoch, 1, 1 if probe else 0]))
+    def _give_back(self, cost: float, epoch: int, probe: bool, charged: float) -> None:
+        member = self._member if cost > 0 else ""
+        self._background(
+            self._bucket_eval(
+                RELEASE,
+                [f"{cost:.6f}", epoch, 1, 1 if probe else 0, member, 0, f"{charged:.9f}"],
+            )
+        )
 
     def release(self, permit: Permit, *, refund: bool = False) -> None:
         """The request of ``permit`` got no response; ``refund`` gives its tokens back (only
@@ -500,13 +431,28 @@ class RedisBucket:
             if self._local is not None:
                 self._local.release(permit, refund=refund)
             return
+        self._outstanding = max(0.0, self._outstanding - permit.cost)
         if refund:
             self._stats.tokens -= permit.cost
-        if refund or permit.probe:
+        self._end(permit, refund=refund)
+
+    def _end(self, permit: _RedisPermit, *, refund: bool) -> None:
+        """Tell Redis the request of ``permit`` is over without an answer that says anything:
+        its booking back (``refund``), its slow-start probe ended, its process's count of
+        requests in flight down."""
+        if refund or permit.probe or self.fair_window > 0:
             self._background(
                 self._bucket_eval(
                     RELEASE,
-                    [f"{permit.cost:.6f}", permit.epoch, int(refund), int(permit.probe)],
+                    [
+                        f"{permit.cost:.6f}",
+                        permit.epoch,
+                        int(refund),
+                        int(permit.probe),
+                        self._member if permit.cost > 0 else "",
+                        f"{self._outstanding + permit.cost:.6f}",
+                        f"{permit.charged:.9f}",
+                    ],
                 )
             )
 
@@ -517,6 +463,7 @@ class RedisBucket:
             if self._local is not None:
                 self._local.observe(permit, state, rejected=rejected)
             return
+        self._outstanding = max(0.0, self._outstanding - permit.cost)
         capacity, rate = (None, None) if state is None else (state.capacity, state.rate)
         if capacity is not None and rate is not None and not sane_shape(capacity, rate):
             if (capacity, rate) not in self._refused_shapes:
@@ -540,8 +487,7 @@ class RedisBucket:
                 logger.info("rate limit shape: burst %g, %g/s", capacity, rate)
             self.capacity, self.rate = capacity, rate
         if server is None and capacity is None:
-            if permit.probe:  # no headers: let the next request probe
-                self.release(permit)
+            self._end(permit, refund=False)  # no headers: let the next request probe
             return
         self._stats.syncs += 1
         self._background(
@@ -551,6 +497,7 @@ class RedisBucket:
                 capacity,
                 rate,
                 asyncio.get_running_loop().time(),
+                weight=self._outstanding + permit.cost,
             ),
         )
 
@@ -561,6 +508,8 @@ class RedisBucket:
         capacity: float | None,
         rate: float | None,
         answered_at: float,
+        *,
+        weight: float,
     ) -> None:
         age = max(0.0, asyncio.get_running_loop().time() - answered_at)
         lowered, _reshaped, excess = await self._bucket_eval(
@@ -572,6 +521,10 @@ class RedisBucket:
                 -1 if capacity is None else f"{capacity:.6f}",
                 -1 if rate is None else f"{rate:.6f}",
                 f"{age:.6f}",
+                self._member if permit.cost > 0 else "",  # a free request is not counted
+                f"{permit.cost:.6f}",
+                f"{weight:.6f}",  # this process's demand now, the request included
+                f"{permit.charged:.9f}",
             ],
         )
         if lowered == "1":
@@ -591,50 +544,22 @@ class RedisBucket:
             self._pausing.add(task)
             task.add_done_callback(self._pausing.discard)
 
-    def _background(self, work: Any) -> asyncio.Task[None] | None:
-        """Run a Redis update without blocking the caller; kept until done, flushed by aclose.
-
-        While fallen back, updates of permits granted by Redis earlier are dropped: Redis is
-        failing, and the next booking after it answers again starts from what it holds."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            work.close()
-            logger.debug("Redis bucket: no running event loop; an update was dropped")
-            return None
-        if self._fallen:
-            work.close()
-            return None
-        task = loop.create_task(self._guarded(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _guarded(self, work: Any) -> None:
-        try:
-            await work
-        except _RedisDown as exc:
-            self._failed(exc, background=True)
-        except Exception:  # pragma: no cover - a bug, never a lost task
-            logger.exception("Redis bucket: a background update failed")
-
-    async def flush(self) -> None:
-        """Wait until every background update has reached Redis (or failed)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     async def aclose(self) -> None:
         """Send what is pending, then close the connections this bucket opened (a Redis
         client handed in is left open). The bucket can be used again afterwards."""
         await self.flush()
-        if self._given is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # pragma: no cover
-                return
-            client = self._clients.pop(loop, None)
-            if client is not None:
-                await client.aclose()
+        await self._leave()
+        await self._close_client()
+
+    async def _leave(self) -> None:
+        """This process no longer competes for the bucket: the others stop keeping tokens
+        for it at once (a process that exits without closing stops counting after
+        ``fair_window``, or ``probe_ttl`` with requests in flight)."""
+        if self._space is None or self._fallen or self._outstanding > 0:
+            return
+        client = self._client()
+        with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(client.hdel(self.members_key, self._member), self.timeout)
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -652,7 +577,7 @@ class RedisBucket:
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             raise RedisBucketError(f"cannot read the shared bucket: {exc}") from exc
         now = now_s + now_us / 1e6
-        state = {_text(k): _text(v) for k, v in raw.items()}
+        state = {text(k): text(v) for k, v in raw.items()}
         cap = float(state.get("cap", self.capacity))
         rate = float(state.get("rate", self.rate))
         tat = float(state.get("tat", now))
@@ -664,25 +589,3 @@ class RedisBucket:
             "epoch": float(state.get("epoch", 0)),
             "informed": 1.0 if state.get("informed") == "1" else 0.0,
         }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
-def _redact_url(url: str) -> str:
-    """A Redis URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    auth, _, host = rest.rpartition("@")
-    user = auth.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if user else ''}***@{host}"

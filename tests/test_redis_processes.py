@@ -162,9 +162,10 @@ async def test_four_processes_share_the_bucket_exactly(slow_emulator: str, redis
     assert best <= elapsed * 1.02 and elapsed <= best * 1.10, (elapsed, best)
     assert sum(r["rate_limited"] for r in reports) <= 2
     assert all(r["kind"] == "redis" and r["fallbacks"] == 0 for r in reports)
-    # Fairness: equal demands finish within 15% of each other. (Bookings are served in
-    # arrival order, so a process can trail the others by one round of everyone's requests
-    # in flight: 4 creates here, one per process.)
+    # Fairness: equal demands finish within 15% of each other. (The shares are kept equal,
+    # the burst included, whichever process's answers come back sooner; within a round the
+    # bookings go in arrival order, so a process can trail the others by one round of
+    # everyone's requests in flight: 4 creates here, one per process, about 3% of the run.)
     finished = [r["end"] - start for r in reports]
     assert max(finished) <= min(finished) * 1.15, finished
 
