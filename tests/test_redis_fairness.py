@@ -31,6 +31,16 @@ def bound(url: str, **options: object) -> RedisBucket:
     return bucket
 
 
+async def _until(done: asyncio.Event, tasks: list[asyncio.Future[None]]) -> None:
+    """Wait (10 s at most) for ``done``, then stop the simulated processes."""
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @pytest.fixture
 async def closing() -> AsyncIterator[list[RedisBucket]]:
     buckets: list[RedisBucket] = []
@@ -63,12 +73,7 @@ async def race(
         asyncio.ensure_future(run(fast, "fast", 0.0)),
         asyncio.ensure_future(run(slow, "slow", slow_rtt)),
     ]
-    try:
-        await asyncio.wait_for(done.wait(), 10)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await _until(done, tasks)
     return order[:grants]
 
 
@@ -115,12 +120,7 @@ async def test_shares_follow_the_demand(redis_url: str, closing: list[RedisBucke
 
     tasks = [asyncio.ensure_future(run(many, "many")) for _ in range(3)]
     tasks.append(asyncio.ensure_future(run(one, "one")))
-    try:
-        await asyncio.wait_for(done.wait(), 10)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await _until(done, tasks)
     first = order[:16]
     assert 2 <= first.count("one") <= 6, first  # 4 in 16 is the share
 
