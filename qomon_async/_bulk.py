@@ -512,8 +512,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 data = _protocol.upsert_to_dict(item, strict=self._strict)
         except ContactValidationError as exc:
             return result(_FAILED, error=exc)
-        except TypeError as exc:
-            return result(_FAILED, error=ContactValidationError(str(exc)))
+        except (TypeError, ValueError) as exc:  # an input no rule foresaw: still one outcome
+            return result(_FAILED, error=ContactValidationError(f"cannot be read: {exc}"))
         if self._seen is not None:
             digest = duplicate_key(data, self._dedupe_key)
             if digest is not None:

@@ -226,6 +226,9 @@ class CreateProtocol:
     #: Seconds of drift allowed between Qomon's clock and the offset learned from the last
     #: confirmed create (see :meth:`reconcile`).
     clock_slack: float = 5.0
+    #: The largest clock offset believed (seconds, a day): a CreatedAt further from this
+    #: machine's clock than that is not learned from.
+    max_offset: float = 86400.0
 
     def __init__(
         self,
@@ -344,6 +347,14 @@ class CreateProtocol:
         :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
         slack that :meth:`qomon_time` subtracts)."""
         sample = _aware(created_at).timestamp() - time.time()
+        if not -self.max_offset <= sample <= self.max_offset:
+            # A date no clock is that far off from (a hostile or broken answer): learning it
+            # would make every later date on Qomon's clock overflow. The margin covers the skew.
+            logger.warning(
+                "ignoring a CreatedAt %.0f s away from this machine's clock: not Qomon's clock",
+                sample,
+            )
+            return
         previous = self._offset
         if previous is None or sample >= previous:
             offset = sample

@@ -106,7 +106,11 @@ class Secret:
         """``headers`` (names looked up in any case), the key cut out of any value that echoes
         it. Headers that do not echo it come back as they are (no copy)."""
         if self._value and self._value in "\n".join(headers.values()):
-            return {k.lower(): self.redact(v) for k, v in headers.items()}
+            redacted: dict[str, str] = {}
+            for name, value in headers.items():
+                # The first of repeated headers, as a multidict's get() gives it.
+                redacted.setdefault(name.lower(), self.redact(value))
+            return redacted
         return headers
 
     def redact_bytes(self, data: bytes) -> bytes:

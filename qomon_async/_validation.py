@@ -486,11 +486,15 @@ def _plain_address(address: dict[str, Any]) -> dict[str, Any] | None:
         kind = type(value)
         if kind is str:
             checked[key] = value.strip() if key in TEXT_ONLY_ADDRESS_FIELDS else value
-        elif kind is int and key in NUMBER_AS_TEXT_ADDRESS_FIELDS:
+        elif kind is int and key in NUMBER_AS_TEXT_ADDRESS_FIELDS and -_HUGE < value < _HUGE:
             checked[key] = str(value)
         else:
             return None
     return checked
+
+
+#: Whole numbers beyond this take the step-by-step path (which refuses those too long to write).
+_HUGE = 10**18
 
 
 def _plain_tags(tags: list[Any]) -> list[dict[str, str]] | None:
@@ -560,7 +564,10 @@ def _address(address: Mapping[str, Any], *, strict: bool) -> dict[str, Any]:
             except FieldError as exc:
                 raise _fail(location, str(exc), value) from None
         elif key in NUMBER_AS_TEXT_ADDRESS_FIELDS and type(value) is int:
-            checked[key] = str(value)
+            try:
+                checked[key] = str(value)
+            except ValueError:  # beyond the interpreter's limit on digits: not an address part
+                raise _fail(location, "a number far too long for an address part") from None
         else:
             checked[key] = value
     return checked

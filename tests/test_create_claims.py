@@ -13,7 +13,12 @@ from aiohttp import web
 
 from qomon_async import CreateStatus, QomonClient, RetryPolicy
 from qomon_async._create import lookup_schedule
-from qomon_async.testing import ErrorAfterProcessing, ErrorBeforeProcessing, FakeQomon
+from qomon_async.testing import (
+    ErrorAfterProcessing,
+    ErrorBeforeProcessing,
+    FakeQomon,
+    RawAnswer,
+)
 
 KEY = "claims-test-key"
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.005, max_attempts=8)
@@ -198,6 +203,24 @@ async def test_qomon_s_clock_is_learned_from_confirmed_creates() -> None:
         async with QomonClient(KEY, base_url=fake.base_url, retry=FAST, reconcile_lag=0) as client:
             await client.create_contact(JEANNE)
             fake.inject(ErrorAfterProcessing(status=500), route="POST /contacts", nth=1)
+            second = await client.create_contact({**MARTIN, "firstname": "Paul"})
+        assert len(fake.contacts) == 2 and second.id in fake.contacts
+        assert client.stats.reconciled == 1
+
+
+async def test_an_absurd_created_at_is_not_taken_for_qomon_s_clock() -> None:
+    # An answer dated 9999-12-31: learning that offset would put the next attempt's start, on
+    # Qomon's clock, past the last representable date, and an ambiguous create would fail with
+    # OverflowError after sending, unrecorded. Ignored, the ambiguous create is reconciled.
+    hostile = {
+        "status": "success",
+        "data": {"contact": {"id": 424242, "CreatedAt": "9999-12-31T23:59:59.999999Z"}},
+    }
+    async with FakeQomon(api_key=KEY, time_scale=1000) as fake:
+        async with QomonClient(KEY, base_url=fake.base_url, retry=FAST, reconcile_lag=0) as client:
+            fake.inject(RawAnswer(json.dumps(hostile)), route="POST /contacts", nth=1)
+            await client.create_contact(JEANNE)
+            fake.inject(ErrorAfterProcessing(status=504), route="POST /contacts", nth=1)
             second = await client.create_contact({**MARTIN, "firstname": "Paul"})
         assert len(fake.contacts) == 2 and second.id in fake.contacts
         assert client.stats.reconciled == 1

@@ -147,3 +147,33 @@ def test_the_common_fields_are_known_to_both_write_kinds() -> None:
     common = _PLAIN_TEXT_FIELDS | {"mail", "mobile", "phone", "address", "tags", "gender"}
     assert common <= CONTACT_KEYS
     assert common <= UPSERT_KEYS
+
+
+async def test_a_number_too_long_to_write_fails_its_item_alone() -> None:
+    # Python refuses to turn an integer of thousands of digits into text (ValueError): the item
+    # fails with a ContactValidationError naming the field, and the run goes on.
+    from qomon_async import CreateStatus, QomonClient  # noqa: PLC0415
+    from qomon_async.testing import FakeQomon  # noqa: PLC0415
+
+    items = [
+        {"mail": "a@example.org"},
+        {"address": {"housenumber": 10**5000}, "mail": "not a mail"},
+        {"address": {"housenumber": 10**5000}},
+        {"mail": "b@example.org"},
+    ]
+    async with FakeQomon(api_key="k" * 20) as fake:
+        client = QomonClient("k" * 20, base_url=fake.base_url)
+        async with client:
+            results = [r async for r in client.create_contacts(items, concurrency=2)]
+    by_index = {r.index: r for r in results}
+    assert sorted(by_index) == [0, 1, 2, 3]
+    assert [by_index[i].status for i in range(4)] == [
+        CreateStatus.CREATED,
+        CreateStatus.FAILED,
+        CreateStatus.FAILED,
+        CreateStatus.CREATED,
+    ]
+    assert isinstance(by_index[1].error, ContactValidationError)
+    assert isinstance(by_index[2].error, ContactValidationError)
+    assert "address.housenumber" in str(by_index[2].error)
+    assert len(fake.contacts) == 2
