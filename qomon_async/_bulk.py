@@ -17,7 +17,6 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
-import enum
 import logging
 import time
 from collections.abc import (
@@ -30,7 +29,7 @@ from collections.abc import (
     Iterator,
     Sized,
 )
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 from . import _protocol
 from ._budget import CALL_BUDGET
@@ -46,7 +45,17 @@ from ._exceptions import (
     PermissionDeniedError,
     QomonError,
 )
-from ._models import ConfirmedContact, Contact, confirmed
+from ._models import Contact, confirmed
+from ._outcomes import (
+    CREATED,
+    FAILED,
+    SKIPPED,
+    UNKNOWN,
+    BulkProgress,
+    CreateResult,
+    CreateStatus,
+    ItemT,
+)
 from ._retry import is_ambiguous
 from ._upsert_verify import read_back
 from ._validation import DedupeKey, duplicate_key, duplicate_message
@@ -68,108 +77,6 @@ class BulkBackend:
     request: Request
     get_contact: Callable[[int], Awaitable[Contact]]
     search: Search
-
-
-class CreateStatus(str, enum.Enum):
-    """The outcome of one input item."""
-
-    CREATED = "created"
-    """Qomon confirmed the contact with its id (for upserts: accepted, and read back if asked)."""
-    FAILED = "failed"
-    """Not created: refused by Qomon (400, 422...), invalid input, or retries ran out."""
-    SKIPPED = "skipped"
-    """Never sent: a fatal error stopped the run, the run was closed, or a duplicate input."""
-    UNKNOWN = "unknown"
-    """Sent, and whether it was stored could not be established (see the error)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-
-# Enum members as module constants: a member looked up on its class costs a descriptor call.
-_CREATED = CreateStatus.CREATED
-_FAILED = CreateStatus.FAILED
-_SKIPPED = CreateStatus.SKIPPED
-_UNKNOWN = CreateStatus.UNKNOWN
-
-
-#: The type of the input items of a run (a ``ContactDict``, a ``ContactWrite``...).
-ItemT = TypeVar("ItemT")
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateResult(Generic[ItemT]):
-    """The one outcome of one input item; generic in the item's type
-    (``CreateResult[ContactDict]`` for a run over contact dicts)."""
-
-    index: int
-    """Position of the item in the input (0-based)."""
-    status: CreateStatus
-    item: ItemT
-    """The input item, as given."""
-    contact: ConfirmedContact | None = None
-    """The confirmed contact (its ``id`` an ``int``), when ``status`` is ``"created"``; for an
-    upsert, only when it was read back (``verify=True``)."""
-    error: QomonError | None = None
-    """Why it is not ``"created"``."""
-    attempts: int = 0
-    """Requests sent for this item (retries included)."""
-    reconciled: bool = False
-    """The contact was found by search after an ambiguous failure, not confirmed by the answer."""
-    elapsed: float = 0.0
-    """Seconds from the item's pick-up to its outcome."""
-
-    @property
-    def ok(self) -> bool:
-        """Whether the item ended ``"created"``."""
-        return self.status is _CREATED
-
-
-@dataclasses.dataclass
-class BulkProgress:
-    """Live counters of a run (the CLI's progress bar reads them)."""
-
-    total: int | None = None
-    done: int = 0
-    created: int = 0
-    failed: int = 0
-    skipped: int = 0
-    unknown: int = 0
-    in_flight: int = 0
-    reconciled: int = 0
-    started: float = dataclasses.field(default_factory=time.monotonic)
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the run started."""
-        return time.monotonic() - self.started
-
-    @property
-    def rate(self) -> float:
-        """Items done per second, on average since the start."""
-        elapsed = self.elapsed
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the current rate (None when the total or the rate is unknown)."""
-        if self.total is None or self.rate <= 0:
-            return None
-        return max(self.total - self.done, 0) / self.rate
-
-    def count(self, result: CreateResult[Any]) -> None:
-        self.done += 1
-        status = result.status
-        if status is _CREATED:
-            self.created += 1
-        elif status is _FAILED:
-            self.failed += 1
-        elif status is _SKIPPED:
-            self.skipped += 1
-        else:
-            self.unknown += 1
-        if result.reconciled:
-            self.reconciled += 1
 
 
 _Mode = Literal["create", "upsert"]
@@ -504,23 +411,23 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         if self.fatal is not None or self._closing:
             reason = self._abort()
             assert reason is not None
-            return result(_SKIPPED, error=reason)
+            return result(SKIPPED, error=reason)
         try:
             if self._mode == "create":
                 data = _protocol.contact_to_dict(item, strict=self._strict)
             else:
                 data = _protocol.upsert_to_dict(item, strict=self._strict)
         except ContactValidationError as exc:
-            return result(_FAILED, error=exc)
+            return result(FAILED, error=exc)
         except (TypeError, ValueError) as exc:  # an input no rule foresaw: still one outcome
-            return result(_FAILED, error=ContactValidationError(f"cannot be read: {exc}"))
+            return result(FAILED, error=ContactValidationError(f"cannot be read: {exc}"))
         if self._seen is not None:
             digest = duplicate_key(data, self._dedupe_key)
             if digest is not None:
                 first = self._seen.first(digest, index)
                 if first is not None:
                     return result(
-                        _SKIPPED,
+                        SKIPPED,
                         error=DuplicateInputError(
                             duplicate_message("item", index, first, self._dedupe_key),
                             first_index=first,
@@ -553,7 +460,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     self._forget_old_claims()
                 return CreateResult(
                     index,
-                    _CREATED,
+                    CREATED,
                     item,
                     outcome.contact,
                     None,
@@ -563,41 +470,41 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 )
             contact, reconciled = await self._upsert(index, data, attempts)
             return result(
-                _CREATED,
+                CREATED,
                 contact=confirmed(contact) if contact is not None else None,
                 attempts=len(attempts),
                 reconciled=reconciled,
             )
         except Aborted as exc:
             error = exc.reason if isinstance(exc.reason, QomonError) else QomonError(str(exc))
-            return result(_SKIPPED, error=error, attempts=len(attempts))
+            return result(SKIPPED, error=error, attempts=len(attempts))
         except OutcomeUnknownError as exc:
             # A lookup refused with 401/403 is as fatal as a create refused so.
             if isinstance(exc.__cause__, AuthenticationError | PermissionDeniedError):
                 self._set_fatal(exc.__cause__)
-            return result(_UNKNOWN, error=exc, attempts=len(attempts))
+            return result(UNKNOWN, error=exc, attempts=len(attempts))
         except (AuthenticationError, PermissionDeniedError) as exc:
             self._set_fatal(exc)
-            return result(_FAILED, error=exc, attempts=len(attempts))
+            return result(FAILED, error=exc, attempts=len(attempts))
         except QomonError as exc:
-            return result(_FAILED, error=exc, attempts=len(attempts))
+            return result(FAILED, error=exc, attempts=len(attempts))
         except Exception as exc:  # a bug, or a caller's hook that raised: still one outcome
             logger.exception("unexpected error on bulk item %d", index)
             error = QomonError(f"unexpected error: {exc!r}")
             if attempts:  # it was sent: whether it landed is not known
                 unknown = OutcomeUnknownError(f"unexpected error after sending: {exc!r}", cause=exc)
-                return result(_UNKNOWN, error=unknown, attempts=len(attempts))
-            return result(_FAILED, error=error, attempts=0)
+                return result(UNKNOWN, error=unknown, attempts=len(attempts))
+            return result(FAILED, error=error, attempts=0)
         except asyncio.CancelledError:
             if attempts:
                 cancelled = result(
-                    _UNKNOWN,
+                    UNKNOWN,
                     error=OutcomeUnknownError("the run was cancelled while this item was sent"),
                     attempts=len(attempts),
                 )
             else:
                 cancelled = result(
-                    _SKIPPED,
+                    SKIPPED,
                     error=QomonError("the run was cancelled before this item was sent"),
                 )
             self.unclaimed.append(cancelled)
