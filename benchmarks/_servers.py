@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import email.utils
 import sys
 import time
@@ -31,6 +32,10 @@ from benchmarks._payloads import SEED
 
 _ID = b"12345678"
 _PARTS = SEED.split(_ID)  # the seed names its id twice: data.contact.id and formdatas' contact_id
+# The seed's creation time, replaced by the server's clock in each answer: Qomon stamps a create
+# with its own now, and the client learns Qomon's clock from it (a 2022 date would be ignored as
+# no clock's, which leaves the client without Qomon's clock).
+_SEED_CREATED = b"2022-10-13T15:50:34.643724Z"
 _CREATE_COST = 5
 _OTHER_COST = 1
 _NOT_FOUND = b'{"status":"fail","message":"not found"}'
@@ -107,7 +112,8 @@ class TinyCreateProtocol(asyncio.Protocol):
 
 
 class TinyCreateServer:
-    """Answers ``POST /contacts`` with the seed response and a fresh id; 404 elsewhere."""
+    """Answers ``POST /contacts`` with the seed response, a fresh id and CreatedAt now; 404
+    elsewhere."""
 
     def __init__(self, *, latency: float = 0.0, burst: int = 1_000_000, rate: float = 1e6) -> None:
         self.next_id = 1
@@ -124,11 +130,17 @@ class TinyCreateServer:
             self._date_at = now
         return self._date
 
+    def created_at(self) -> bytes:
+        """Now, as Qomon writes a ``CreatedAt`` (RFC 3339, microseconds, ``Z``)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+
     def answer(self, protocol: TinyCreateProtocol, request_line: bytes) -> None:
         if request_line.startswith(b"POST /contacts "):
             number = str(self.next_id).encode()
             self.next_id += 1
-            status, body, cost = b"200 OK", number.join(_PARTS), _CREATE_COST
+            body = number.join(_PARTS).replace(_SEED_CREATED, self.created_at())
+            status, cost = b"200 OK", _CREATE_COST
         else:
             status, body, cost = b"404 Not Found", _NOT_FOUND, _OTHER_COST
         response = b"HTTP/1.1 %s\r\nContent-Type: application/json; charset=utf-8\r\n" % status

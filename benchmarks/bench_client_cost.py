@@ -487,8 +487,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 CAVEATS = [
     "Server: a dedicated process on a bare asyncio.Protocol (no HTTP framework) answering "
-    "the seed create answer with a new id and the four X-Ratelimit-* headers of a real token "
-    "bucket (burst 1,000,000, 1,000,000 tokens/s: the limiter re-syncs on every answer and "
+    "the seed create answer with a new id, CreatedAt now, and the four X-Ratelimit-* headers "
+    "of a real token bucket (burst 1,000,000, 1,000,000 tokens/s: the limiter re-syncs on "
+    "every answer and "
     "never waits). 'server busy' is its CPU over the job's wall time: well below 100%, it is "
     "not the bottleneck. Client and server share the machine's 2 cores (with whatever else "
     "runs): creates/s depends on both; CPU µs per create (client process only) is the measure.",

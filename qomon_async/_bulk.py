@@ -518,10 +518,13 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         floor = self._backend.creates.qomon_seconds(time.time())
         for start in self._in_flight.values():
             if start is None or floor is None:
+                self._claims.keep_all()
                 return
             floor = min(floor, start)
         # Items picked later start later: with none in flight, "now" is the floor.
-        if floor is not None:
+        if floor is None:
+            self._claims.keep_all()
+        else:
             self._claims.drop_before(dt.datetime.fromtimestamp(floor, dt.timezone.utc))
 
     async def _verify_upsert(

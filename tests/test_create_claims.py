@@ -224,3 +224,21 @@ async def test_an_absurd_created_at_is_not_taken_for_qomon_s_clock() -> None:
             second = await client.create_contact({**MARTIN, "firstname": "Paul"})
         assert len(fake.contacts) == 2 and second.id in fake.contacts
         assert client.stats.reconciled == 1
+
+
+def test_claims_that_cannot_be_dropped_are_asked_about_again_only_once_doubled() -> None:
+    # Qomon's clock unknown (no CreatedAt learned): nothing can be dropped, and the pool must
+    # not scan its items in flight on every later claim (O(concurrency) per item).
+    from qomon_async._claims import Claims  # noqa: PLC0415
+    from qomon_async._models import Contact  # noqa: PLC0415
+
+    claims = Claims()
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    for number in range(1, 1025):
+        claims.add(Contact(id=number, _created_at=when))
+    assert claims.full()
+    claims.keep_all()
+    assert not claims.full() and len(claims) == 1024
+    for number in range(1025, 2049):
+        claims.add(Contact(id=number, _created_at=when))
+    assert claims.full()  # asked again once doubled
