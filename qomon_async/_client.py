@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections.abc import (
     Callable,
 )
@@ -40,7 +39,7 @@ from ._config import (
 )
 from ._create import CreateProtocol, InDoubtStore, MemoryInDoubtStore
 from ._ensure import EnsureContact, EnsureFlights
-from ._exceptions import Aborted, APIConnectionError, QomonError
+from ._exceptions import Aborted, APIConnectionError
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ConfirmedContact
 from ._protocol import ContactInput, UpsertInput
@@ -403,12 +402,6 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
             budget=budget,
             max_pause=policy.max_retry_after,
         )
-        started = time.monotonic()
-        try:
-            # The first attempt directly: the retry machinery is entered after a failure only.
-            return await send()
-        except QomonError as exc:
-            first = exc
 
         def count_retry(exc: BaseException, wait: float) -> None:
             self.stats.retries += 1
@@ -421,7 +414,6 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
             describe=f"{method} {path}",
             on_retry=count_retry,
             budget=budget,
-            first_failure=(first, started),
         )
 
     def _budget(self, max_wait: float | None) -> Budget | None:

@@ -261,19 +261,13 @@ class CreateProtocol:
         self._recording: dict[str, asyncio.Task[None]] = {}
 
     def qomon_seconds(self, now: float) -> float | None:
-        """:meth:`qomon_time` on the epoch-seconds scale of ``time.time()`` (no datetime built)."""
-        offset = self._offset
-        if offset is None:
-            return None
-        return now + offset - self.clock_slack
+        """``now`` (``time.time()``, this machine's clock) on Qomon's clock at the earliest, or
+        None before a create was confirmed (until then, :attr:`reconcile_margin` covers the
+        skew)."""
+        return self._on_qomon_clock(now, self._offset)
 
-    def qomon_time(self, when: dt.datetime) -> dt.datetime | None:
-        """``when`` (this machine's clock) on Qomon's clock at the earliest, or None before a
-        create was confirmed (until then, :attr:`reconcile_margin` covers the skew)."""
-        offset = self._offset
-        if offset is None:
-            return None
-        return when + dt.timedelta(seconds=offset - self.clock_slack)
+    def _on_qomon_clock(self, now: float, offset: float | None) -> float | None:
+        return None if offset is None else now + offset - self.clock_slack
 
     async def create(
         self,
@@ -345,7 +339,7 @@ class CreateProtocol:
         its clock minus ours is at least ``created_at - now``. The largest such bound is the
         tightest; a slow answer gives a looser one, which lowers the estimate by at most
         :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
-        slack that :meth:`qomon_time` subtracts)."""
+        slack that :meth:`qomon_seconds` subtracts)."""
         sample = _aware(created_at).timestamp() - time.time()
         if not -self.max_offset <= sample <= self.max_offset:
             # A date no clock is that far off from (a hostile or broken answer): learning it
@@ -459,11 +453,8 @@ class CreateProtocol:
                 # Qomon may store the contact after failing to answer (a gateway's 504, a
                 # timeout), and its search may lag behind a write: look on a schedule that
                 # covers the lag before concluding that nothing was stored.
-                not_before = (
-                    started + dt.timedelta(seconds=offset - self.clock_slack)
-                    if offset is not None
-                    else None
-                )
+                on_qomon = self._on_qomon_clock(started_ts, offset)
+                not_before = _utc(on_qomon) if on_qomon is not None else None
                 found = await self._look(
                     data, started, not_before, cause=exc, exclude=exclude, fresh=True
                 )
@@ -535,7 +526,7 @@ class CreateProtocol:
         Candidates: same mail (exactly) and the very names sent (first name, surname and
         married name, case-folded; a name absent on one side and present on the other is a
         mismatch), not in ``exclude`` (contacts other items of a bulk run already obtained),
-        created since the attempt began: ``not_before`` (Qomon's clock, see :meth:`qomon_time`)
+        created since the attempt began: ``not_before`` (Qomon's clock, see :meth:`qomon_seconds`)
         when known; else ``since`` less the clock margin, preferring those created after
         ``since``. Two or more equally good candidates
         cannot be told apart, and the outcome stays unknown.

@@ -365,18 +365,8 @@ async def send(
                 )
             else:
                 problem = ""
-                declared = response.content_length
                 try:
-                    if (
-                        declared is not None
-                        and declared <= max_bytes
-                        and "Content-Encoding" not in response.headers
-                    ):
-                        # The common case: a plain body of a known, allowed size, read at once
-                        # (aiohttp stops at Content-Length).
-                        payload = await response.read()
-                    else:
-                        payload = await _read_body(response, max_bytes)
+                    payload = await _read_body(response, max_bytes)
                 except _TooLarge as exc:
                     what = "decompressed " if exc.compressed else ""
                     problem = (

@@ -100,27 +100,21 @@ async def retrying(
     describe: str,
     on_retry: Callable[[BaseException, float], None] | None = None,
     budget: Budget | None = None,
-    first_failure: tuple[QomonError, float] | None = None,
 ) -> T:
     """Await ``call(attempt_number)`` until it succeeds or the policy says stop; raise the last
     error then. ``on_retry(exc, wait)`` is told of each retry (for counters); ``budget`` (the
     call's ``max_wait``) pays for the pauses between retries.
 
     The first attempt is awaited directly: the retry machinery is entered only after a first
-    failure, so a call that succeeds pays for nothing else. A caller that made the first
-    attempt itself passes ``first_failure``: its error and the ``time.monotonic()`` it started.
+    failure, so a call that succeeds pays for nothing else.
     """
-    first: QomonError | None
-    if first_failure is None:
-        started = time.monotonic()
-        try:
-            return await call(1)
-        except QomonError as exc:
-            first = exc
-    else:
-        first, started = first_failure
-    if policy.max_attempts <= 1 or not is_retryable(first, idempotent=idempotent):
-        raise first
+    started = time.monotonic()
+    try:
+        return await call(1)
+    except QomonError as exc:
+        if policy.max_attempts <= 1 or not is_retryable(exc, idempotent=idempotent):
+            raise
+        first: QomonError | None = exc
 
     def give_up(exc: BaseException) -> bool:
         if not is_retryable(exc, idempotent=idempotent):

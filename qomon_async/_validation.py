@@ -428,7 +428,7 @@ def _plain_contact(data: dict[str, Any]) -> dict[str, Any] | None:
     """:func:`validate_contact`'s answer for the common shape, in one pass; ``None`` when any
     field falls outside it (then the full path decides, and gives any error).
 
-    The common shape: text names, a mail that passes the one-match check, text phones, an
+    The common shape: text names, a mail and a gender their own checks accept, text phones, an
     ``address`` dict of write-model text parts (a whole-number house number, floor, door or
     polling station taken as its text), tags as a list of names or ``{"name": ...}`` dicts.
     Every value it returns is the one the full path returns (a property test holds them equal).
@@ -443,14 +443,10 @@ def _plain_contact(data: dict[str, Any]) -> dict[str, Any] | None:
         elif key == "mail":
             if kind is not str:
                 return None
-            text = value.strip()
-            if (
-                len(text) > 254
-                or _FAST_MAIL.fullmatch(text) is None
-                or len(text.rpartition("@")[0]) > 64
-            ):
+            try:
+                out[key] = check_mail(value)
+            except FieldError:
                 return None
-            out[key] = text
         elif key in TEXT_ONLY_FIELDS:
             if kind is not str:
                 return None
@@ -470,9 +466,10 @@ def _plain_contact(data: dict[str, Any]) -> dict[str, Any] | None:
                 return None
             out[key] = tags
         elif key == "gender":
-            if kind is not str or value.strip().upper() not in GENDERS:
+            try:
+                out[key] = check_gender(value)
+            except FieldError:
                 return None
-            out[key] = value.strip().upper()
         else:
             return None
     return out or None
