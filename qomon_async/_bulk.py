@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+import types
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -154,6 +155,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         # The results deque while an unordered run is open (None: every result goes through
         # the run's generator).
         self._ready_results: collections.deque[CreateResult[ItemT]] | None = None
+        self._ready: asyncio.Future[None] | None = None  # the consumer waits for a result
+        self._live = concurrency  # workers not ended
+        # Set when another task asks the run to end while it runs (see aclose); done once ended.
+        self._ended: asyncio.Future[None] | None = None
         self._gen = self._run()
 
     # -- the iterator protocol ------------------------------------------------------------------
@@ -163,15 +168,49 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
 
     async def __anext__(self) -> CreateResult[ItemT]:
         results = self._ready_results
-        if results:  # unordered, running, results waiting: taken without resuming the run
-            result = results.popleft()
-            self._wake(self._room)
-            return result
+        if results is not None:
+            # Unordered and running (the run's generator is paused at a yield): results are
+            # taken, and waited for, here without resuming the generator for each.
+            while not results and self._live:
+                if self._ready is not None and not self._ready.done():
+                    raise RuntimeError("anext(): the bulk run is already awaited by another task")
+                ready = self._ready = self._loop.create_future()
+                try:
+                    await ready
+                except asyncio.CancelledError as exc:
+                    # Into the generator at its yield: it shuts the run down as if it had been
+                    # waiting itself, and the cancellation goes on.
+                    await self._gen.athrow(exc)
+                    raise
+                if self._ready_results is None:  # closed meanwhile by another task
+                    await self._until_ended()
+                    raise StopAsyncIteration
+            if results:
+                result = results.popleft()
+                self._wake(self._room)
+                return result
         return await self._gen.__anext__()
 
     async def aclose(self) -> None:
-        """Stop the run: nothing new is sent; requests in flight finish into ``unclaimed``."""
+        """Stop the run: nothing new is sent; requests in flight finish into ``unclaimed``.
+
+        May be called from another task while one iterates: the iteration then ends (once the
+        requests in flight have finished into ``unclaimed``) and so does this call."""
+        if _running(self._gen):
+            # Another task is inside the run, waiting for a result: ask the run to end there.
+            await self._until_ended(wake=self._ready)
+            return
         await self._gen.aclose()
+
+    async def _until_ended(self, wake: asyncio.Future[None] | None = None) -> None:
+        """Wait until the run's generator, running or closing in another task, has ended."""
+        if not _running(self._gen):
+            return
+        ended = self._ended
+        if ended is None:
+            ended = self._ended = self._loop.create_future()
+        self._wake(wake)
+        await asyncio.shield(ended)
 
     async def __aenter__(self) -> BulkRun[ItemT]:
         return self
@@ -199,13 +238,11 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self._window_size = max(4 * self._concurrency, 64)
         self._results: collections.deque[CreateResult[ItemT]] = collections.deque()
         self._room_size = 2 * self._concurrency
-        self._ready: asyncio.Future[None] | None = None  # the consumer waits for a result
         self._room: asyncio.Future[None] | None = None  # workers wait for the consumer
         self._window: asyncio.Future[None] | None = None  # ordered: workers wait to advance
         # Qomon's clock (epoch seconds) when each item in flight was picked; None: unknown.
         self._in_flight: dict[int, float | None] = {}
         self._pulling: set[asyncio.Task[None]] = set()
-        self._live = self._concurrency
         # The workers' requests each wait ``max_wait`` at most before they are sent: the
         # workers inherit this context (the caller's own context is left as it was).
         token = CALL_BUDGET.set(self._max_wait) if self._max_wait is not None else None
@@ -241,6 +278,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     break
                 self._ready = loop.create_future()
                 await self._ready
+                if self._ended is not None:  # closed by another task
+                    return
             finished = True
             # A worker that died of a bug must not pass for a run that ended well.
             await asyncio.gather(*self._workers)
@@ -255,6 +294,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 await self._shutdown(cancel=False, buffer=buffer)
             if self._seen is not None:
                 self._seen.close()
+            self._wake(self._ended)
 
     @staticmethod
     def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -402,31 +442,30 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
 
     async def _process(self, index: int, item: Any) -> CreateResult[ItemT]:
         started = time.monotonic()
-
-        def result(status: CreateStatus, **kwargs: Any) -> CreateResult[ItemT]:
-            return CreateResult(
-                index=index, status=status, item=item, elapsed=time.monotonic() - started, **kwargs
-            )
-
         if self.fatal is not None or self._closing:
             reason = self._abort()
             assert reason is not None
-            return result(SKIPPED, error=reason)
+            return _result(index, item, started, SKIPPED, error=reason)
         try:
             if self._mode == "create":
                 data = _protocol.contact_to_dict(item, strict=self._strict)
             else:
                 data = _protocol.upsert_to_dict(item, strict=self._strict)
         except ContactValidationError as exc:
-            return result(FAILED, error=exc)
+            return _result(index, item, started, FAILED, error=exc)
         except (TypeError, ValueError) as exc:  # an input no rule foresaw: still one outcome
-            return result(FAILED, error=ContactValidationError(f"cannot be read: {exc}"))
+            return _result(
+                index, item, started, FAILED, error=ContactValidationError(f"cannot be read: {exc}")
+            )
         if self._seen is not None:
             digest = duplicate_key(data, self._dedupe_key)
             if digest is not None:
                 first = self._seen.first(digest, index)
                 if first is not None:
-                    return result(
+                    return _result(
+                        index,
+                        item,
+                        started,
                         SKIPPED,
                         error=DuplicateInputError(
                             duplicate_message("item", index, first, self._dedupe_key),
@@ -469,7 +508,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     time.monotonic() - started,
                 )
             contact, reconciled = await self._upsert(index, data, attempts)
-            return result(
+            return _result(
+                index,
+                item,
+                started,
                 CREATED,
                 contact=confirmed(contact) if contact is not None else None,
                 attempts=len(attempts),
@@ -477,33 +519,39 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             )
         except Aborted as exc:
             error = exc.reason if isinstance(exc.reason, QomonError) else QomonError(str(exc))
-            return result(SKIPPED, error=error, attempts=len(attempts))
+            return _result(index, item, started, SKIPPED, error=error, attempts=len(attempts))
         except OutcomeUnknownError as exc:
             # A lookup refused with 401/403 is as fatal as a create refused so.
             if isinstance(exc.__cause__, AuthenticationError | PermissionDeniedError):
                 self._set_fatal(exc.__cause__)
-            return result(UNKNOWN, error=exc, attempts=len(attempts))
+            return _result(index, item, started, UNKNOWN, error=exc, attempts=len(attempts))
         except (AuthenticationError, PermissionDeniedError) as exc:
             self._set_fatal(exc)
-            return result(FAILED, error=exc, attempts=len(attempts))
+            return _result(index, item, started, FAILED, error=exc, attempts=len(attempts))
         except QomonError as exc:
-            return result(FAILED, error=exc, attempts=len(attempts))
+            return _result(index, item, started, FAILED, error=exc, attempts=len(attempts))
         except Exception as exc:  # a bug, or a caller's hook that raised: still one outcome
             logger.exception("unexpected error on bulk item %d", index)
             error = QomonError(f"unexpected error: {exc!r}")
             if attempts:  # it was sent: whether it landed is not known
                 unknown = OutcomeUnknownError(f"unexpected error after sending: {exc!r}", cause=exc)
-                return result(UNKNOWN, error=unknown, attempts=len(attempts))
-            return result(FAILED, error=error, attempts=0)
+                return _result(index, item, started, UNKNOWN, error=unknown, attempts=len(attempts))
+            return _result(index, item, started, FAILED, error=error, attempts=0)
         except asyncio.CancelledError:
             if attempts:
-                cancelled = result(
+                cancelled = _result(
+                    index,
+                    item,
+                    started,
                     UNKNOWN,
                     error=OutcomeUnknownError("the run was cancelled while this item was sent"),
                     attempts=len(attempts),
                 )
             else:
-                cancelled = result(
+                cancelled = _result(
+                    index,
+                    item,
+                    started,
                     SKIPPED,
                     error=QomonError("the run was cancelled before this item was sent"),
                 )
@@ -585,3 +633,17 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _result(
+    index: int, item: ItemT, started: float, status: CreateStatus, **kwargs: Any
+) -> CreateResult[ItemT]:
+    """The outcome of item ``index`` (picked at ``started``, ``time.monotonic()``)."""
+    return CreateResult(
+        index=index, status=status, item=item, elapsed=time.monotonic() - started, **kwargs
+    )
+
+
+def _running(gen: AsyncGenerator[Any, None]) -> bool:
+    """Whether ``gen`` is executing (awaiting inside, driven by some task)."""
+    return isinstance(gen, types.AsyncGeneratorType) and gen.ag_running

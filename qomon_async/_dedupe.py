@@ -2,14 +2,17 @@
 
 A bulk run skips an item whose identity (its mail, and with ``dedupe_key="mail+names"`` its
 first name and surname, case-folded) was already seen in the run. The identities are kept as
-8-byte digests (BLAKE2b) with the 4-byte index of their first occurrence, in 64 open-addressing
-tables of two ``array`` columns each: 12 bytes a slot, each table at most 85% full and at least
-42% after it grew, so 14 to 28 bytes per distinct item (Python ints in a dict would cost 100 to
-150). The tables grow one at a time, so a growth briefly adds 1/64 of the whole, not a copy of
-it. Beyond ``spill`` distinct items the table moves to a temporary SQLite file.
+8-byte keys (Python's hash of the folded identity: SipHash, keyed at random per process) with
+the 4-byte index of their first occurrence, in 64 open-addressing tables of two ``array``
+columns each: 12 bytes a slot, each table at most 85% full and at least 42% after it grew, so
+14 to 28 bytes per distinct item (Python ints in a dict would cost 100 to 150). The tables grow
+one at a time, so a growth briefly adds 1/64 of the whole, not a copy of it. Beyond ``spill``
+distinct items the table moves to a temporary SQLite file (of the same process: the keys are
+never compared across processes).
 
-Two distinct identities share a digest with probability about n^2 / 2^65 (one in 10^7 for ten
-million items); the later one would then be skipped as a duplicate.
+Two distinct identities share a key with probability about n^2 / 2^65 (one in 10^7 for ten
+million items); the later one would then be skipped as a duplicate. The hash being keyed, an
+input cannot be crafted to make two persons collide.
 """
 
 from __future__ import annotations

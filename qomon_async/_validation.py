@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import hashlib
 import logging
 import re
 import threading
@@ -600,24 +599,34 @@ share a mail), or the mail alone."""
 DEDUPE_KEYS: tuple[DedupeKey, ...] = ("mail+names", "mail")
 
 
-def _fold(value: object) -> str:
-    return str(value).strip().casefold() if value is not None else ""
-
-
 def duplicate_key(data: Mapping[str, Any], dedupe_key: DedupeKey = "mail+names") -> int | None:
     """A compact key (64-bit, never 0) of the person a contact dict describes, for input
-    de-duplication; ``None`` without a mail (such items are never taken as duplicates)."""
-    mail = _fold(data.get("mail"))
+    de-duplication within this process; ``None`` without a mail (such items are never taken as
+    duplicates).
+
+    The key is Python's own hash of the folded text: SipHash, keyed at random per process, so
+    nobody can build two different persons that share a key (as one could for an unkeyed
+    digest), and two share one by chance with probability about n^2 / 2^65. It is not stable
+    across processes (``PYTHONHASHSEED``): never store it.
+    """
+    mail = data.get("mail")
+    mail = str(mail).strip().casefold() if mail is not None else ""
     if not mail:
         return None
-    parts = [mail]
     if dedupe_key == "mail+names":
-        parts += [_fold(data.get("firstname")), _fold(data.get("surname"))]
-    elif dedupe_key != "mail":
+        first, last = data.get("firstname"), data.get("surname")
+        text = "\x1f".join(
+            (
+                mail,
+                str(first).strip().casefold() if first is not None else "",
+                str(last).strip().casefold() if last is not None else "",
+            )
+        )
+    elif dedupe_key == "mail":
+        text = mail
+    else:
         raise ValueError(f"dedupe_key must be one of {DEDUPE_KEYS}, not {dedupe_key!r}")
-    text = "\x1f".join(parts)
-    digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-    return digest or 1  # never 0: the de-duplication table's empty slot
+    return (hash(text) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # never 0: the table's empty slot
 
 
 def duplicate_message(

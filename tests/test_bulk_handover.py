@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -60,3 +61,67 @@ async def test_every_result_is_handed_over_once_at_high_concurrency(
     results = [r async for r in client.create_contacts(people(600), concurrency=64)]
     assert sorted(r.index for r in results) == list(range(600))
     assert all(r.ok for r in results) and len(fake.contacts) == 600
+
+
+async def test_a_second_consumer_at_the_same_time_is_refused(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    # Every create takes 500 Qomon seconds (0.5 s here): the first consumer waits for a result.
+    fake.inject(Latency(seconds=500), route="POST /contacts")
+    run = client.create_contacts(people(20), concurrency=2)
+    first = asyncio.ensure_future(anext(run))
+    while run.progress.in_flight < 2:
+        await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="already awaited"):
+        await anext(run)
+    result = await first
+    assert result.ok
+    rest = [r async for r in run]
+    assert sorted(r.index for r in [result, *rest]) == list(range(20))
+
+
+@pytest.mark.parametrize("first_result", [False, True])
+async def test_closing_from_another_task_ends_a_waiting_consumer(
+    client: QomonClient, fake: FakeQomon, first_result: bool
+) -> None:
+    # The consumer waits inside the run (no result yet) or, after a first result, in anext.
+    fake.inject(Latency(seconds=500), route="POST /contacts")
+    run = client.create_contacts(people(20), concurrency=4)
+    seen: list[int] = []
+    got_one = asyncio.Event()
+
+    async def consume() -> None:
+        async for result in run:
+            seen.append(result.index)
+            got_one.set()
+
+    consumer = asyncio.ensure_future(consume())
+    if first_result:
+        await got_one.wait()
+    while run.progress.in_flight < 4 or (first_result and run._results):
+        await asyncio.sleep(0)
+    picked = run.progress.done + run.progress.in_flight
+    await run.aclose()
+    await asyncio.wait_for(consumer, timeout=10)  # ended by the close, not by the input
+    # Nothing new was sent; those in flight finished into unclaimed; each item once.
+    assert sorted(seen + [r.index for r in run.unclaimed]) == list(range(picked))
+    assert all(r.ok for r in run.unclaimed) and len(run.unclaimed) >= 4
+    assert len(fake.contacts) == picked < 20
+
+
+async def test_cancelling_a_waiting_consumer_shuts_the_run_down(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    fake.inject(Latency(seconds=500), route="POST /contacts")
+    run = client.create_contacts(people(20), concurrency=4)
+    waiting = asyncio.ensure_future(anext(run))
+    while run.progress.in_flight < 4:
+        await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The run is over: the items in flight were cancelled into unclaimed, nothing more comes.
+    assert sorted(r.index for r in run.unclaimed) == [0, 1, 2, 3]
+    assert all(not r.ok for r in run.unclaimed)
+    with pytest.raises(StopAsyncIteration):
+        await anext(run)
