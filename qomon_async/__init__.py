@@ -15,7 +15,6 @@ The emulator for tests lives in :mod:`qomon_async.testing`.
 from ._bulk import BulkProgress, BulkRun, CreateResult, CreateStatus
 from ._client import ClientStats, QomonClient
 from ._config import DEFAULT_BASE_URL, US_BASE_URL, RateLimit, RetryPolicy, __version__
-from ._create import InDoubtStore, MemoryInDoubtStore
 from ._exceptions import (
     AmbiguousMatchError,
     APIConnectionError,
@@ -37,6 +36,7 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._importer._rows import RowMapper, contact_from_row
+from ._indoubt import InDoubtStore, MemoryInDoubtStore
 from ._models import (
     Action,
     ActionSummary,

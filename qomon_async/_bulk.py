@@ -36,7 +36,7 @@ from . import _protocol
 from ._budget import CALL_BUDGET
 from ._config import RetryPolicy
 from ._create import Claims, CreateProtocol, Request, Search, maybe_await
-from ._dedupe import SeenTable
+from ._dedupe import DedupeKey, SeenTable, duplicate_key, duplicate_message
 from ._exceptions import (
     Aborted,
     AuthenticationError,
@@ -59,7 +59,6 @@ from ._outcomes import (
 )
 from ._retry import is_ambiguous
 from ._upsert_verify import read_back
-from ._validation import DedupeKey, duplicate_key, duplicate_message
 
 __all__ = ["BulkBackend", "BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
 

@@ -12,9 +12,9 @@ from typing import Any, Protocol, TypeVar, overload
 from ._budget import check_max_wait
 from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
 from ._config import RetryPolicy
+from ._dedupe import DedupeKey
 from ._protocol import ContactInput, UpsertInput
 from ._types import ContactDict, UpsertDict
-from ._validation import DedupeKey
 
 _C = TypeVar("_C", bound=ContactInput)
 _U = TypeVar("_U", bound=UpsertInput)

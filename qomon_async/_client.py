@@ -37,9 +37,10 @@ from ._config import (
     RateLimit,
     RetryPolicy,
 )
-from ._create import CreateProtocol, InDoubtStore, MemoryInDoubtStore
+from ._create import CreateProtocol
 from ._ensure import EnsureContact, EnsureFlights
 from ._exceptions import Aborted, APIConnectionError
+from ._indoubt import InDoubtStore, MemoryInDoubtStore
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ConfirmedContact
 from ._protocol import ContactInput, UpsertInput

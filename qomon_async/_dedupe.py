@@ -20,10 +20,57 @@ from __future__ import annotations
 import logging
 import sqlite3
 from array import array
+from collections.abc import Mapping
+from typing import Any, Literal
 
-__all__ = ["SeenTable"]
+from ._protocol import identity_text
+
+__all__ = [
+    "DEDUPE_KEYS",
+    "DedupeKey",
+    "SeenTable",
+    "duplicate_key",
+    "duplicate_message",
+]
 
 logger = logging.getLogger("qomon_async")
+
+DedupeKey = Literal["mail+names", "mail"]
+"""What makes two input items one person: the mail and the names (the default: a family may
+share a mail), or the mail alone."""
+
+DEDUPE_KEYS: tuple[DedupeKey, ...] = ("mail+names", "mail")
+
+
+def duplicate_key(data: Mapping[str, Any], dedupe_key: DedupeKey = "mail+names") -> int | None:
+    """A compact key (64-bit, never 0) of the person a contact dict describes, for input
+    de-duplication within this process; ``None`` without a mail (such items are never taken as
+    duplicates).
+
+    The key is Python's own hash of the folded text: SipHash, keyed at random per process, so
+    nobody can build two different persons that share a key (as one could for an unkeyed
+    digest), and two share one by chance with probability about n^2 / 2^65. It is not stable
+    across processes (``PYTHONHASHSEED``): never store it.
+    """
+    text = identity_text(data, names=dedupe_key == "mail+names")
+    if not text:
+        return None
+    if dedupe_key not in DEDUPE_KEYS:
+        raise ValueError(f"dedupe_key must be one of {DEDUPE_KEYS}, not {dedupe_key!r}")
+    return (hash(text) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # never 0: the table's empty slot
+
+
+def duplicate_message(
+    what: Literal["item", "row"], number: int, first: int, dedupe_key: DedupeKey = "mail+names"
+) -> str:
+    """The one text of a duplicate input (a :class:`DuplicateInputError`'s message)."""
+    same = "mail and names" if dedupe_key == "mail+names" else "mail"
+    earlier = f"{what} {first}" if first >= 0 else f"an earlier {what}"  # -1: index not kept
+    return (
+        f"duplicate: {what} {number} has the same {same} as {earlier}: not sent"
+        " (nobody is created twice)"
+    )
+
 
 _NO_INDEX = 0xFFFFFFFF  # an index that does not fit in 4 bytes (the message then omits it)
 _MIN_SLOTS = 64

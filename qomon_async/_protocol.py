@@ -509,6 +509,16 @@ def fold(value: object) -> str:
     return str(value).strip().casefold() if value is not None else ""
 
 
+def identity_text(data: Mapping[str, Any], *, names: bool = True) -> str:
+    """The person a contact dict describes, as one folded text: its mail and (with ``names``)
+    its first name and surname; "" without a mail. What input de-duplication and in-doubt
+    records both key on."""
+    mail = fold(data.get("mail"))
+    if not mail or not names:
+        return mail
+    return "\x1f".join((mail, fold(data.get("firstname")), fold(data.get("surname"))))
+
+
 # Dates stay date objects until the validation writes them (a naive datetime is UTC there).
 _DATES = (dt.datetime, dt.date)
 

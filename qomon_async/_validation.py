@@ -46,14 +46,10 @@ from ._models import Address, AddressWrite, Contact, ContactWrite, UpsertContact
 __all__ = [
     "ADDRESS_KEYS",
     "CONTACT_KEYS",
-    "DEDUPE_KEYS",
     "UPSERT_KEYS",
-    "DedupeKey",
     "FieldError",
     "check_gender",
     "check_mail",
-    "duplicate_key",
-    "duplicate_message",
     "format_rfc3339",
     "normalise_birthdate",
     "normalise_tags",
@@ -588,54 +584,3 @@ def _check_types(data: dict[str, Any], model: type[msgspec.Struct]) -> None:
 
 
 _ADDRESS_WRITE = frozenset(_wire_names(AddressWrite))
-
-
-# -- duplicates in the input ------------------------------------------------------------------
-
-DedupeKey = Literal["mail+names", "mail"]
-"""What makes two input items one person: the mail and the names (the default: a family may
-share a mail), or the mail alone."""
-
-DEDUPE_KEYS: tuple[DedupeKey, ...] = ("mail+names", "mail")
-
-
-def duplicate_key(data: Mapping[str, Any], dedupe_key: DedupeKey = "mail+names") -> int | None:
-    """A compact key (64-bit, never 0) of the person a contact dict describes, for input
-    de-duplication within this process; ``None`` without a mail (such items are never taken as
-    duplicates).
-
-    The key is Python's own hash of the folded text: SipHash, keyed at random per process, so
-    nobody can build two different persons that share a key (as one could for an unkeyed
-    digest), and two share one by chance with probability about n^2 / 2^65. It is not stable
-    across processes (``PYTHONHASHSEED``): never store it.
-    """
-    mail = data.get("mail")
-    mail = str(mail).strip().casefold() if mail is not None else ""
-    if not mail:
-        return None
-    if dedupe_key == "mail+names":
-        first, last = data.get("firstname"), data.get("surname")
-        text = "\x1f".join(
-            (
-                mail,
-                str(first).strip().casefold() if first is not None else "",
-                str(last).strip().casefold() if last is not None else "",
-            )
-        )
-    elif dedupe_key == "mail":
-        text = mail
-    else:
-        raise ValueError(f"dedupe_key must be one of {DEDUPE_KEYS}, not {dedupe_key!r}")
-    return (hash(text) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # never 0: the table's empty slot
-
-
-def duplicate_message(
-    what: Literal["item", "row"], number: int, first: int, dedupe_key: DedupeKey = "mail+names"
-) -> str:
-    """The one text of a duplicate input (a :class:`DuplicateInputError`'s message)."""
-    same = "mail and names" if dedupe_key == "mail+names" else "mail"
-    earlier = f"{what} {first}" if first >= 0 else f"an earlier {what}"  # -1: index not kept
-    return (
-        f"duplicate: {what} {number} has the same {same} as {earlier}: not sent"
-        " (nobody is created twice)"
-    )

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from qomon_async import CreateStatus, DuplicateInputError, QomonClient, RetryPolicy
-from qomon_async._dedupe import SeenTable
-from qomon_async._validation import duplicate_key
+from qomon_async._dedupe import SeenTable, duplicate_key
 from qomon_async.testing import FakeQomon
 
 KEY = "dedupe-test-key"

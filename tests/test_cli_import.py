@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from qomon_async import ContactValidationError, QomonClient, RowMapper
+from qomon_async._dedupe import duplicate_key
 from qomon_async._importer import write_demo_csv, write_demo_mapping
-from qomon_async._validation import duplicate_key
 from qomon_async.testing import FakeQomon, Latency, RequestInfo, SlowAnswer, Unauthorized
 
 SCRIPT = str(Path(sys.executable).with_name("qomon-async"))

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from qomon_async import CreateStatus, OutcomeUnknownError, QomonClient, RetryPolicy
-from qomon_async._create import MemoryInDoubtStore, identity_key
+from qomon_async._indoubt import MemoryInDoubtStore, identity_key
 from qomon_async.testing import ErrorAfterProcessing, FakeQomon, Latency, SlowAnswer
 
 KEY = "in-doubt-test-key"
