@@ -32,7 +32,7 @@ from collections.abc import (
 )
 from typing import Any, Literal
 
-from . import _protocol
+from . import _bodies
 from ._budget import CALL_BUDGET
 from ._config import RetryPolicy
 from ._create import Claims, CreateProtocol, Request, Search, maybe_await
@@ -447,9 +447,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             return _result(index, item, started, SKIPPED, error=reason)
         try:
             if self._mode == "create":
-                data = _protocol.contact_to_dict(item, strict=self._strict)
+                data = _bodies.contact_to_dict(item, strict=self._strict)
             else:
-                data = _protocol.upsert_to_dict(item, strict=self._strict)
+                data = _bodies.upsert_to_dict(item, strict=self._strict)
         except ContactValidationError as exc:
             return _result(index, item, started, FAILED, error=exc)
         except (TypeError, ValueError) as exc:  # an input no rule foresaw: still one outcome
@@ -608,7 +608,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             await self._backend.request(
                 "POST",
                 "/contacts/upsert",
-                body=_protocol.upsert_body(data),
+                body=_bodies.upsert_body(data),
                 idempotent=False,
                 retry=self._retry,
                 timeout=self._timeout,

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable
 from typing import Any, Protocol, TypeVar, overload
 
+from ._bodies import ContactInput, UpsertInput
 from ._budget import check_max_wait
 from ._bulk import BulkBackend, BulkRun, InDoubt, OnAttempt, OnProgress
 from ._config import RetryPolicy
 from ._dedupe import DedupeKey
-from ._protocol import ContactInput, UpsertInput
 from ._types import ContactDict, UpsertDict
 
 _C = TypeVar("_C", bound=ContactInput)

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from . import _http, _protocol
+from . import _bodies, _http, _protocol
+from ._bodies import ContactInput, UpsertInput
 from ._budget import CALL_BUDGET, Budget, check_max_wait
 from ._bulk import BulkBackend
 from ._bulk_endpoints import BulkEndpoints
@@ -43,7 +44,6 @@ from ._exceptions import Aborted, APIConnectionError
 from ._indoubt import InDoubtStore, MemoryInDoubtStore
 from ._local_limiter import LocalLimiter, RateLimiter
 from ._models import ConfirmedContact
-from ._protocol import ContactInput, UpsertInput
 from ._ratelimit import (
     Limiter,
     LimiterStats,
@@ -468,7 +468,7 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
                 not know (see ``strict``); nothing was sent.
             APIStatusError: Qomon refused it (``UnprocessableEntityError`` names the fields).
         """
-        data = _protocol.contact_to_dict(contact, strict=self._strict(strict))
+        data = _bodies.contact_to_dict(contact, strict=self._strict(strict))
         token = CALL_BUDGET.set(self._budget(max_wait))
         try:
             outcome = await self._creates.create(
@@ -513,11 +513,11 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
            advanced-field answers included. To change a few fields, use
            :meth:`update_contact`, which reads, merges and writes back.
         """
-        data = _protocol.contact_to_dict(contact, strict=self._strict(strict))
+        data = _bodies.contact_to_dict(contact, strict=self._strict(strict))
         response = await self._request(
             "PATCH",
             f"/contacts/{int(contact_id)}",
-            body=_protocol.contact_body(data),
+            body=_bodies.contact_body(data),
             idempotent=False,
             retry=retry,
             timeout=timeout,
@@ -552,13 +552,13 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
             max_wait=budget,
         )
         current = _protocol.decode_contact_dict(response.status, response.body)
-        merged = _protocol.merge_for_update(
-            current, _protocol.contact_to_dict(changes, strict=self._strict(strict))
+        merged = _bodies.merge_for_update(
+            current, _bodies.contact_to_dict(changes, strict=self._strict(strict))
         )
         await self._request(
             "PATCH",
             f"/contacts/{int(contact_id)}",
-            body=_protocol.contact_body(merged),
+            body=_bodies.contact_body(merged),
             idempotent=False,
             retry=retry,
             timeout=timeout,
@@ -608,11 +608,11 @@ class QomonClient(ReadEndpoints, BulkEndpoints, EnsureContact, WatchContacts):
         names, birthdate and address. It returns no id, and drops silently a record
         naming an unknown form or value: read back to be sure (see ``upsert_contacts``).
         """
-        data = _protocol.upsert_to_dict(contact, strict=self._strict(strict))
+        data = _bodies.upsert_to_dict(contact, strict=self._strict(strict))
         await self._request(
             "POST",
             "/contacts/upsert",
-            body=_protocol.upsert_body(data),
+            body=_bodies.upsert_body(data),
             idempotent=False,
             retry=retry,
             timeout=timeout,

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
 from typing import Any, Protocol
 
-from . import _http, _protocol
+from . import _bodies, _http, _protocol
 from ._budget import Budget
 from ._claims import Claims
 from ._claims import aware as _aware
@@ -294,7 +294,7 @@ class CreateProtocol:
         exclude: Container[int],
     ) -> CreateOutcome:
         policy = retry or self.retry
-        body = _protocol.contact_body(data)
+        body = _bodies.contact_body(data)
         # One budget for the whole create: the policy's attempts and total time bound every
         # request of every round, not each round afresh.
         deadline = time.monotonic() + policy.max_time
@@ -498,10 +498,10 @@ def same_person(found: Contact, data: Mapping[str, Any]) -> bool:
     the same first name, surname and married name (case-folded, stripped), a name absent on one
     side and present on the other being a mismatch (Qomon's ``eql`` is a prefix match, so the
     mail is compared again)."""
-    if _protocol.fold(found.mail) != _protocol.fold(data.get("mail")):
+    if _bodies.fold(found.mail) != _bodies.fold(data.get("mail")):
         return False
     return all(
-        _protocol.fold(getattr(found, key)) == _protocol.fold(data.get(key)) for key in NAME_FIELDS
+        _bodies.fold(getattr(found, key)) == _bodies.fold(data.get(key)) for key in NAME_FIELDS
     )
 
 

@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ._protocol import identity_text
+from ._bodies import identity_text
 
 __all__ = [
     "DEDUPE_KEYS",

@@ -34,13 +34,13 @@ from typing import Any, Literal, Protocol, cast
 
 import msgspec
 
-from . import _protocol
+from . import _bodies
+from ._bodies import ContactInput
 from ._budget import CALL_BUDGET, Budget
 from ._config import RetryPolicy
 from ._create import CreateProtocol
 from ._exceptions import AmbiguousMatchError, ContactValidationError, NotFoundError
 from ._models import ConfirmedContact, Contact, confirmed
-from ._protocol import ContactInput
 from ._query import Condition, Query
 from ._types import ContactDict
 
@@ -60,7 +60,7 @@ _FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
 def mail_key(mail: str) -> str:
     """A digest of the folded mail: the flight's and the memory's key (never the mail itself)."""
-    return hashlib.blake2b(_protocol.fold(mail).encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(_bodies.fold(mail).encode(), digest_size=16).hexdigest()
 
 
 def _age(contact: Contact) -> tuple[dt.datetime, int]:
@@ -172,12 +172,10 @@ async def ensure(
 ) -> Contact:
     """One flight: look up, then create, return or update (see the module's docstring)."""
     key = mail_key(mail)
-    folded = _protocol.fold(mail)
+    folded = _bodies.fold(mail)
     matches = list(
         {
-            c.id: c
-            for c in await find(mail)
-            if c.id is not None and _protocol.fold(c.mail) == folded
+            c.id: c for c in await find(mail) if c.id is not None and _bodies.fold(c.mail) == folded
         }.values()
     )
     if not matches:
@@ -291,7 +289,7 @@ class EnsureContact:
             RateLimitTimeout: the waiting would have exceeded ``max_wait``.
             OutcomeUnknownError: the create may have been stored and could not be confirmed.
         """
-        data = _protocol.contact_to_dict(contact, strict=self._strict(None))
+        data = _bodies.contact_to_dict(contact, strict=self._strict(None))
         mail = require_mail(data, match)
         budget = self._budget(max_wait)
 

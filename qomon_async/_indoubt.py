@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ._protocol import identity_text
+from ._bodies import identity_text
 
 __all__ = ["InDoubtStore", "MemoryInDoubtStore", "identity_key"]
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from . import _protocol
+from . import _bodies, _protocol
 from ._config import MAX_PER_PAGE, RetryPolicy
 from ._create import Request
 from ._exceptions import NotFoundError
@@ -54,7 +54,7 @@ class ReadEndpoints:
         seen: set[int] = set()
         page = 0
         while True:
-            body = _protocol.search_body(
+            body = _bodies.search_body(
                 query,
                 page=page,
                 per_page=per_page,
@@ -91,7 +91,7 @@ class ReadEndpoints:
         max_wait: float | None = None,
     ) -> int:
         """How many contacts match ``query`` (``POST /kpi``), all by default."""
-        body = _protocol.search_body(query or Query.everything(), page=0, per_page=None)
+        body = _bodies.search_body(query or Query.everything(), page=0, per_page=None)
         response = await self._request(
             "POST",
             "/kpi",

@@ -8,10 +8,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._bodies import fold
 from ._create import Search
 from ._exceptions import OutcomeUnknownError, QomonError
 from ._models import Contact
-from ._protocol import fold
 from ._query import Condition, Query
 
 __all__ = ["read_back", "shows"]

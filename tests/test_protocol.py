@@ -27,6 +27,7 @@ from qomon_async import (
     ServerError,
     UnprocessableEntityError,
 )
+from qomon_async import _bodies as b
 from qomon_async import _protocol as p
 from qomon_async._models import Address, ConfirmedContact
 
@@ -193,28 +194,28 @@ def test_other_error_formats() -> None:
 
 
 def test_contact_bodies_send_only_what_was_set() -> None:
-    data = p.contact_to_dict(ContactWrite(firstname="Jeanne", mail="j@example.org", phone=None))
+    data = b.contact_to_dict(ContactWrite(firstname="Jeanne", mail="j@example.org", phone=None))
     assert data == {"firstname": "Jeanne", "mail": "j@example.org", "phone": None}
-    body = json.loads(p.contact_body(data))
+    body = json.loads(b.contact_body(data))
     assert body == {"data": {"contact": data}}
     assert (
-        p.contact_to_dict({"birthdate": dt.date(1990, 5, 17)})["birthdate"]
+        b.contact_to_dict({"birthdate": dt.date(1990, 5, 17)})["birthdate"]
         == "1990-05-17T00:00:00Z"
     )
-    assert p.contact_to_dict({"birthdate": "1990-05-17"})["birthdate"] == "1990-05-17T00:00:00Z"
+    assert b.contact_to_dict({"birthdate": "1990-05-17"})["birthdate"] == "1990-05-17T00:00:00Z"
     # external_id is a field Qomon reads back: it is known, and sent as given.
     external: Any = {"mail": "a@b.fr", "external_id": "X1"}
-    assert p.contact_to_dict(external)["external_id"] == "X1"
+    assert b.contact_to_dict(external)["external_id"] == "X1"
     # A key this library does not know is refused (strict), or sent as given (strict=False).
     unknown: Any = {"mail": "a@b.fr", "new_field": "X1"}
     with pytest.raises(ContactValidationError, match="unknown contact field 'new_field'"):
-        p.contact_to_dict(unknown)
-    assert p.contact_to_dict(unknown, strict=False)["new_field"] == "X1"
+        b.contact_to_dict(unknown)
+    assert b.contact_to_dict(unknown, strict=False)["new_field"] == "X1"
 
 
 def test_a_read_contact_can_be_written_without_its_read_only_keys() -> None:
     c = p.decode_contact(200, SEED)
-    data = p.contact_to_dict(c)
+    data = b.contact_to_dict(c)
     assert "id" not in data and "CreatedAt" not in data and "group_id" not in data
     assert "id" not in data["address"] and "score" not in data["address"]
     assert data["firstname"] == "Jeanne"
@@ -233,7 +234,7 @@ def test_a_read_contact_can_be_written_without_its_read_only_keys() -> None:
 )
 def test_bad_contacts_name_the_field(contact: Any, location: str) -> None:
     with pytest.raises(ContactValidationError) as info:
-        p.contact_to_dict(contact)
+        b.contact_to_dict(contact)
     assert info.value.location == location
 
 
@@ -259,16 +260,16 @@ def test_query_tree_has_two_levels() -> None:
         == "2026-01-02T03:04:05.000000Z"
     )
     body = json.loads(
-        p.search_body(q, page=2, per_page=1000, sort_attr="lastchange", sort_asc=True)
+        b.search_body(q, page=2, per_page=1000, sort_attr="lastchange", sort_asc=True)
     )
     assert body["data"]["advanced_search"]["page"] == 2
     with pytest.raises(ValueError, match="per_page"):
-        p.search_body(q, page=0, per_page=1001)
+        b.search_body(q, page=0, per_page=1001)
 
 
 def test_merge_for_update_keeps_the_rest_and_strips_read_only() -> None:
     current = msgspec.json.decode(SEED)["data"]["contact"]
-    merged = p.merge_for_update(current, {"address": {"city": "Lyon"}, "mobile": "0700000000"})
+    merged = b.merge_for_update(current, {"address": {"city": "Lyon"}, "mobile": "0700000000"})
     assert merged["address"]["city"] == "Lyon" and merged["address"]["street"] == "rue de la paix"
     assert "id" not in merged["address"] and "latitude" not in merged["address"]
     assert merged["mobile"] == "0700000000" and merged["firstname"] == "Jeanne"
@@ -316,7 +317,7 @@ def test_bare_answers_and_non_answers() -> None:
 
 
 def test_mail_is_sent_as_it_will_be_searched() -> None:
-    assert p.contact_to_dict({"mail": " a@b.fr "})["mail"] == "a@b.fr"
+    assert b.contact_to_dict({"mail": " a@b.fr "})["mail"] == "a@b.fr"
 
 
 def _variants() -> list[bytes]:

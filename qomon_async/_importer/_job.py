@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast
 
+from .._bodies import contact_to_dict, upsert_to_dict
 from .._bulk import BulkRun, CreateResult, CreateStatus
 from .._client import QomonClient
 from .._dedupe import DedupeKey, duplicate_key, duplicate_message
@@ -47,7 +48,6 @@ from .._exceptions import (
     PermissionDeniedError,
     QomonError,
 )
-from .._protocol import contact_to_dict, upsert_to_dict
 from ._builder import BuiltRow, ContactBuilder
 from ._errors import ImporterError, JournalError, RowError, format_row_error
 from ._exit import ExitCode, exit_code_for
