@@ -14,15 +14,37 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 
 
 class _Group:
-    """The claims created within about one :attr:`Claims.span` of Qomon's clock."""
+    """The claims created within about one :attr:`Claims.span` of Qomon's clock.
 
-    __slots__ = ("ids", "newest", "oldest", "start")
+    Ids are kept as 32-bit differences from the group's first (ids handed out in the same
+    half-second are close); the first that does not fit turns the group into 64-bit ids.
+    """
 
-    def __init__(self, created: int) -> None:
+    __slots__ = ("base", "ids", "newest", "oldest", "start")
+
+    def __init__(self, created: int, contact_id: int) -> None:
         self.start = created  # microseconds since the epoch, Qomon's clock
         self.oldest = created
         self.newest = created
-        self.ids = array("q")
+        self.base = contact_id
+        self.ids = array("i", (0,))
+
+    def append(self, contact_id: int) -> None:
+        ids = self.ids
+        delta = contact_id - self.base
+        if ids.typecode == "i":
+            if -(2**31) <= delta < 2**31:
+                ids.append(delta)
+                return
+            self.ids = ids = array("q", [self.base + d for d in ids])
+            self.base = 0
+        ids.append(contact_id)
+
+    def __contains__(self, contact_id: int) -> bool:
+        delta = contact_id - self.base
+        if self.ids.typecode == "i" and not -(2**31) <= delta < 2**31:
+            return False
+        return delta in self.ids
 
 
 class Claims:
@@ -34,8 +56,9 @@ class Claims:
     can never be a candidate again and is dropped (:meth:`drop_before`). Claims are grouped by
     creation time, :attr:`span` of Qomon's clock a group, and a group is dropped whole once all
     of its claims are older than the floor: dropping costs nothing per claim kept, and the pool
-    is asked to drop (:meth:`full`) each time a group begins. Memory: 8 bytes per claim of the
-    last seconds (the in-flight window plus a group or two), not one per item of the run;
+    is asked to drop (:meth:`full`) each time a group begins. Memory: 4 bytes per claim of the
+    last seconds (the in-flight window plus a group or two; 8 when the ids of one group lie
+    more than 2**31 apart), not one per item of the run;
     contacts found for in-doubt items (created before the run) are kept apart, one per such item.
     """
 
@@ -60,7 +83,9 @@ class Claims:
     def __contains__(self, contact_id: object) -> bool:
         if contact_id in self._kept:
             return True
-        return any(contact_id in group.ids for group in self._groups)
+        if not isinstance(contact_id, int):
+            return False
+        return any(contact_id in group for group in self._groups)
 
     def add(self, contact: Contact, *, keep: bool = False) -> None:
         """Claim ``contact`` for an item; ``keep``: never drop it (found for an in-doubt item,
@@ -78,14 +103,14 @@ class Claims:
         # reconciled contact from seconds ago, a date from the future) begins its own group, so
         # that it never holds back the dropping of the claims around it.
         if group is None or not group.start - self.span < when < group.start + self.span:
-            group = _Group(when)
-            groups.append(group)
+            groups.append(_Group(when, contact.id))
             self._due = self._due or len(groups) > 1
-        elif when < group.oldest:
-            group.oldest = when
-        elif when > group.newest:
-            group.newest = when
-        group.ids.append(contact.id)
+        else:
+            if when < group.oldest:
+                group.oldest = when
+            elif when > group.newest:
+                group.newest = when
+            group.append(contact.id)
         self._count += 1
 
     def full(self) -> bool:

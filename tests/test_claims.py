@@ -106,6 +106,23 @@ def test_a_late_claim_of_an_older_contact_is_dropped_in_its_turn() -> None:
     assert claims.forgotten(T0 + 3_000 * MS) and not claims.forgotten(T0 + 2_999 * MS)
 
 
+def test_ids_far_apart_in_one_group_are_all_kept_exactly() -> None:
+    # Ids are kept as 32-bit differences within a group until one does not fit; an id 2**32
+    # away from a kept one (the same 32 low bits) is not taken for it.
+    claims = Claims()
+    near = [10_000_000 + k for k in range(5)]
+    far = [2**62, -(2**63), 2**63 - 1, 10_000_000 - 2**31, 10_000_000 + 2**31]
+    for number in near:
+        claims.add(claim(number, T0))
+    assert 10_000_000 + 2**32 not in claims and 10_000_000 - 2**32 not in claims
+    for number in far:
+        claims.add(claim(number, T0 + MS))
+    assert all(number in claims for number in near + far) and len(claims) == 10
+    assert 10_000_000 + 2**32 not in claims and 0 not in claims and None not in claims
+    claims.drop_before(T0 + 2 * MS)
+    assert not any(number in claims for number in near + far) and len(claims) == 0
+
+
 def test_claims_without_a_date_or_for_in_doubt_items_are_never_dropped() -> None:
     claims = Claims()
     claims.add(Contact(id=1))
@@ -126,15 +143,18 @@ steps = st.lists(
 
 
 @settings(max_examples=500, deadline=None)
-@given(steps)
-def test_no_claim_is_lost_and_the_drops_are_told_exactly(ops: list[tuple[str, int]]) -> None:
+@given(steps, st.sampled_from([1, -7, 2**28]))
+def test_no_claim_is_lost_and_the_drops_are_told_exactly(
+    ops: list[tuple[str, int]], stride: int
+) -> None:
+    # Ids: close together, or far enough apart that a group needs 64 bits for them.
     claims = Claims()
     created: dict[int, dt.datetime] = {}
     cuts: list[dt.datetime] = []
     for op, offset in ops:
         when = T0 + offset * MS
         if op == "add":
-            number = len(created) + 1
+            number = (len(created) + 1) * stride
             created[number] = when
             claims.add(claim(number, when))
             continue
@@ -149,6 +169,7 @@ def test_no_claim_is_lost_and_the_drops_are_told_exactly(ops: list[tuple[str, in
             cuts.append(when)
     present = {n for n in created if n in claims}
     assert len(claims) == len(present)
+    assert 0 not in claims and (len(created) + 1) * stride not in claims
     dropped = [created[n] for n in created if n not in present]
     if not dropped:
         assert claims.floor is None and claims.dropped_from is None
