@@ -9,6 +9,43 @@ from ._models import Contact
 
 __all__ = ["Claims", "aware"]
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+class _Group:
+    """The claims created within about one :attr:`Claims.span` of Qomon's clock.
+
+    Ids are kept as 32-bit differences from the group's first (ids handed out in the same
+    half-second are close); the first that does not fit turns the group into 64-bit ids.
+    """
+
+    __slots__ = ("base", "ids", "newest", "oldest", "start")
+
+    def __init__(self, created: int, contact_id: int) -> None:
+        self.start = created  # microseconds since the epoch, Qomon's clock
+        self.oldest = created
+        self.newest = created
+        self.base = contact_id
+        self.ids = array("i", (0,))
+
+    def append(self, contact_id: int) -> None:
+        ids = self.ids
+        delta = contact_id - self.base
+        if ids.typecode == "i":
+            if -(2**31) <= delta < 2**31:
+                ids.append(delta)
+                return
+            self.ids = ids = array("q", [self.base + d for d in ids])
+            self.base = 0
+        ids.append(contact_id)
+
+    def __contains__(self, contact_id: int) -> bool:
+        delta = contact_id - self.base
+        if self.ids.typecode == "i" and not -(2**31) <= delta < 2**31:
+            return False
+        return delta in self.ids
+
 
 class Claims:
     """The contacts the items of one bulk run obtained, kept only while another item could meet
@@ -16,26 +53,39 @@ class Claims:
 
     A reconciliation considers contacts created since its attempt began (on Qomon's clock, as
     learned from confirmed creates); a claim created before every attempt still in flight began
-    can never be a candidate again and is dropped (:meth:`drop_before`). Memory: 16 bytes per
-    claim of the last seconds (the in-flight window), not one per item of the run; contacts
-    found for in-doubt items (created before the run) are kept apart, one per such item.
+    can never be a candidate again and is dropped (:meth:`drop_before`). Claims are grouped by
+    creation time, :attr:`span` of Qomon's clock a group, and a group is dropped whole once all
+    of its claims are older than the floor: dropping costs nothing per claim kept, and the pool
+    is asked to drop (:meth:`full`) each time a group begins. Memory: 4 bytes per claim of the
+    last seconds (the in-flight window plus a group or two; 8 when the ids of one group lie
+    more than 2**31 apart), not one per item of the run;
+    contacts found for in-doubt items (created before the run) are kept apart, one per such item.
     """
 
+    #: Microseconds of Qomon's clock one group of claims covers (a claim up to this much older
+    #: than its group's first joins it too).
+    span: int = 500_000
+
     def __init__(self) -> None:
-        self._ids = array("q")
-        self._times = array("q")  # created_at on Qomon's clock, microseconds since the epoch
+        self._groups: list[_Group] = []
+        self._count = 0  # claims in the groups
         self._kept: set[int] = set()
         self._limit = 1024
+        self._due = False  # a group began since the pool last asked
         #: Claims created before this time (Qomon's clock) may have been dropped...
         self.floor: dt.datetime | None = None
         #: ...and none of those dropped was created before this one.
         self.dropped_from: dt.datetime | None = None
 
     def __len__(self) -> int:
-        return len(self._ids) + len(self._kept)
+        return self._count + len(self._kept)
 
     def __contains__(self, contact_id: object) -> bool:
-        return contact_id in self._kept or contact_id in self._ids
+        if contact_id in self._kept:
+            return True
+        if not isinstance(contact_id, int):
+            return False
+        return any(contact_id in group for group in self._groups)
 
     def add(self, contact: Contact, *, keep: bool = False) -> None:
         """Claim ``contact`` for an item; ``keep``: never drop it (found for an in-doubt item,
@@ -46,36 +96,56 @@ class Claims:
         if keep or created is None or not -(2**63) <= contact.id < 2**63:
             self._kept.add(contact.id)
             return
-        self._ids.append(contact.id)
-        self._times.append(_micros(created))
+        when = _micros(created)
+        groups = self._groups
+        group = groups[-1] if groups else None
+        # Claims arrive in nearly created-at order; one far from the last group's start (a
+        # reconciled contact from seconds ago, a date from the future) begins its own group, so
+        # that it never holds back the dropping of the claims around it.
+        if group is None or not group.start - self.span < when < group.start + self.span:
+            groups.append(_Group(when, contact.id))
+            self._due = self._due or len(groups) > 1
+        else:
+            if when < group.oldest:
+                group.oldest = when
+            elif when > group.newest:
+                group.newest = when
+            group.append(contact.id)
+        self._count += 1
 
     def full(self) -> bool:
-        """Whether it is time to drop old claims (amortised: the limit doubles with the kept)."""
-        return len(self._ids) >= self._limit
+        """Whether it is time to try dropping old claims: a group began since the last try
+        (once per :attr:`span` of Qomon's clock), or the claims doubled since then."""
+        return self._due or self._count >= self._limit
 
     def keep_all(self) -> None:
         """Nothing can be dropped yet (Qomon's clock unknown, or an item in doubt in flight):
-        ask again when the claims have doubled, not on every claim."""
-        self._limit = max(2 * len(self._ids), 1024)
+        ask again when the next group begins or the claims have doubled, not on every claim."""
+        self._due = False
+        self._limit = max(2 * self._count, 1024)
 
     def drop_before(self, floor: dt.datetime) -> None:
-        """Drop the claims created before ``floor`` (Qomon's clock)."""
+        """Drop the claims created before ``floor`` (Qomon's clock), a group at a time: a group
+        holding a claim created at or after ``floor`` is kept whole (keeping is always safe)."""
         cut = _micros(floor)
-        ids, times = array("q"), array("q")
+        self._due = False
+        kept: list[_Group] = []
         oldest: int | None = None
-        for contact_id, created in zip(self._ids, self._times, strict=True):
-            if created >= cut:
-                ids.append(contact_id)
-                times.append(created)
-            elif oldest is None or created < oldest:
-                oldest = created
-        self._ids, self._times = ids, times
-        self._limit = max(2 * len(ids), 1024)
+        for group in self._groups:
+            if group.newest >= cut:
+                kept.append(group)
+                continue
+            self._count -= len(group.ids)
+            if oldest is None or group.oldest < oldest:
+                oldest = group.oldest
+        self._groups = kept
+        self._limit = max(2 * self._count, 1024)
         if oldest is None:
             return
-        dropped = dt.datetime.fromtimestamp(oldest / 1_000_000, dt.timezone.utc)
+        dropped = _EPOCH + oldest * _MICROSECOND
         if self.dropped_from is None or dropped < self.dropped_from:
             self.dropped_from = dropped
+        floor = aware(floor)
         if self.floor is None or floor > self.floor:
             self.floor = floor
 
@@ -87,7 +157,9 @@ class Claims:
 
 
 def _micros(when: dt.datetime) -> int:
-    return int(aware(when).timestamp() * 1_000_000)
+    """Microseconds since the epoch, exactly (no float rounding: a drop must not move a claim
+    across the floor)."""
+    return (aware(when) - _EPOCH) // _MICROSECOND
 
 
 def aware(when: dt.datetime) -> dt.datetime:

@@ -116,6 +116,27 @@ async def test_claims_are_kept_only_for_the_in_flight_window(
     assert largest <= 1024 and len(run._claims) < 300
 
 
+async def test_claims_are_dropped_as_time_passes_not_once_the_table_doubled(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    # Qomon's clock 1000x: its 5 s of slack are 5 ms here, a few claims' worth. The table
+    # follows that window all along the run (dropped each time a group of claims begins), where
+    # dropping only when it reached 1,024 claims let it climb to that size again and again.
+    n = 3000
+    run = client.create_contacts(
+        ({"firstname": "Q", "surname": str(i), "mail": f"q{i}@example.org"} for i in range(n)),
+        concurrency=2,
+        dedupe=False,
+    )
+    sizes = []
+    async for result in run:
+        assert result.ok
+        sizes.append(len(run._claims))
+    assert len(sizes) == n
+    assert max(sizes) < 256
+    assert run._claims.floor is not None  # claims were dropped, and the drop was told
+
+
 def test_the_lookup_schedule_grows_and_covers_the_lag() -> None:
     waits = lookup_schedule(5.0)
     assert waits == pytest.approx((0.5, 1.0, 1.5, 2.0))
