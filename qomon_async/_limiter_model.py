@@ -286,8 +286,25 @@ class BucketModel:
         stats = self.stats
         stats.syncs += 1
         reading = self._reading
-        if reading is None or seq >= reading[2]:  # else overtaken: measure from the latest only
+        if reading is None:
             self._measure_others(now, server, seq, granted_total)
+        elif seq >= reading[2]:  # else overtaken: measure from the latest only
+            # The common case, without a call: the server's reading is what the refill and our
+            # own grants predict, nobody else was seen spending and no 429 is to deduct: the
+            # measure would be a zero into an empty window, which changes nothing (an empty
+            # window has no reserve and the full refill). Only the reading moves on.
+            then, tokens, _since, granted = reading
+            expected = tokens + self._rate * (now - then)
+            if (
+                (expected if expected < capacity else capacity) - (granted_total - granted)
+                == server
+                and not self._rejected
+                and not self._reserve
+                and not self._others._items
+            ):
+                self._reading = (now, server, seq, granted_total)
+            else:
+                self._measure_others(now, server, seq, granted_total)
         # The band [low, high] of module docstring: "high" assumes the server processed our
         # requests in grant order; "low" holds in any order (everything granted after this
         # permit, and everything in flight when it was granted, may have come after it).
