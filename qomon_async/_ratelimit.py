@@ -240,32 +240,47 @@ def parse_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
 def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
     """:func:`parse_ratelimit_headers` for headers whose names are already lower-case (the
     client's answers): four look-ups, no scan."""
+    global _last_parsed  # noqa: PLW0603 (one tuple, replaced whole: safe across threads)
     get = headers.get
-    return _parse_header_values(
+    values = (
         get("x-ratelimit-limit"),
         get("x-ratelimit-remaining"),
         get("x-ratelimit-cost"),
         get("x-ratelimit-reset"),
     )
-
-
-@functools.lru_cache(maxsize=512)
-def _parse_header_values(
-    limit: str | None, remaining: str | None, cost: str | None, reset: str | None
-) -> BucketState | None:
-    """The four header values (None when absent) as a :class:`BucketState`.
-
-    Cached, and the (immutable) state shared: answers repeat the same few values (the shape
-    always; Remaining, Cost and Reset within one bucket's range), so most answers cost one
-    look-up here instead of three conversions and a new object.
-    """
+    last = _last_parsed
+    if values == last[0]:
+        # The same four values as the answer before (sequential calls on a bucket that keeps
+        # up): the same (immutable) state, without converting them again.
+        return last[1]
+    limit, remaining, cost, reset = values
     if limit is None:
         if remaining is None and cost is None and reset is None:
             return None
         capacity = rate = None
     else:
         capacity, rate = _parse_limit_text(limit)
-    return BucketState(capacity, rate, _number(remaining), _number(cost), _number(reset))
+    # _number on each, inlined (this runs on most answers): float() then the range check.
+    try:
+        left = None if remaining is None else float(remaining)
+        charged = None if cost is None else float(cost)
+        full_in = None if reset is None else float(reset)
+    except ValueError:  # a garbled one: field by field
+        state = BucketState(capacity, rate, _number(remaining), _number(cost), _number(reset))
+    else:
+        state = BucketState(
+            capacity,
+            rate,
+            left if left is not None and 0.0 <= left < math.inf else None,
+            charged if charged is not None and 0.0 <= charged < math.inf else None,
+            full_in if full_in is not None and 0.0 <= full_in < math.inf else None,
+        )
+    _last_parsed = (values, state)
+    return state
+
+
+# The values of the four headers last parsed, and their state.
+_last_parsed: tuple[tuple[str | None, ...], BucketState | None] = ((), None)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
