@@ -138,6 +138,9 @@ class OthersWindow:
 
     Attributes:
         total: the sum of the measures in the window.
+
+    (The limiter reads ``_items`` directly on every answer, to know the window empty without
+    a call.)
     """
 
     __slots__ = ("_items", "_maxima", "total")

@@ -286,25 +286,31 @@ class BucketModel:
         stats = self.stats
         stats.syncs += 1
         reading = self._reading
-        if reading is None:
-            self._measure_others(now, server, seq, granted_total)
-        elif seq >= reading[2]:  # else overtaken: measure from the latest only
-            # The common case, without a call: the server's reading is what the refill and our
-            # own grants predict, nobody else was seen spending and no 429 is to deduct: the
-            # measure would be a zero into an empty window, which changes nothing (an empty
-            # window has no reserve and the full refill). Only the reading moves on.
-            then, tokens, _since, granted = reading
-            expected = tokens + self._rate * (now - then)
-            if (
-                (expected if expected < capacity else capacity) - (granted_total - granted)
-                == server
-                and not self._rejected
-                and not self._reserve
-                and not self._others._items
-            ):
-                self._reading = (now, server, seq, granted_total)
-            else:
+        if reading is None or self._rejected:
+            if reading is None or seq >= reading[2]:
                 self._measure_others(now, server, seq, granted_total)
+        elif seq >= reading[2]:  # else overtaken: measure from the latest only
+            # _measure_others, inlined for the common case (a reading before, no 429 to
+            # deduct): this runs on every answer.
+            self._reading = (now, server, seq, granted_total)
+            then, tokens, _since, granted = reading
+            refill = self._rate
+            expected = tokens + refill * (now - then)
+            spent = (expected if expected < capacity else capacity) - (granted_total - granted)
+            spent -= server
+            others = self._others
+            if spent or others._items or self._reserve:
+                window = capacity / refill
+                spending = others.add(now, spent, now - window) / window
+                if spending > 0.02 * refill or spending < 0.0 or self._reserve:
+                    self._set_refill(now, spending, refill)
+                else:
+                    change = refill - spending - self._leak
+                    if change > 1e-9 or change < -1e-9:
+                        self._set_refill(now, spending, refill)
+            # else: the reading is what the refill and our grants predict, and nobody else was
+            # seen spending: a zero into an empty window would change nothing (an empty window
+            # keeps no reserve and the whole refill).
         # The band [low, high] of module docstring: "high" assumes the server processed our
         # requests in grant order; "low" holds in any order (everything granted after this
         # permit, and everything in flight when it was granted, may have come after it).
