@@ -27,7 +27,8 @@ before a request does not turn it into a 429. When others stop, both fade within
 The work per answer does not grow with that window, and at most logarithmically with the
 requests in flight (binary searches run by C: :mod:`qomon_async._limiter_ledger`). The
 per-answer path is written for CPU: comparisons rather than ``min``/``max``, one call for the
-ledger and one for the bucket.
+ledger and one for the bucket, the measure of others inline; a reading that is exactly what the
+model predicts while nobody else is seen spending (a zero into an empty window) records nothing.
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.

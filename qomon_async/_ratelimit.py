@@ -136,8 +136,8 @@ class BucketState:
         cost: float | None = None,
         reset: float | None = None,
     ) -> None:
-        # One is built per answer: written straight into the instance's dict, a third of the
-        # cost of the frozen dataclass's generated __init__ (read-only all the same).
+        # One is built per answer whose values changed: written straight into the instance's dict, a
+        # third of the cost of the frozen dataclass's generated __init__ (read-only all the same).
         fields = self.__dict__
         fields["capacity"] = capacity
         fields["rate"] = rate
