@@ -34,6 +34,7 @@ import asyncio
 import collections
 import logging
 import math
+from typing import TYPE_CHECKING
 
 from ._exceptions import RateLimitError, RateLimitTimeout
 from ._limiter_model import BucketModel
@@ -44,6 +45,9 @@ from ._ratelimit import (
     LimiterStats,
     Permit,
 )
+
+if TYPE_CHECKING:
+    from ._local_limiter import LocalLimiter
 
 __all__ = ["RateLimiter"]
 
@@ -148,6 +152,9 @@ class RateLimiter(BucketModel):
         # Set when slow start ends with waiters queued: the refill since then is not credited
         # until the next answer (see _tokens).
         self._refill_held_since: float | None = None
+        # The LocalLimiter that made this limiter for its loop, or None. It binds its acquire
+        # and observe to this limiter's; a call reaching them from another loop goes back to it.
+        self._owner: LocalLimiter | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -255,6 +262,9 @@ class RateLimiter(BucketModel):
             max_pause = _check_limit("max_pause", max_pause)
         loop = _get_running_loop()
         if loop is not self._loop:
+            owner = self._owner
+            if owner is not None:  # called through the LocalLimiter, from another loop
+                return await owner.get().acquire(cost, max_wait=max_wait, max_pause=max_pause)
             loop = self._bind()
         now = loop.time()
         bucket = self._bucket
@@ -524,6 +534,10 @@ class RateLimiter(BucketModel):
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
             rejected: the answer was a 429: the server charged nothing for it.
         """
+        owner = self._owner
+        if owner is not None and _get_running_loop() is not self._loop:
+            owner.get().observe(permit, state, rejected=rejected)  # called from another loop
+            return
         informed = self._informed
         self._refill_held_since = None
         self._sync(permit, state, rejected)

@@ -85,8 +85,8 @@ class InFlightLedger:
 
     def pop(self, seq: int) -> InFlight | None:
         """Forget the permit ``seq``; None when it is not (or no longer) in flight."""
-        taken = self._take(seq)
-        return None if taken is None else taken[0]
+        answered = self.answer(seq)
+        return None if answered is None else answered[0]
 
     def later(self, seq: int) -> float:
         """Tokens of the permits in flight granted after ``seq`` (one binary search per cost)."""
@@ -99,24 +99,9 @@ class InFlightLedger:
         return tokens
 
     def answer(self, seq: int) -> tuple[InFlight, float] | None:
-        """:meth:`pop` then :meth:`later` in one step (an answer's re-sync needs both): the
-        permit's entry and the tokens in flight granted after it; None when not in flight."""
-        taken = self._take(seq)
-        if taken is None:
-            return None
-        entry, cls, after = taken
-        later = entry[0] * after
-        classes = self._classes
-        if len(classes) > 1:
-            for other_cost, other in classes.items():
-                if other is not cls:
-                    others = other.seqs
-                    later += other_cost * (len(others) - bisect_right(others, seq, other.start))
-        return entry, later
-
-    def _take(self, seq: int) -> tuple[InFlight, _Seqs, int] | None:
-        """Remove the permit ``seq``: its entry, its cost's list, and how many permits of that
-        cost were granted after it; None when it is not in flight."""
+        """Forget the permit ``seq`` and count the tokens in flight granted after it (an
+        answer's re-sync needs both): the permit's entry and those tokens; None when it is not
+        (or no longer) in flight. One call on every answer: nothing else is called from here."""
         entries = self._entries
         entry = entries.pop(seq, None)
         if entry is None:
@@ -126,7 +111,8 @@ class InFlightLedger:
             self.total -= cost
         else:
             self.total = 0.0  # no float residue
-        cls = self._classes[cost]
+        classes = self._classes
+        cls = classes[cost]
         seqs, start = cls.seqs, cls.start
         if seqs[start] == seq:  # the oldest of its cost: answers in order
             start += 1
@@ -134,10 +120,17 @@ class InFlightLedger:
                 del seqs[:start]
                 start = 0
             cls.start = start
-            return entry, cls, len(seqs) - start
-        index = bisect_left(seqs, seq, start)
-        del seqs[index]
-        return entry, cls, len(seqs) - index
+            later = cost * (len(seqs) - start)
+        else:
+            index = bisect_left(seqs, seq, start)
+            del seqs[index]
+            later = cost * (len(seqs) - index)
+        if len(classes) > 1:
+            for other_cost, other in classes.items():
+                if other is not cls:
+                    others = other.seqs
+                    later += other_cost * (len(others) - bisect_right(others, seq, other.start))
+        return entry, later
 
 
 class OthersWindow:
@@ -145,6 +138,9 @@ class OthersWindow:
 
     Attributes:
         total: the sum of the measures in the window.
+
+    (The limiter reads ``_items`` directly on every answer, to know the window empty without
+    a call.)
     """
 
     __slots__ = ("_items", "_maxima", "total")

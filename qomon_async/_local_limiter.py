@@ -117,10 +117,16 @@ class LocalLimiter:
             limiter._on_reshape = self._remember_shape
             limiter._refused_shapes = self._refused_shapes
             limiter._loop = loop
+            limiter._owner = self
             if self.start_empty:
                 limiter._bucket.set_state(loop.time(), 0.0)
             self._limiters[loop] = limiter
         self._last = limiter
+        # The client calls these two on every request: bound straight to the limiter of the
+        # loop that called last, they cost one call rather than two. That limiter hands a call
+        # made from another loop back here (see RateLimiter._owner).
+        self.acquire = limiter.acquire  # type: ignore[method-assign]
+        self.observe = limiter.observe  # type: ignore[method-assign]
         return limiter
 
     def acquire(
@@ -129,18 +135,15 @@ class LocalLimiter:
         """:meth:`RateLimiter.acquire` of the running loop's limiter (await it).
 
         A plain method returning that coroutine, rather than a coroutine awaiting it: one
-        coroutine per request, not two.
+        coroutine per request, not two. Once a loop has called, this name is bound to its
+        limiter's method itself.
         """
-        limiter = self._last
-        if limiter is None or limiter._loop is not _get_running_loop():
-            limiter = self.get()
-        return limiter.acquire(cost, max_wait=max_wait, max_pause=max_pause)
+        return self.get().acquire(cost, max_wait=max_wait, max_pause=max_pause)
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
-        limiter = self._last
-        if limiter is None or limiter._loop is not _get_running_loop():
-            limiter = self.get()
-        limiter.observe(permit, state, rejected=rejected)
+        """:meth:`RateLimiter.observe` of the running loop's limiter (once a loop has called,
+        this name is bound to that method itself)."""
+        self.get().observe(permit, state, rejected=rejected)
 
     def release(self, permit: Permit, *, refund: bool = False) -> None:
         self.get().release(permit, refund=refund)

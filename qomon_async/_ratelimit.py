@@ -36,7 +36,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -94,12 +94,6 @@ def route_cost(method: str, path: str) -> int:
         5 for the synchronous contact writes ``POST /contacts`` and ``PATCH /contacts/{id}``;
         1 for everything else, ``POST /contacts/upsert`` included.
     """
-    return _route_cost(method, path)
-
-
-@functools.lru_cache(maxsize=1024)
-def _route_cost(method: str, path: str) -> int:
-    # Cached: a client sends the same few routes over and over (a miss costs a few µs).
     path = urlsplit(path).path.rstrip("/") or "/"
     method = method.upper()
     if (method == "POST" and _CONTACTS.fullmatch(path)) or (
@@ -107,6 +101,13 @@ def _route_cost(method: str, path: str) -> int:
     ):
         return EXPENSIVE_COST
     return DEFAULT_COST
+
+
+if not TYPE_CHECKING:
+    # Cached, and called straight through the cache (no Python call per request): a client
+    # sends the same few routes over and over, and a miss costs a few µs. Type checkers see the
+    # plain signature above.
+    route_cost = functools.lru_cache(maxsize=1024)(route_cost)
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,8 @@ class BucketState:
         cost: float | None = None,
         reset: float | None = None,
     ) -> None:
-        # One is built per answer: written straight into the instance's dict, a third of the
-        # cost of the frozen dataclass's generated __init__ (read-only all the same).
+        # One is built per answer whose values changed: written straight into the instance's dict, a
+        # third of the cost of the frozen dataclass's generated __init__ (read-only all the same).
         fields = self.__dict__
         fields["capacity"] = capacity
         fields["rate"] = rate
@@ -239,31 +240,47 @@ def parse_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
 def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
     """:func:`parse_ratelimit_headers` for headers whose names are already lower-case (the
     client's answers): four look-ups, no scan."""
+    global _last_parsed  # noqa: PLW0603 (one tuple, replaced whole: safe across threads)
     get = headers.get
-    limit = get("x-ratelimit-limit")
-    remaining = get("x-ratelimit-remaining")
-    cost = get("x-ratelimit-cost")
-    reset = get("x-ratelimit-reset")
+    values = (
+        get("x-ratelimit-limit"),
+        get("x-ratelimit-remaining"),
+        get("x-ratelimit-cost"),
+        get("x-ratelimit-reset"),
+    )
+    last = _last_parsed
+    if values == last[0]:
+        # The same four values as the answer before (sequential calls on a bucket that keeps
+        # up): the same (immutable) state, without converting them again.
+        return last[1]
+    limit, remaining, cost, reset = values
     if limit is None:
         if remaining is None and cost is None and reset is None:
             return None
         capacity = rate = None
     else:
         capacity, rate = _parse_limit_text(limit)
-    # _number on each, inlined (this runs on every answer): float() then the range check.
+    # _number on each, inlined (this runs on most answers): float() then the range check.
     try:
         left = None if remaining is None else float(remaining)
         charged = None if cost is None else float(cost)
         full_in = None if reset is None else float(reset)
     except ValueError:  # a garbled one: field by field
-        return BucketState(capacity, rate, _number(remaining), _number(cost), _number(reset))
-    return BucketState(
-        capacity,
-        rate,
-        left if left is not None and 0.0 <= left < math.inf else None,
-        charged if charged is not None and 0.0 <= charged < math.inf else None,
-        full_in if full_in is not None and 0.0 <= full_in < math.inf else None,
-    )
+        state = BucketState(capacity, rate, _number(remaining), _number(cost), _number(reset))
+    else:
+        state = BucketState(
+            capacity,
+            rate,
+            left if left is not None and 0.0 <= left < math.inf else None,
+            charged if charged is not None and 0.0 <= charged < math.inf else None,
+            full_in if full_in is not None and 0.0 <= full_in < math.inf else None,
+        )
+    _last_parsed = (values, state)
+    return state
+
+
+# The values of the four headers last parsed, and their state.
+_last_parsed: tuple[tuple[str | None, ...], BucketState | None] = ((), None)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -1,0 +1,180 @@
+"""The limiter's path per request, made short: the same results by fewer calls.
+
+- ``LocalLimiter`` binds its ``acquire`` and ``observe`` to the limiter of the loop that called
+  last; a call from another loop still reaches that loop's own limiter (sequential loops, and
+  threads running loops at the same time).
+- The rate-limit headers of an answer are parsed once per distinct set of values: the state is
+  the one a field-by-field parse gives, whatever came before.
+- An answer whose reading is what the model predicts (nobody else spending) records no measure:
+  the window of others' spending stays empty, and the figures are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+
+from test_ratelimit import run
+
+from qomon_async._local_limiter import LocalLimiter, RateLimiter
+from qomon_async._ratelimit import (
+    BucketState,
+    Permit,
+    _number,
+    _parse_limit_text,
+    parse_lowercase_ratelimit_headers,
+    parse_ratelimit_headers,
+)
+
+# --------------------------------------------------------------------------------------------
+# One LocalLimiter, several loops
+# --------------------------------------------------------------------------------------------
+
+
+def test_acquire_and_observe_reach_the_limiter_of_the_calling_loop() -> None:
+    limiter = LocalLimiter(slow_start=False)
+    seen: list[RateLimiter] = []
+
+    async def main() -> None:
+        own = limiter.get()
+        permits = [await limiter.acquire(5) for _ in range(3)]
+        assert [p.seq for p in permits] == [1, 2, 3]  # this loop's own sequence
+        assert own.in_flight == 3
+        for permit in permits:
+            limiter.observe(permit, BucketState(100, 10, 90))
+        assert own.in_flight == 0
+        assert own.available == 80  # re-synced by this loop's answers (90, less 10 in flight)
+        seen.append(own)
+
+    run(main)
+    run(main)  # bound to the first loop's limiter: handed back to this loop's
+    assert seen[0] is not seen[1]
+    assert (limiter.stats.permits, limiter.stats.syncs) == (6, 6)
+
+
+def test_an_answer_observed_in_another_loop_is_ignored_there() -> None:
+    limiter = LocalLimiter(slow_start=False)
+
+    async def grant() -> tuple[Permit, RateLimiter]:
+        return await limiter.acquire(5), limiter.get()
+
+    permit, first = asyncio.run(grant())
+
+    async def answer() -> RateLimiter:
+        limiter.observe(permit, BucketState(100, 10, 0))  # not this loop's permit
+        return limiter.get()
+
+    second = asyncio.run(answer())
+    assert second is not first
+    assert first.in_flight == 1 and second.in_flight == 0
+    assert limiter.stats.syncs == 0
+
+
+def test_threads_running_loops_at_once_each_use_their_own_limiter() -> None:
+    limiter = LocalLimiter(capacity=1e6, rate=1e6, slow_start=False)
+    rounds, threads = 300, 3
+    results: list[tuple[int, int, int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    async def work() -> None:
+        own = limiter.get()
+        for _ in range(rounds):
+            permit = await limiter.acquire(1)
+            await asyncio.sleep(0)  # let the other threads call in between
+            limiter.observe(permit, BucketState(remaining=1e6 - 1))
+        results.append((own._seq, own.in_flight, own.stats.permits))
+
+    def thread() -> None:
+        try:
+            start.wait()
+            asyncio.run(work())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=thread) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    # Each loop's limiter granted exactly its own thread's permits and heard back from each.
+    assert sorted((seq, in_flight) for seq, in_flight, _ in results) == [(rounds, 0)] * threads
+    assert limiter.stats.permits == rounds * threads
+    assert limiter.stats.syncs == rounds * threads
+
+
+# --------------------------------------------------------------------------------------------
+# Header values parsed once per distinct set
+# --------------------------------------------------------------------------------------------
+
+
+def _field_by_field(headers: dict[str, str]) -> BucketState | None:
+    names = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-cost", "x-ratelimit-reset")
+    if not any(name in headers for name in names):
+        return None
+    limit = headers.get("x-ratelimit-limit")
+    capacity, rate = (None, None) if limit is None else _parse_limit_text(limit)
+    return BucketState(
+        capacity,
+        rate,
+        _number(headers.get("x-ratelimit-remaining")),
+        _number(headers.get("x-ratelimit-cost")),
+        _number(headers.get("x-ratelimit-reset")),
+    )
+
+
+def test_repeated_and_changing_header_values_parse_as_field_by_field() -> None:
+    rng = random.Random(5)
+    values = {
+        "x-ratelimit-limit": ["burst:100;rate:10.0", "burst:50;rate:5", "garbled", "burst:0"],
+        "x-ratelimit-remaining": ["95", "90", "0", "-3", "nan", "inf", "x", " 7 "],
+        "x-ratelimit-cost": ["5", "1", "", "2.5"],
+        "x-ratelimit-reset": ["0.5", "1", "0.000005", "1e400", "-1"],
+    }
+    previous: dict[str, str] = {}
+    for _ in range(3000):
+        roll = rng.random()
+        if roll < 0.4 and previous:
+            # The same values again, in new strings (as a new answer carries them).
+            headers = {name: "".join(list(value)) for name, value in previous.items()}
+        elif roll < 0.45:
+            headers = {"content-type": "application/json"}  # none of the four
+        else:
+            headers = {
+                name: rng.choice(choices) for name, choices in values.items() if rng.random() < 0.9
+            }
+        expected = _field_by_field(headers)
+        assert parse_lowercase_ratelimit_headers(headers) == expected, headers
+        mixed_case = {name.title(): value for name, value in headers.items()}
+        assert parse_ratelimit_headers(mixed_case) == expected, headers
+        previous = headers
+
+
+# --------------------------------------------------------------------------------------------
+# Readings the model predicts
+# --------------------------------------------------------------------------------------------
+
+
+def test_readings_the_model_predicts_leave_the_window_empty() -> None:
+    async def main() -> None:
+        limiter = RateLimiter(capacity=100, rate=10, slow_start=False)
+        loop = asyncio.get_running_loop()
+        for _ in range(50):
+            permit = await limiter.acquire(5)
+            await asyncio.sleep(1.0)  # the bucket refills between creates: 95 after each
+            limiter.observe(permit, BucketState(100, 10, 95, 5, 0.5))
+        assert len(limiter._others) == 0
+        assert (limiter._reserve, limiter._bucket.leak) == (0.0, 10.0)
+        assert limiter.stats.syncs == 50
+        # Another consumer takes 30 tokens: measured, the refill left to it.
+        permit = await limiter.acquire(5)
+        await asyncio.sleep(1.0)
+        limiter.observe(permit, BucketState(100, 10, 65, 5, 3.5))
+        assert len(limiter._others) == 1
+        assert limiter._others.total == 30.0
+        assert limiter._bucket.leak < 10.0
+        assert limiter._reading is not None and limiter._reading[0] == loop.time()
+
+    run(main)
