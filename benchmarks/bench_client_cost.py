@@ -508,6 +508,13 @@ CAVEATS = [
     "quarter as many requests (its per-request cost at c=64 is its pool's bookkeeping: "
     "encode/httpx#3215, encode/httpcore#1035); requests as a sequential loop at c=1 and c "
     "threads with a Session each above. At c=256 both would take minutes per run.",
+    "Time and instructions disagree: counted by callgrind (see 'Instructions per create'), "
+    "rate_limit=False executes 1.00x to 1.03x raw aiohttp's instructions per create, yet "
+    "spends more CPU time. valgrind's cache simulation (cachegrind) at c=1 shows why: "
+    "per create, 1.03x the instructions but 1.25x the first-level instruction-cache misses "
+    "and 1.33x the data-cache misses (more distinct code and objects touched per request); "
+    "each such miss costs cycles no instruction count shows. These runs also vary by 20% "
+    "or more from one to the next on this shared machine (see 'spread').",
 ]
 
 
