@@ -15,6 +15,7 @@ from ._bodies import ContactInput, UpsertInput
 from ._budget import CALL_BUDGET, Budget
 from ._config import RetryPolicy
 from ._create import CreateProtocol, Request
+from ._http import RawResponse
 from ._models import ConfirmedContact
 from ._types import ContactDict
 
@@ -90,13 +91,8 @@ class ContactEndpoints:
         max_wait: float | None = None,
     ) -> ConfirmedContact:
         """Read one contact (``GET /contacts/{id}``). Raises ``NotFoundError`` if missing."""
-        response = await self._request(
-            "GET",
-            f"/contacts/{int(contact_id)}",
-            idempotent=True,
-            retry=retry,
-            timeout=timeout,
-            max_wait=max_wait,
+        response = await _read(
+            self._request, contact_id, retry=retry, timeout=timeout, max_wait=max_wait
         )
         return _protocol.decode_contact(response.status, response.body)
 
@@ -117,11 +113,10 @@ class ContactEndpoints:
            :meth:`update_contact`, which reads, merges and writes back.
         """
         data = _bodies.contact_to_dict(contact, strict=self._strict(strict))
-        response = await self._request(
-            "PATCH",
-            f"/contacts/{int(contact_id)}",
-            body=_bodies.contact_body(data),
-            idempotent=False,
+        response = await _patch(
+            self._request,
+            contact_id,
+            _bodies.contact_body(data),
             retry=retry,
             timeout=timeout,
             max_wait=max_wait,
@@ -146,35 +141,24 @@ class ContactEndpoints:
         ``max_wait`` bounds the waiting of the three requests together.
         """
         budget = self._budget(max_wait)
-        response = await self._request(
-            "GET",
-            f"/contacts/{int(contact_id)}",
-            idempotent=True,
-            retry=retry,
-            timeout=timeout,
-            max_wait=budget,
+        response = await _read(
+            self._request, contact_id, retry=retry, timeout=timeout, max_wait=budget
         )
         current = _protocol.decode_contact_dict(response.status, response.body)
         merged = _bodies.merge_for_update(
             current, _bodies.contact_to_dict(changes, strict=self._strict(strict))
         )
-        await self._request(
-            "PATCH",
-            f"/contacts/{int(contact_id)}",
-            body=_bodies.contact_body(merged),
-            idempotent=False,
+        await _patch(
+            self._request,
+            contact_id,
+            _bodies.contact_body(merged),
             retry=retry,
             timeout=timeout,
             max_wait=budget,
         )
         # Qomon's PATCH answer may be a reduced contact: the confirmed state is a fresh read.
-        response = await self._request(
-            "GET",
-            f"/contacts/{int(contact_id)}",
-            idempotent=True,
-            retry=retry,
-            timeout=timeout,
-            max_wait=budget,
+        response = await _read(
+            self._request, contact_id, retry=retry, timeout=timeout, max_wait=budget
         )
         return _protocol.decode_contact(response.status, response.body)
 
@@ -221,3 +205,43 @@ class ContactEndpoints:
             timeout=timeout,
             max_wait=max_wait,
         )
+
+
+async def _read(
+    request: Request,
+    contact_id: int,
+    *,
+    retry: RetryPolicy | None,
+    timeout: float | None,
+    max_wait: float | Budget | None,
+) -> RawResponse:
+    """``GET /contacts/{id}`` (idempotent: retried as the policy says)."""
+    return await request(
+        "GET",
+        f"/contacts/{int(contact_id)}",
+        idempotent=True,
+        retry=retry,
+        timeout=timeout,
+        max_wait=max_wait,
+    )
+
+
+async def _patch(
+    request: Request,
+    contact_id: int,
+    body: bytes,
+    *,
+    retry: RetryPolicy | None,
+    timeout: float | None,
+    max_wait: float | Budget | None,
+) -> RawResponse:
+    """``PATCH /contacts/{id}`` with ``body`` (a full replace; not idempotent)."""
+    return await request(
+        "PATCH",
+        f"/contacts/{int(contact_id)}",
+        body=body,
+        idempotent=False,
+        retry=retry,
+        timeout=timeout,
+        max_wait=max_wait,
+    )
