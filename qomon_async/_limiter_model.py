@@ -27,8 +27,9 @@ before a request does not turn it into a 429. When others stop, both fade within
 The work per answer does not grow with that window, and at most logarithmically with the
 requests in flight (binary searches run by C: :mod:`qomon_async._limiter_ledger`). The
 per-answer path is written for CPU: comparisons rather than ``min``/``max``, one call for the
-ledger and one for the bucket, the measure of others inline; a reading that is exactly what the
-model predicts while nobody else is seen spending (a zero into an empty window) records nothing.
+ledger, one for the bucket and one for the measure of others; a reading that is exactly what
+the model predicts while nobody else is seen spending (a zero into an empty window) records
+nothing.
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.
@@ -287,31 +288,8 @@ class BucketModel:
         stats = self.stats
         stats.syncs += 1
         reading = self._reading
-        if reading is None or self._rejected:
-            if reading is None or seq >= reading[2]:
-                self._measure_others(now, server, seq, granted_total)
-        elif seq >= reading[2]:  # else overtaken: measure from the latest only
-            # _measure_others, inlined for the common case (a reading before, no 429 to
-            # deduct): this runs on every answer.
-            self._reading = (now, server, seq, granted_total)
-            then, tokens, _since, granted = reading
-            refill = self._rate
-            expected = tokens + refill * (now - then)
-            spent = (expected if expected < capacity else capacity) - (granted_total - granted)
-            spent -= server
-            others = self._others
-            if spent or others._items or self._reserve:
-                window = capacity / refill
-                spending = others.add(now, spent, now - window) / window
-                if spending > 0.02 * refill or spending < 0.0 or self._reserve:
-                    self._set_refill(now, spending, refill)
-                else:
-                    change = refill - spending - self._leak
-                    if change > 1e-9 or change < -1e-9:
-                        self._set_refill(now, spending, refill)
-            # else: the reading is what the refill and our grants predict, and nobody else was
-            # seen spending: a zero into an empty window would change nothing (an empty window
-            # keeps no reserve and the whole refill).
+        if reading is None or seq >= reading[2]:  # else overtaken: measure from the latest only
+            self._measure_others(now, server, seq, granted_total)
         # The band [low, high] of module docstring: "high" assumes the server processed our
         # requests in grant order; "low" holds in any order (everything granted after this
         # permit, and everything in flight when it was granted, may have come after it).
@@ -369,8 +347,15 @@ class BucketModel:
         # (Comparisons rather than min/max, here and below: this runs on every answer.)
         expected = tokens + rate * (now - then)
         expected = expected if expected < capacity else capacity
+        spent = expected - ours - server
+        others = self._others
+        if not (spent or others._items or self._reserve):
+            # The reading is what the refill and our grants predict, and nobody else was seen
+            # spending: a zero into an empty window would change nothing (an empty window keeps
+            # no reserve and the whole refill).
+            return
         window = capacity / rate
-        spending = self._others.add(now, expected - ours - server, now - window) / window
+        spending = others.add(now, spent, now - window) / window
         if spending > 0.02 * rate or spending < 0.0 or self._reserve:
             self._set_refill(now, spending, rate)
             return
