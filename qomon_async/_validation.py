@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import logging
+import operator
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from operator import countOf
 from typing import Any, Literal
 
 import msgspec
@@ -135,12 +138,14 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]"
 _LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
 _MAIL_MESSAGE = "not an email address"
-# The common case in one match: ASCII, dot-atom local part, labels without an edge hyphen, a
-# last label not all digits. Anything else (non-ASCII, an error) takes the step-by-step path.
+# The common case in one match: at most 254 characters, at most 64 before the "@" (the two
+# lookaheads), ASCII, dot-atom local part, labels without an edge hyphen, a last label not all
+# digits. Anything else (non-ASCII, an error) takes the step-by-step path.
 _ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
 _ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FAST_MAIL = re.compile(
-    rf"{_ASCII_ATEXT}{{1,64}}(?:\.{_ASCII_ATEXT}+)*@(?:{_ASCII_LABEL}\.)+(?![0-9]+$){_ASCII_LABEL}"
+    r"(?=.{1,254}\Z)(?=[^@]{1,64}@)"
+    rf"{_ASCII_ATEXT}+(?:\.{_ASCII_ATEXT}+)*@(?:{_ASCII_LABEL}\.)+(?![0-9]+$){_ASCII_LABEL}"
 )
 
 
@@ -149,8 +154,7 @@ def check_mail(value: object) -> str:
     if not isinstance(value, str):
         raise FieldError(f"{_MAIL_MESSAGE} (expected text, got {_kind(value)})")
     text = value.strip()
-    fast = len(text) <= 254 and _FAST_MAIL.fullmatch(text) is not None
-    if fast and len(text.rpartition("@")[0]) <= 64:
+    if _FAST_MAIL.fullmatch(text) is not None:
         return text
     if any(c.isspace() for c in text):
         raise FieldError(_MAIL_MESSAGE)
@@ -415,88 +419,108 @@ _PLAIN_TEXT_FIELDS = frozenset(
         "nationality",
     }
 )
+#: Every top-level key of the common shape.
+_PLAIN_KEYS = _PLAIN_TEXT_FIELDS | TEXT_ONLY_FIELDS | {"mail", "gender", "address", "tags"}
 #: Address fields of the write model (all text); the read spellings take the full path.
 _PLAIN_ADDRESS_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(AddressWrite))
+#: Whole numbers beyond this take the step-by-step path (which refuses those too long to write).
+_HUGE = 10**18
+_DICTS = frozenset({dict})
+_STRS = frozenset({str})
+_strip = str.strip
+_fromkeys = dict.fromkeys
+_tag_name = operator.methodcaller("get", "name")
+_one_tag = functools.partial(dict.fromkeys, ("name",))  # name -> {"name": name}, built in C
 
 
+# Written for speed: this runs once per item on the input side of every create. The checks are
+# made in C (a key-set comparison, a count of the values' types, map over the tags) and only the
+# fields that change are touched afterwards, on a copy that keeps the key order. With the
+# benchmark's contact: 511 bytecodes a contact before (a loop over every key and address part,
+# one call per tag), N after.
 def _plain_contact(data: dict[str, Any]) -> dict[str, Any] | None:
-    """:func:`validate_contact`'s answer for the common shape, in one pass; ``None`` when any
-    field falls outside it (then the full path decides, and gives any error).
+    """:func:`validate_contact`'s answer for the common shape; ``None`` when any field falls
+    outside it (then the full path decides, and gives any error).
 
-    The common shape: text names, a mail and a gender their own checks accept, text phones, an
-    ``address`` dict of write-model text parts (a whole-number house number, floor, door or
-    polling station taken as its text), tags as a list of names or ``{"name": ...}`` dicts.
-    Every value it returns is the one the full path returns (a property test holds them equal).
+    The common shape: text names, a mail the one-match rule accepts (ASCII; others go the full
+    way), a gender among F/M/O, text phones, an ``address`` dict of write-model text parts (a
+    whole-number house number, floor, door or polling station taken as its text), tags as a
+    list of names or a list of ``{"name": ...}`` dicts. Every value it returns is the one the
+    full path returns (a property test holds them equal).
     """
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        kind = type(value)
-        if key in _PLAIN_TEXT_FIELDS:
-            if kind is not str:
-                return None
-            out[key] = value
-        elif key == "mail":
-            if kind is not str:
-                return None
-            try:
-                out[key] = check_mail(value)
-            except FieldError:
-                return None
-        elif key in TEXT_ONLY_FIELDS:
-            if kind is not str:
-                return None
-            out[key] = value.strip()
-        elif key == "address":
-            if kind is not dict:
-                return None
-            address = _plain_address(value)
-            if address is None:
-                return None
-            out[key] = address
-        elif key == "tags":
-            if kind is not list:
-                return None
-            tags = _plain_tags(value)
-            if tags is None:
-                return None
-            out[key] = tags
-        elif key == "gender":
-            try:
-                out[key] = check_gender(value)
-            except FieldError:
-                return None
-        else:
+    if not data or not data.keys() <= _PLAIN_KEYS:
+        return None
+    out = data.copy()
+    texts = len(out)  # how many values must be text: all but the address and the tags
+    if "address" in out:
+        address = _plain_address(out["address"])
+        if address is None:
             return None
-    return out or None
+        out["address"] = address
+        texts -= 1
+    if "tags" in out:
+        tags = _plain_tags(out["tags"])
+        if tags is None:
+            return None
+        out["tags"] = tags
+        texts -= 1
+    # The address being a dict and the tags a list, every other value is exactly text.
+    if countOf(map(type, data.values()), str) != texts:
+        return None
+    if "mail" in out:
+        mail = out["mail"].strip()
+        if _FAST_MAIL.fullmatch(mail) is None:
+            return None
+        out["mail"] = mail
+    if "mobile" in out:
+        out["mobile"] = out["mobile"].strip()
+    if "phone" in out:
+        out["phone"] = out["phone"].strip()
+    if "gender" in out:
+        gender = out["gender"].strip().upper()
+        if gender not in GENDERS:
+            return None
+        out["gender"] = gender
+    return out
 
 
-def _plain_address(address: dict[str, Any]) -> dict[str, Any] | None:
-    checked: dict[str, Any] = {}
-    for key, value in address.items():
-        if key not in _PLAIN_ADDRESS_FIELDS:
-            return None
-        kind = type(value)
-        if kind is str:
-            checked[key] = value.strip() if key in TEXT_ONLY_ADDRESS_FIELDS else value
-        elif kind is int and key in NUMBER_AS_TEXT_ADDRESS_FIELDS and -_HUGE < value < _HUGE:
-            checked[key] = str(value)
-        else:
-            return None
+def _plain_address(address: object) -> dict[str, Any] | None:
+    if type(address) is not dict or not address.keys() <= _PLAIN_ADDRESS_FIELDS:
+        return None
+    checked = address.copy()
+    if not set(map(type, address.values())) <= _STRS:
+        for key, value in address.items():
+            if type(value) is str:
+                continue
+            if type(value) is int and key in NUMBER_AS_TEXT_ADDRESS_FIELDS and -_HUGE < value < _HUGE:
+                checked[key] = str(value)
+            else:
+                return None
+    # The write model's text-only parts (the other one, postal_code, takes the full path).
+    if "postalcode" in checked:
+        checked["postalcode"] = checked["postalcode"].strip()
+    if "citycode" in checked:
+        checked["citycode"] = checked["citycode"].strip()
     return checked
 
 
-#: Whole numbers beyond this take the step-by-step path (which refuses those too long to write).
-_HUGE = 10**18
-
-
-def _plain_tags(tags: list[Any]) -> list[dict[str, str]] | None:
-    names: list[str] = []
-    for tag in tags:
-        name = tag.get("name") if type(tag) is dict else tag
-        if type(name) is not str:
-            return None
-        names.append(name.strip())
-    return [{"name": name} for name in dict.fromkeys(names) if name]
+def _plain_tags(tags: object) -> list[dict[str, str]] | None:
+    if type(tags) is not list:
+        return None
+    # [{"name": "a"}, ...], ["a", ...] or a mix of both, each name text.
+    kinds = set(map(type, tags))
+    if kinds == _DICTS:
+        names = list(map(_tag_name, tags))
+    elif kinds <= _STRS:
+        names = tags
+    else:
+        names = [tag.get("name") if type(tag) is dict else tag for tag in tags]
+    if not set(map(type, names)) <= _STRS:
+        return None
+    kept = _fromkeys(map(_strip, names))  # the first of each name, in order
+    if "" in kept:
+        del kept[""]
+    return list(map(_one_tag, kept))
 
 
 def _normalise_fields(
