@@ -126,7 +126,9 @@ class SeenTable:
         self._spilled = False
 
     def __len__(self) -> int:
-        return self._count
+        if self._spill is not None or not self._segments:  # counted, or closed
+            return self._count
+        return sum(_room(segment.mask + 1, 0) - segment.room for segment in self._segments)
 
     @property
     def spilled(self) -> bool:
@@ -159,10 +161,11 @@ class SeenTable:
             segment.firsts[slot] = index
         except OverflowError:  # does not fit 4 bytes: kept as "an earlier item"
             segment.firsts[slot] = _NO_INDEX
-        self._count += 1
-        if self._spill is not None and self._count > self._spill:
-            self._to_disk()
-            return None
+        if self._spill is not None:  # counted only for the spill (len() sums the segments)
+            self._count += 1
+            if self._count > self._spill:
+                self._to_disk()
+                return None
         segment.room -= 1
         if not segment.room:
             segment.grow()
@@ -173,6 +176,7 @@ class SeenTable:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._count = len(self)
         self._segments = []
 
     def _to_disk(self) -> None:
