@@ -18,7 +18,7 @@ from ._config import MAX_PER_PAGE
 from ._models import Contact, ContactWrite, UpsertContact
 from ._query import Query
 from ._types import ContactDict, UpsertDict
-from ._validation import validate_contact
+from ._validation import _plain_contact, _validate_full, validate_contact
 
 #: What a contact write takes: a :class:`ContactDict` (a dict in Qomon's field names), a
 #: :class:`ContactWrite`, or a read :class:`Contact` (its read-only keys are dropped).
@@ -60,10 +60,21 @@ def identity_text(data: Mapping[str, Any], *, names: bool = True) -> str:
     """The person a contact dict describes, as one folded text: its mail and (with ``names``)
     its first name and surname; "" without a mail. What input de-duplication and in-doubt
     records both key on."""
-    mail = fold(data.get("mail"))
+    # fold() of each part, inline (once per item of a bulk run: duplicate_key takes 0.75x the
+    # time it took with a call to fold() per part, timeit side by side); the parts are
+    # case-folded at once, which is the same (casefold maps each character on its own, and the
+    # separator to itself).
+    mail = data.get("mail")
+    if mail is None:
+        return ""
+    mail = str(mail).strip()
     if not mail or not names:
-        return mail
-    return "\x1f".join((mail, fold(data.get("firstname")), fold(data.get("surname"))))
+        return mail.casefold()
+    first = data.get("firstname")
+    surname = data.get("surname")
+    first = "" if first is None else str(first).strip()
+    surname = "" if surname is None else str(surname).strip()
+    return f"{mail}\x1f{first}\x1f{surname}".casefold()
 
 
 # Dates stay date objects until the validation writes them (a naive datetime is UTC there).
@@ -79,7 +90,10 @@ def contact_to_dict(contact: ContactInput, *, strict: bool = True) -> dict[str, 
     """
     data: dict[str, Any]
     if type(contact) is dict:  # the common case, first (validation copies, never mutates)
-        return validate_contact(contact, kind="create", strict=strict)
+        # validate_contact's two steps, called here directly (one call less per create)
+        return _plain_contact(contact) or _validate_full(
+            contact, kind="create", strict=strict, today=None
+        )
     if isinstance(contact, ContactWrite):
         data = msgspec.to_builtins(contact, builtin_types=_DATES)
     elif isinstance(contact, Contact):
@@ -119,7 +133,7 @@ def upsert_to_dict(contact: UpsertInput, *, strict: bool = True) -> dict[str, An
 
 def contact_body(contact: Mapping[str, Any]) -> bytes:
     """The body of ``POST /contacts`` and ``PATCH /contacts/{id}``: the wrapper is required."""
-    return encode({"data": {"contact": contact}})
+    return _encoder.encode({"data": {"contact": contact}})
 
 
 def upsert_body(contact: Mapping[str, Any]) -> bytes:

@@ -135,12 +135,16 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]"
 _LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
 _MAIL_MESSAGE = "not an email address"
-# The common case in one match: ASCII, dot-atom local part, labels without an edge hyphen, a
-# last label not all digits. Anything else (non-ASCII, an error) takes the step-by-step path.
+# The common case in one match: at most 254 characters, at most 64 before the "@" (the two
+# lookaheads), ASCII, dot-atom local part, labels without an edge hyphen, a last label not all
+# digits. Anything else (non-ASCII, an error) takes the step-by-step path. The repeats are
+# possessive (nothing they take can be given back to a match: a part never holds the "." or
+# "@" that ends it), which spares the engine its backtracking.
 _ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
 _ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FAST_MAIL = re.compile(
-    rf"{_ASCII_ATEXT}{{1,64}}(?:\.{_ASCII_ATEXT}+)*@(?:{_ASCII_LABEL}\.)+(?![0-9]+$){_ASCII_LABEL}"
+    r"(?=.{1,254}\Z)(?=[^@]{1,64}@)"
+    rf"{_ASCII_ATEXT}++(?:\.{_ASCII_ATEXT}++)*+@(?:{_ASCII_LABEL}\.)++(?![0-9]+$){_ASCII_LABEL}"
 )
 
 
@@ -149,8 +153,7 @@ def check_mail(value: object) -> str:
     if not isinstance(value, str):
         raise FieldError(f"{_MAIL_MESSAGE} (expected text, got {_kind(value)})")
     text = value.strip()
-    fast = len(text) <= 254 and _FAST_MAIL.fullmatch(text) is not None
-    if fast and len(text.rpartition("@")[0]) <= 64:
+    if _FAST_MAIL.fullmatch(text) is not None:
         return text
     if any(c.isspace() for c in text):
         raise FieldError(_MAIL_MESSAGE)
@@ -417,86 +420,80 @@ _PLAIN_TEXT_FIELDS = frozenset(
 )
 #: Address fields of the write model (all text); the read spellings take the full path.
 _PLAIN_ADDRESS_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(AddressWrite))
-
-
-def _plain_contact(data: dict[str, Any]) -> dict[str, Any] | None:
-    """:func:`validate_contact`'s answer for the common shape, in one pass; ``None`` when any
-    field falls outside it (then the full path decides, and gives any error).
-
-    The common shape: text names, a mail and a gender their own checks accept, text phones, an
-    ``address`` dict of write-model text parts (a whole-number house number, floor, door or
-    polling station taken as its text), tags as a list of names or ``{"name": ...}`` dicts.
-    Every value it returns is the one the full path returns (a property test holds them equal).
-    """
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        kind = type(value)
-        if key in _PLAIN_TEXT_FIELDS:
-            if kind is not str:
-                return None
-            out[key] = value
-        elif key == "mail":
-            if kind is not str:
-                return None
-            try:
-                out[key] = check_mail(value)
-            except FieldError:
-                return None
-        elif key in TEXT_ONLY_FIELDS:
-            if kind is not str:
-                return None
-            out[key] = value.strip()
-        elif key == "address":
-            if kind is not dict:
-                return None
-            address = _plain_address(value)
-            if address is None:
-                return None
-            out[key] = address
-        elif key == "tags":
-            if kind is not list:
-                return None
-            tags = _plain_tags(value)
-            if tags is None:
-                return None
-            out[key] = tags
-        elif key == "gender":
-            try:
-                out[key] = check_gender(value)
-            except FieldError:
-                return None
-        else:
-            return None
-    return out or None
-
-
-def _plain_address(address: dict[str, Any]) -> dict[str, Any] | None:
-    checked: dict[str, Any] = {}
-    for key, value in address.items():
-        if key not in _PLAIN_ADDRESS_FIELDS:
-            return None
-        kind = type(value)
-        if kind is str:
-            checked[key] = value.strip() if key in TEXT_ONLY_ADDRESS_FIELDS else value
-        elif kind is int and key in NUMBER_AS_TEXT_ADDRESS_FIELDS and -_HUGE < value < _HUGE:
-            checked[key] = str(value)
-        else:
-            return None
-    return checked
-
-
 #: Whole numbers beyond this take the step-by-step path (which refuses those too long to write).
 _HUGE = 10**18
 
 
-def _plain_tags(tags: list[Any]) -> list[dict[str, str]] | None:
-    names: list[str] = []
-    for tag in tags:
-        name = tag.get("name") if type(tag) is dict else tag
-        if type(name) is not str:
+# Written for speed: this runs once per item on the input side of every create (the bulk
+# pool's, and create_contact's). One loop over the keys, the text fields first (the most
+# common), the address and the tags inline, a set to keep the first of each tag. Measured
+# side by side on the benchmark's contact (timeit, Python 3.11): 0.72x the time of the
+# earlier shape (two helper calls, check_mail and check_gender called, a list of tag names
+# then a dict of them then a comprehension), 375 bytecodes instead of 495. Shapes that move
+# the checks into C (map over the values' types, key-set comparisons, map over the tags) cut
+# the bytecodes to 187 but took 1.2x the time: for a handful of values, each C call costs
+# more than the specialised bytecodes it saves.
+def _plain_contact(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """:func:`validate_contact`'s answer for the common shape; ``None`` when any field falls
+    outside it (then the full path decides, and gives any error).
+
+    The common shape: text names, a mail the one-match rule accepts (ASCII; others go the full
+    way), a gender among F/M/O, text phones, an ``address`` dict of write-model text parts (a
+    whole-number house number, floor, door or polling station taken as its text), tags as a
+    list of names or ``{"name": ...}`` dicts. Every value it returns is the one the full path
+    returns (a property test holds them equal).
+    """
+    out = dict(data)  # (called with a dict: its copy, in the same order)
+    for key, value in data.items():
+        if type(value) is str:
+            if key in _PLAIN_TEXT_FIELDS:
+                continue
+            if key == "mail":
+                checked = value.strip()
+                if _FAST_MAIL.fullmatch(checked) is None:
+                    return None
+            elif key in TEXT_ONLY_FIELDS:
+                checked = value.strip()
+            elif key == "gender":
+                checked = value.strip().upper()
+                if checked not in GENDERS:
+                    return None
+            else:
+                return None
+            out[key] = checked
+        elif key == "address" and type(value) is dict:
+            if not _PLAIN_ADDRESS_FIELDS.issuperset(value):
+                return None
+            address = out[key] = value.copy()
+            for part, text in value.items():
+                if type(text) is not str:
+                    if (
+                        type(text) is not int
+                        or part not in NUMBER_AS_TEXT_ADDRESS_FIELDS
+                        or not -_HUGE < text < _HUGE
+                    ):
+                        return None
+                    address[part] = str(text)
+            # The write model's text-only parts (the other one, postal_code, is not plain).
+            if "postalcode" in address:
+                address["postalcode"] = address["postalcode"].strip()
+            if "citycode" in address:
+                address["citycode"] = address["citycode"].strip()
+        elif key == "tags" and type(value) is list:
+            # Each name text; the first of each kept, in order; empty names dropped.
+            tags = out[key] = []
+            seen = set()
+            for tag in value:
+                name = tag.get("name") if type(tag) is dict else tag
+                if type(name) is not str:
+                    return None
+                name = name.strip()
+                if name and name not in seen:
+                    seen.add(name)
+                    tags.append({"name": name})
+        else:
             return None
-        names.append(name.strip())
-    return [{"name": name} for name in dict.fromkeys(names) if name]
+    return out or None
 
 
 def _normalise_fields(
