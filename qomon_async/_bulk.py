@@ -350,7 +350,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         except Exception as exc:  # the input itself failed: report it after the rest
             self._input_failed(exc)
             return None
-        return self._numbered(item)
+        index = self._next_index
+        self._next_index = index + 1
+        return index, item
 
     async def _next_item_async(self) -> tuple[int, Any] | None:
         if self._closing or self._input_done:
@@ -364,11 +366,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         except Exception as exc:  # the input itself failed: report it after the rest
             self._input_failed(exc)
             return None
-        return self._numbered(item)
-
-    def _numbered(self, item: Any) -> tuple[int, Any]:
         index = self._next_index
-        self._next_index += 1
+        self._next_index = index + 1
         return index, item
 
     def _input_failed(self, exc: Exception) -> None:
@@ -493,9 +492,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     attempts_out=attempts,
                     exclude=claims,
                 )
-                claims.add(outcome.contact, keep=outcome.reconciled and outcome.attempts == 0)
-                if claims.full():
-                    self._forget_old_claims()
+                if claims.add(outcome.contact, keep=outcome.reconciled and outcome.attempts == 0):
+                    self._forget_old_claims()  # a group of claims began, or they doubled
                 return CreateResult(
                     index,
                     CREATED,
