@@ -405,7 +405,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                         logger.exception("the on_progress callback raised; ignored")
                 if len(results) < self._room_size and not self._closing:
                     results.append(result)  # room for it: handed over without awaiting
-                    self._wake(self._ready)
+                    ready = self._ready  # _wake inline: once per item
+                    if ready is not None and not ready.done():
+                        ready.set_result(None)
                 else:
                     await self._emit(result)
         finally:
@@ -444,8 +446,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             reason = self._abort()
             assert reason is not None
             return _result(index, item, started, SKIPPED, error=reason)
+        creating = self._mode == "create"
         try:
-            if self._mode == "create":
+            if creating:
                 data = _bodies.contact_to_dict(item, strict=self._strict)
             else:
                 data = _bodies.upsert_to_dict(item, strict=self._strict)
@@ -471,9 +474,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                         ),
                     )
         attempts: list[int] = []
-        self.progress.in_flight += 1
+        progress = self.progress
+        progress.in_flight += 1
         try:
-            if self._mode == "create":
+            if creating:
                 creates = self._backend.creates
                 in_doubt_since = self._in_doubt(index, item) if self._in_doubt else None
                 # Qomon's clock when the item was picked (None: claims are kept meanwhile).
@@ -555,7 +559,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             self.unclaimed.append(cancelled)
             raise
         finally:
-            self.progress.in_flight -= 1
+            progress.in_flight -= 1
             self._in_flight.pop(index, None)
 
     def _forget_old_claims(self) -> None:
