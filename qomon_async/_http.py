@@ -346,7 +346,10 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
     # Its repr shows the answer's headers, which may echo the key: never left in this frame.
     response: aiohttp.ClientResponse | None = None
     try:
-        async with session.request(
+        # Awaited directly, not through ``async with``: what its exit does (release, then wait
+        # for the request's writer) is done in the finally below, without aiohttp's two
+        # context-manager coroutines on each side (40 bytecodes less per request).
+        response = await session.request(
             method,
             url,
             data=body,
@@ -354,7 +357,8 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
             timeout=timeout,
             allow_redirects=False,
             auto_decompress=False,
-        ) as response:
+        )
+        try:
             status = response.status
             if 300 <= status < 400:
                 reason = secret.redact(response.reason or "")
@@ -415,6 +419,9 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
                         time.perf_counter() - started,
                         secret=secret,
                     )
+        finally:
+            response.release()
+            await response.wait_for_close()
     except aiohttp.ConnectionTimeoutError:
         # Timed out while connecting: the request was never written.
         error = APITimeoutError(
