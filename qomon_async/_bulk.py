@@ -632,10 +632,6 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         return await self._verify_upsert(data, started, cause=None), False
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def _result(
     index: int, item: ItemT, started: float, status: CreateStatus, **kwargs: Any
 ) -> CreateResult[ItemT]:
