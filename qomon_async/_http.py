@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import time
 import zlib
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -174,15 +173,14 @@ class Auth:
 
 
 class RawResponse:
-    """What came back: status, reason, headers (looked up by lower-case names), body bytes,
-    and the elapsed seconds.
+    """What came back: status, reason, headers (looked up by lower-case names) and body bytes.
 
-    ``secret``: the key to cut out of the reason and the headers when they are read (an answer
-    whose reason and headers nobody reads, a success, costs nothing); the body comes already
-    redacted.
+    ``secret``: the key to cut out of the reason and the headers each time they are read (an
+    answer whose reason and headers nobody reads, a success, costs nothing; they are read
+    at most once or twice, on error paths); the body comes already redacted.
     """
 
-    __slots__ = ("_headers", "_key", "_raw_reason", "_secret", "body", "elapsed", "status")
+    __slots__ = ("_headers", "_reason", "_secret", "body", "status")
 
     def __init__(
         self,
@@ -190,23 +188,20 @@ class RawResponse:
         reason: str,
         headers: Mapping[str, str],
         body: bytes,
-        elapsed: float,
         *,
         secret: Secret | None = None,
     ) -> None:
         self.status = status
-        self._raw_reason = reason
+        self._reason = reason
         self._headers = headers
-        self._secret = secret  # cleared once the headers are redacted
-        self._key = secret
+        self._secret = secret
         self.body = body
-        self.elapsed = elapsed
 
     @property
     def reason(self) -> str:
         """The status line's reason phrase, the key cut out."""
-        key = self._key
-        return self._raw_reason if key is None else key.redact(self._raw_reason)
+        secret = self._secret
+        return self._reason if secret is None else secret.redact(self._reason)
 
     def numbers_in_headers(self, parse: Callable[[Mapping[str, str]], T]) -> T:
         """``parse`` applied to the headers as they came, unredacted: only for a parser whose
@@ -216,11 +211,9 @@ class RawResponse:
 
     @property
     def headers(self) -> Mapping[str, str]:
+        """The headers, the key cut out of any value that echoes it."""
         secret = self._secret
-        if secret is not None:
-            self._headers = secret.redact_headers(self._headers)
-            self._secret = None
-        return self._headers
+        return self._headers if secret is None else secret.redact_headers(self._headers)
 
     def __repr__(self) -> str:
         return f"RawResponse(status={self.status}, {len(self.body)} bytes)"
@@ -341,7 +334,6 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
     """
     request_headers = auth.json_headers if body is not None else auth.headers
     secret = auth.secret
-    started = time.perf_counter()
     error: Exception
     # Its repr shows the answer's headers, which may echo the key: never left in this frame.
     response: aiohttp.ClientResponse | None = None
@@ -416,7 +408,6 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
                         response.reason or "",
                         headers,
                         payload,
-                        time.perf_counter() - started,
                         secret=secret,
                     )
         finally:
