@@ -186,7 +186,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     raise StopAsyncIteration
             if results:
                 result = results.popleft()
-                self._wake(self._room)
+                room = self._room  # _wake inline: once per item
+                if room is not None and not room.done():
+                    room.set_result(None)
                 return result
         return await self._gen.__anext__()
 
