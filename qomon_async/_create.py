@@ -188,8 +188,9 @@ class CreateProtocol:
 
         ``in_doubt_since``: an earlier attempt (another run) may have created the contact at or
         after this time; it is looked up before anything is sent (so is a record of the
-        client's in-doubt store). ``abort``: see the client's ``_send``. ``on_attempt(started_at)``
-        is awaited before each round of sending (a journal records it durably first).
+        client's in-doubt store). ``abort``: see the client's ``_request``.
+        ``on_attempt(started_at)`` is awaited before each round of sending (a journal records it
+        durably first).
         ``attempts_out`` receives the count of requests sent, whatever the outcome. ``exclude``:
         contact ids that reconciliation may not claim (a :class:`Claims`).
         """
