@@ -144,12 +144,12 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self.fatal: QomonError | None = None
         #: Outcomes that happened after the run was closed (never yielded).
         self.unclaimed: list[CreateResult[ItemT]] = []
-        self._sync_items: Iterator[Any] | None = None
+        self._sync_items: Iterator[tuple[int, Any]] | None = None
         self._async_items: AsyncIterator[Any] | None = None
         if isinstance(items, AsyncIterable):
             self._async_items = aiter(items)
         else:
-            self._sync_items = iter(items)
+            self._sync_items = enumerate(items)  # numbered as read, in C
         self._max_wait = max_wait
         # The results deque while an unordered run is open (None: every result goes through
         # the run's generator).
@@ -345,16 +345,15 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             return None
         assert self._sync_items is not None
         try:
-            item = next(self._sync_items)
+            picked = next(self._sync_items)
         except StopIteration:
             self._input_done = True
             return None
         except Exception as exc:  # the input itself failed: report it after the rest
             self._input_failed(exc)
             return None
-        index = self._next_index
-        self._next_index = index + 1
-        return index, item
+        self._next_index = picked[0] + 1
+        return picked
 
     async def _next_item_async(self) -> tuple[int, Any] | None:
         if self._closing or self._input_done:
