@@ -473,17 +473,17 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
     def _budget(self, max_wait: float | Budget | None) -> Budget | None:
         """The waiting budget of one call: its own ``max_wait`` (a shared :class:`Budget`, or
         seconds), else that of the public call running in this task, else the client's
-        ``max_wait`` (None: no limit)."""
+        ``max_wait`` (None: no limit). Asked once per request with the limiter on: the common
+        case (no ``max_wait`` anywhere) first."""
+        if max_wait is None:
+            budget = CALL_BUDGET.get()
+            if budget is None:
+                return None if self.max_wait is None else Budget(self.max_wait)
+            # A bulk run's limit (seconds) is for each request alone.
+            return Budget(budget) if isinstance(budget, float) else budget
         if isinstance(max_wait, Budget):
             return max_wait
-        if max_wait is not None:
-            return Budget(check_max_wait(max_wait))
-        budget = CALL_BUDGET.get()
-        if isinstance(budget, float):
-            return Budget(budget)  # a bulk run's limit, for each request alone
-        if budget is None and self.max_wait is not None:
-            return Budget(self.max_wait)
-        return budget
+        return Budget(check_max_wait(max_wait))
 
     def _strict(self, strict: bool | None) -> bool:
         return self.strict if strict is None else strict
