@@ -36,16 +36,17 @@ class _Group:
         self.base = contact_id if self.narrow else 0
         self.ids = array("i", (0,)) if self.narrow else array("q", (contact_id,))
 
-    def append(self, contact_id: int) -> None:
-        delta = contact_id - self.base
+    def widen(self, contact_id: int) -> bool:
+        """Append an id its array's type could not hold: the group turned into 64-bit ids if it
+        was not yet; False (nothing appended) for an id beyond 64 bits."""
+        if not -(2**63) <= contact_id < 2**63:
+            return False
         if self.narrow:
-            if -(2**31) <= delta < 2**31:
-                self.ids.append(delta)
-                return
             self.ids = array("q", [self.base + d for d in self.ids])
             self.base = 0
             self.narrow = False
         self.ids.append(contact_id)
+        return True
 
     def __contains__(self, contact_id: int) -> bool:
         delta = contact_id - self.base
@@ -121,22 +122,24 @@ class Claims:
         # reconciled contact from seconds ago, a date from the future) begins its own group, so
         # that it never holds back the dropping of the claims around it.
         group = self._last
-        delta = contact_id - group.base
-        if group.low < when < group.high and group.narrow and -(2**31) <= delta < 2**31:
-            group.ids.append(delta)  # the common case
-        elif not -(2**63) <= contact_id < 2**63:
-            self._kept.add(contact_id)  # an id no array holds
-            return self._due or self._count >= self._limit
-        elif group.low < when < group.high:
-            group.append(contact_id)
-        else:
+        if group.low < when < group.high:
+            try:
+                group.ids.append(contact_id - group.base)  # the common case
+            except OverflowError:  # beyond the array's type (the range is checked here only)
+                if not group.widen(contact_id):
+                    self._kept.add(contact_id)
+                    return self._due or self._count >= self._limit
+        elif -(2**63) <= contact_id < 2**63:
             self._last = group = _Group(when, contact_id, self.span)
             self._groups.append(group)
             self._due = self._due or len(self._groups) > 1
-        if when < group.oldest:
-            group.oldest = when
-        elif when > group.newest:
+        else:
+            self._kept.add(contact_id)  # an id no array holds
+            return self._due or self._count >= self._limit
+        if when > group.newest:
             group.newest = when
+        elif when < group.oldest:
+            group.oldest = when
         self._count += 1
         return self._due or self._count >= self._limit
 
