@@ -144,12 +144,12 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self.fatal: QomonError | None = None
         #: Outcomes that happened after the run was closed (never yielded).
         self.unclaimed: list[CreateResult[ItemT]] = []
-        self._sync_items: Iterator[Any] | None = None
+        self._sync_items: Iterator[tuple[int, Any]] | None = None
         self._async_items: AsyncIterator[Any] | None = None
         if isinstance(items, AsyncIterable):
             self._async_items = aiter(items)
         else:
-            self._sync_items = iter(items)
+            self._sync_items = enumerate(items)  # numbered as read, in C
         self._max_wait = max_wait
         # The results deque while an unordered run is open (None: every result goes through
         # the run's generator).
@@ -186,7 +186,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     raise StopAsyncIteration
             if results:
                 result = results.popleft()
-                self._wake(self._room)
+                room = self._room  # _wake inline: once per item
+                if room is not None and not room.done():
+                    room.set_result(None)
                 return result
         return await self._gen.__anext__()
 
@@ -343,14 +345,15 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             return None
         assert self._sync_items is not None
         try:
-            item = next(self._sync_items)
+            picked = next(self._sync_items)
         except StopIteration:
             self._input_done = True
             return None
         except Exception as exc:  # the input itself failed: report it after the rest
             self._input_failed(exc)
             return None
-        return self._numbered(item)
+        self._next_index = picked[0] + 1
+        return picked
 
     async def _next_item_async(self) -> tuple[int, Any] | None:
         if self._closing or self._input_done:
@@ -364,11 +367,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         except Exception as exc:  # the input itself failed: report it after the rest
             self._input_failed(exc)
             return None
-        return self._numbered(item)
-
-    def _numbered(self, item: Any) -> tuple[int, Any]:
         index = self._next_index
-        self._next_index += 1
+        self._next_index = index + 1
         return index, item
 
     def _input_failed(self, exc: Exception) -> None:
@@ -406,7 +406,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                         logger.exception("the on_progress callback raised; ignored")
                 if len(results) < self._room_size and not self._closing:
                     results.append(result)  # room for it: handed over without awaiting
-                    self._wake(self._ready)
+                    ready = self._ready  # _wake inline: once per item
+                    if ready is not None and not ready.done():
+                        ready.set_result(None)
                 else:
                     await self._emit(result)
         finally:
@@ -445,8 +447,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             reason = self._abort()
             assert reason is not None
             return _result(index, item, started, SKIPPED, error=reason)
+        creating = self._mode == "create"
         try:
-            if self._mode == "create":
+            if creating:
                 data = _bodies.contact_to_dict(item, strict=self._strict)
             else:
                 data = _bodies.upsert_to_dict(item, strict=self._strict)
@@ -472,9 +475,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                         ),
                     )
         attempts: list[int] = []
-        self.progress.in_flight += 1
+        progress = self.progress
+        progress.in_flight += 1
         try:
-            if self._mode == "create":
+            if creating:
                 creates = self._backend.creates
                 in_doubt_since = self._in_doubt(index, item) if self._in_doubt else None
                 # Qomon's clock when the item was picked (None: claims are kept meanwhile).
@@ -493,9 +497,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     attempts_out=attempts,
                     exclude=claims,
                 )
-                claims.add(outcome.contact, keep=outcome.reconciled and outcome.attempts == 0)
-                if claims.full():
-                    self._forget_old_claims()
+                if claims.add(outcome.contact, keep=outcome.reconciled and outcome.attempts == 0):
+                    self._forget_old_claims()  # a group of claims began, or they doubled
                 return CreateResult(
                     index,
                     CREATED,
@@ -557,7 +560,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             self.unclaimed.append(cancelled)
             raise
         finally:
-            self.progress.in_flight -= 1
+            progress.in_flight -= 1
             self._in_flight.pop(index, None)
 
     def _forget_old_claims(self) -> None:
@@ -628,10 +631,6 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         if not self._verify:
             return None, False
         return await self._verify_upsert(data, started, cause=None), False
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _result(

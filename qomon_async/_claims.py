@@ -17,34 +17,46 @@ class _Group:
     """The claims created within about one :attr:`Claims.span` of Qomon's clock.
 
     Ids are kept as 32-bit differences from the group's first (ids handed out in the same
-    half-second are close); the first that does not fit turns the group into 64-bit ids.
+    half-second are close); the first that does not fit turns the group into 64-bit ids
+    (``narrow`` then False).
     """
 
-    __slots__ = ("base", "ids", "newest", "oldest", "start")
+    __slots__ = ("base", "high", "ids", "low", "narrow", "newest", "oldest", "start")
 
-    def __init__(self, created: int, contact_id: int) -> None:
+    def __init__(self, created: int, contact_id: int, span: int) -> None:
         self.start = created  # microseconds since the epoch, Qomon's clock
         self.oldest = created
         self.newest = created
-        self.base = contact_id
-        self.ids = array("i", (0,))
+        # A claim created strictly between these joins the group.
+        self.low = created - span
+        self.high = created + span
+        # Narrow when every id within 32 bits of the first fits 64 bits (so that the group can
+        # always be widened): then a claim that joins it needs no check of its own range.
+        self.narrow = -(2**62) <= contact_id < 2**62
+        self.base = contact_id if self.narrow else 0
+        self.ids = array("i", (0,)) if self.narrow else array("q", (contact_id,))
 
-    def append(self, contact_id: int) -> None:
-        ids = self.ids
-        delta = contact_id - self.base
-        if ids.typecode == "i":
-            if -(2**31) <= delta < 2**31:
-                ids.append(delta)
-                return
-            self.ids = ids = array("q", [self.base + d for d in ids])
+    def widen(self, contact_id: int) -> bool:
+        """Append an id its array's type could not hold: the group turned into 64-bit ids if it
+        was not yet; False (nothing appended) for an id beyond 64 bits."""
+        if not -(2**63) <= contact_id < 2**63:
+            return False
+        if self.narrow:
+            self.ids = array("q", [self.base + d for d in self.ids])
             self.base = 0
-        ids.append(contact_id)
+            self.narrow = False
+        self.ids.append(contact_id)
+        return True
 
     def __contains__(self, contact_id: int) -> bool:
         delta = contact_id - self.base
-        if self.ids.typecode == "i" and not -(2**31) <= delta < 2**31:
+        if self.narrow and not -(2**31) <= delta < 2**31:
             return False
         return delta in self.ids
+
+
+#: The last group of a table that has none: no claim joins it.
+_NONE = _Group(0, 0, 0)
 
 
 class Claims:
@@ -68,6 +80,8 @@ class Claims:
 
     def __init__(self) -> None:
         self._groups: list[_Group] = []
+        # The newest group, that claims join (at first one that no claim joins).
+        self._last = _NONE
         self._count = 0  # claims in the groups
         self._kept: set[int] = set()
         self._limit = 1024
@@ -87,31 +101,47 @@ class Claims:
             return False
         return any(contact_id in group for group in self._groups)
 
-    def add(self, contact: Contact, *, keep: bool = False) -> None:
+    def add(self, contact: Contact, *, keep: bool = False) -> bool:
         """Claim ``contact`` for an item; ``keep``: never drop it (found for an in-doubt item,
-        it may be older than the run)."""
-        if contact.id is None:
-            return
+        it may be older than the run). Returns :meth:`full` (asked after every claim).
+
+        Written for the bulk pool's every create (73 bytecodes against 145 through calls to
+        helpers): the time converted and the claim appended inline in the common case.
+        """
+        contact_id = contact.id
+        if contact_id is None:
+            return self._due or self._count >= self._limit
         created = contact.created_at
-        if keep or created is None or not -(2**63) <= contact.id < 2**63:
-            self._kept.add(contact.id)
-            return
-        when = _micros(created)
-        groups = self._groups
-        group = groups[-1] if groups else None
+        if keep or created is None:
+            self._kept.add(contact_id)
+            return self._due or self._count >= self._limit
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=dt.timezone.utc)
+        when = (created - _EPOCH) // _MICROSECOND  # exact: no float rounding (see _micros)
         # Claims arrive in nearly created-at order; one far from the last group's start (a
         # reconciled contact from seconds ago, a date from the future) begins its own group, so
         # that it never holds back the dropping of the claims around it.
-        if group is None or not group.start - self.span < when < group.start + self.span:
-            groups.append(_Group(when, contact.id))
-            self._due = self._due or len(groups) > 1
+        group = self._last
+        if group.low < when < group.high:
+            try:
+                group.ids.append(contact_id - group.base)  # the common case
+            except OverflowError:  # beyond the array's type (the range is checked here only)
+                if not group.widen(contact_id):
+                    self._kept.add(contact_id)
+                    return self._due or self._count >= self._limit
+        elif -(2**63) <= contact_id < 2**63:
+            self._last = group = _Group(when, contact_id, self.span)
+            self._groups.append(group)
+            self._due = self._due or len(self._groups) > 1
         else:
-            if when < group.oldest:
-                group.oldest = when
-            elif when > group.newest:
-                group.newest = when
-            group.append(contact.id)
+            self._kept.add(contact_id)  # an id no array holds
+            return self._due or self._count >= self._limit
+        if when > group.newest:
+            group.newest = when
+        elif when < group.oldest:
+            group.oldest = when
         self._count += 1
+        return self._due or self._count >= self._limit
 
     def full(self) -> bool:
         """Whether it is time to try dropping old claims: a group began since the last try
@@ -139,6 +169,7 @@ class Claims:
             if oldest is None or group.oldest < oldest:
                 oldest = group.oldest
         self._groups = kept
+        self._last = kept[-1] if kept else _NONE
         self._limit = max(2 * self._count, 1024)
         if oldest is None:
             return

@@ -100,6 +100,11 @@ class CreateOutcome:
     attempts: int
     reconciled: bool
 
+    def __init__(self, contact: ConfirmedContact, attempts: int, reconciled: bool) -> None:
+        # One per create: written straight into the instance's dict, not through the frozen
+        # dataclass's generated __init__ (one object.__setattr__ per field): 15 bytecodes less.
+        self.__dict__.update(contact=contact, attempts=attempts, reconciled=reconciled)
+
 
 class CreateProtocol:
     """The create loop of one client: attempt, reconcile, send again only when surely absent.
@@ -160,7 +165,8 @@ class CreateProtocol:
         """``now`` (``time.time()``, this machine's clock) on Qomon's clock at the earliest, or
         None before a create was confirmed (until then, :attr:`reconcile_margin` covers the
         skew)."""
-        return self._on_qomon_clock(now, self._offset)
+        offset = self._offset  # _on_qomon_clock's arithmetic inline: asked once per bulk item
+        return None if offset is None else now + offset - self.clock_slack
 
     def _on_qomon_clock(self, now: float, offset: float | None) -> float | None:
         return None if offset is None else now + offset - self.clock_slack
@@ -182,8 +188,9 @@ class CreateProtocol:
 
         ``in_doubt_since``: an earlier attempt (another run) may have created the contact at or
         after this time; it is looked up before anything is sent (so is a record of the
-        client's in-doubt store). ``abort``: see the client's ``_send``. ``on_attempt(started_at)``
-        is awaited before each round of sending (a journal records it durably first).
+        client's in-doubt store). ``abort``: see the client's ``_request``.
+        ``on_attempt(started_at)`` is awaited before each round of sending (a journal records it
+        durably first).
         ``attempts_out`` receives the count of requests sent, whatever the outcome. ``exclude``:
         contact ids that reconciliation may not claim (a :class:`Claims`).
         """
@@ -200,19 +207,79 @@ class CreateProtocol:
                 if in_doubt_since is None or recorded_at < in_doubt_since:
                     in_doubt_since = recorded_at
         rounds: list[float] = []  # when each round of sending began (time.time())
+        # The rounds of sending are written here, not in a coroutine of their own: one frame
+        # less on every create and every resumption of it (15 bytecodes less per create).
         try:
-            outcome = await self._create(
-                data,
-                reconcile=reconcile,
-                retry=retry,
-                timeout=timeout,
-                in_doubt_since=in_doubt_since,
-                abort=abort,
-                on_attempt=on_attempt,
-                rounds=rounds,
-                attempts=attempts,
-                exclude=exclude,
-            )
+            policy = retry or self.retry
+            body = _bodies.contact_body(data)
+            # One budget for the whole create: the policy's attempts and total time bound every
+            # request of every round, not each round afresh.
+            deadline = time.monotonic() + policy.max_time
+            outcome: CreateOutcome | None = None
+            if in_doubt_since is not None:
+                found = await self._look(
+                    data, in_doubt_since, None, cause=None, exclude=exclude, fresh=False
+                )
+                if found is not None:
+                    outcome = CreateOutcome(confirmed(found), 0, reconciled=True)
+            while outcome is None:
+                started_ts = time.time()
+                rounds.append(started_ts)
+                # Qomon's clock minus ours at the attempt's start, from what was known before
+                # it: the attempt's start on Qomon's clock, if it must be searched for.
+                offset = self._offset
+                if on_attempt is not None:
+                    await maybe_await(on_attempt(_utc(started_ts)))
+                if len(rounds) == 1:
+                    round_policy = policy
+                else:
+                    round_policy = dataclasses.replace(
+                        policy,
+                        max_attempts=max(policy.max_attempts - len(attempts), 1),
+                        max_time=max(deadline - time.monotonic(), 0.0),
+                    )
+                try:
+                    response = await self._request(
+                        "POST",
+                        "/contacts",
+                        body=body,
+                        idempotent=False,
+                        retry=round_policy,
+                        timeout=timeout,
+                        attempts=attempts,
+                        abort=abort,
+                    )
+                    contact = _protocol.decode_contact(response.status, response.body)
+                    created_at = contact.created_at
+                    if created_at is not None:
+                        self._learn_offset(created_at)
+                    outcome = CreateOutcome(contact, len(attempts), reconciled=False)
+                except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
+                    if not is_ambiguous(exc):
+                        raise
+                    outcome = await self._after_ambiguous(
+                        exc,
+                        data,
+                        started_ts,
+                        offset,
+                        reconcile=reconcile,
+                        exclude=exclude,
+                        attempts=attempts,
+                    )
+                    if outcome is not None:
+                        break
+                    out_of_budget = (
+                        len(attempts) >= policy.max_attempts or time.monotonic() >= deadline
+                    )
+                    if out_of_budget or (abort is not None and abort() is not None):
+                        # Surely absent, and out of attempts: nothing was created; the cause
+                        # stands.
+                        raise
+                    wait = retry_wait(policy, exc, len(rounds))
+                    logger.info(
+                        "create surely did not land (%s); sending it again in %.3f s", exc, wait
+                    )
+                    await asyncio.sleep(wait)
         except asyncio.CancelledError:
             if store is not None and attempts and rounds:
                 key = key or identity_key(data)
@@ -236,8 +303,12 @@ class CreateProtocol:
         tightest; a slow answer gives a looser one, which lowers the estimate by at most
         :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
         slack that :meth:`qomon_seconds` subtracts)."""
-        sample = _aware(created_at).timestamp() - time.time()
-        if not -self.max_offset <= sample <= self.max_offset:
+        # Called on every confirmed create: _aware inline, one comparison of the size (6
+        # bytecodes less per create).
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=dt.timezone.utc)
+        sample = created_at.timestamp() - time.time()
+        if abs(sample) > self.max_offset:
             # A date no clock is that far off from (a hostile or broken answer): learning it
             # would make every later date on Qomon's clock overflow. The margin covers the skew.
             logger.warning(
@@ -247,10 +318,9 @@ class CreateProtocol:
             return
         previous = self._offset
         if previous is None or sample >= previous:
-            offset = sample
+            self._offset = sample
         else:
-            offset = min(previous, sample + self.clock_slack)
-        self._offset = offset
+            self._offset = min(previous, sample + self.clock_slack)
 
     async def _lookup_record(self, key: str) -> dt.datetime | None:
         assert self.in_doubt is not None
@@ -279,92 +349,36 @@ class CreateProtocol:
 
         task.add_done_callback(done)
 
-    async def _create(
+    async def _after_ambiguous(
         self,
+        exc: QomonError,
         data: Mapping[str, Any],
+        started_ts: float,
+        offset: float | None,
         *,
         reconcile: bool,
-        retry: RetryPolicy | None,
-        timeout: float | None,
-        in_doubt_since: dt.datetime | None,
-        abort: Callable[[], BaseException | None] | None,
-        on_attempt: Callable[[dt.datetime], Awaitable[None] | None] | None,
-        rounds: list[float],
-        attempts: list[int],
         exclude: Container[int],
-    ) -> CreateOutcome:
-        policy = retry or self.retry
-        body = _bodies.contact_body(data)
-        # One budget for the whole create: the policy's attempts and total time bound every
-        # request of every round, not each round afresh.
-        deadline = time.monotonic() + policy.max_time
-        if in_doubt_since is not None:
-            found = await self._look(
-                data, in_doubt_since, None, cause=None, exclude=exclude, fresh=False
-            )
-            if found is not None:
-                return CreateOutcome(confirmed(found), 0, reconciled=True)
-        while True:
-            started_ts = time.time()
-            rounds.append(started_ts)
-            # Qomon's clock minus ours at the attempt's start, from what was known before it:
-            # the attempt's start on Qomon's clock, if it must be searched for.
-            offset = self._offset
-            if on_attempt is not None:
-                await maybe_await(on_attempt(_utc(started_ts)))
-            if len(rounds) == 1:
-                round_policy = policy
-            else:
-                round_policy = dataclasses.replace(
-                    policy,
-                    max_attempts=max(policy.max_attempts - len(attempts), 1),
-                    max_time=max(deadline - time.monotonic(), 0.0),
-                )
-            try:
-                response = await self._request(
-                    "POST",
-                    "/contacts",
-                    body=body,
-                    idempotent=False,
-                    retry=round_policy,
-                    timeout=timeout,
-                    attempts=attempts,
-                    abort=abort,
-                )
-                contact = _protocol.decode_contact(response.status, response.body)
-                if contact.created_at is not None:
-                    self._learn_offset(contact.created_at)
-                return CreateOutcome(contact, len(attempts), reconciled=False)
-            except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
-                if not is_ambiguous(exc):
-                    raise
-                started = _utc(started_ts)
-                if not reconcile:
-                    raise OutcomeUnknownError(
-                        f"the create may have been stored ({exc}); reconciliation is off",
-                        cause=exc,
-                        attempt_started_at=started,
-                        reconciliation="not attempted",
-                    ) from exc
-                # Qomon may store the contact after failing to answer (a gateway's 504, a
-                # timeout), and its search may lag behind a write: look on a schedule that
-                # covers the lag before concluding that nothing was stored.
-                on_qomon = self._on_qomon_clock(started_ts, offset)
-                not_before = _utc(on_qomon) if on_qomon is not None else None
-                found = await self._look(
-                    data, started, not_before, cause=exc, exclude=exclude, fresh=True
-                )
-                if found is not None:
-                    return CreateOutcome(confirmed(found), len(attempts), reconciled=True)
-                out_of_budget = len(attempts) >= policy.max_attempts or time.monotonic() >= deadline
-                if out_of_budget or (abort is not None and abort() is not None):
-                    # Surely absent, and out of attempts: nothing was created; the cause stands.
-                    raise
-                wait = retry_wait(policy, exc, len(rounds))
-                logger.info(
-                    "create surely did not land (%s); sending it again in %.3f s", exc, wait
-                )
-                await asyncio.sleep(wait)
+        attempts: list[int],
+    ) -> CreateOutcome | None:
+        """After a round that may have stored the contact: the contact it stored (looked up on
+        the lag schedule), None when surely absent; :class:`OutcomeUnknownError` otherwise."""
+        started = _utc(started_ts)
+        if not reconcile:
+            raise OutcomeUnknownError(
+                f"the create may have been stored ({exc}); reconciliation is off",
+                cause=exc,
+                attempt_started_at=started,
+                reconciliation="not attempted",
+            ) from exc
+        # Qomon may store the contact after failing to answer (a gateway's 504, a timeout), and
+        # its search may lag behind a write: look on a schedule that covers the lag before
+        # concluding that nothing was stored.
+        on_qomon = self._on_qomon_clock(started_ts, offset)
+        not_before = _utc(on_qomon) if on_qomon is not None else None
+        found = await self._look(data, started, not_before, cause=exc, exclude=exclude, fresh=True)
+        if found is not None:
+            return CreateOutcome(confirmed(found), len(attempts), reconciled=True)
+        return None
 
     async def _look(
         self,

@@ -93,28 +93,29 @@ def _waits(policy: RetryPolicy, budget: Budget | None = None) -> Generator[float
 
 
 async def retrying(
+    first: QomonError,
     call: Callable[[int], Awaitable[T]],
     *,
+    started: float,
     policy: RetryPolicy,
     idempotent: bool,
     describe: str,
     on_retry: Callable[[BaseException, float], None] | None = None,
     budget: Budget | None = None,
 ) -> T:
-    """Await ``call(attempt_number)`` until it succeeds or the policy says stop; raise the last
-    error then. ``on_retry(exc, wait)`` is told of each retry (for counters); ``budget`` (the
-    call's ``max_wait``) pays for the pauses between retries.
+    """After the first attempt of a call failed with ``first``, await ``call(attempt_number)``
+    (from 2) until it succeeds or the policy says stop; raise the last error then.
 
-    The first attempt is awaited directly: the retry machinery is entered only after a first
-    failure, so a call that succeeds pays for nothing else.
+    ``started``: when the first attempt began (``time.monotonic()``): the policy's ``max_time``
+    counts from there. ``on_retry(exc, wait)`` is told of each retry (for counters); ``budget``
+    (the call's ``max_wait``) pays for the pauses between retries.
+
+    The caller awaits its first attempt itself and comes here only when it failed: a call that
+    succeeds pays for none of this machinery.
     """
-    started = time.monotonic()
-    try:
-        return await call(1)
-    except QomonError as exc:
-        if policy.max_attempts <= 1 or not is_retryable(exc, idempotent=idempotent):
-            raise
-        first: QomonError | None = exc
+    if policy.max_attempts <= 1 or not is_retryable(first, idempotent=idempotent):
+        raise first
+    pending: QomonError | None = first
 
     def give_up(exc: BaseException) -> bool:
         if not is_retryable(exc, idempotent=idempotent):
@@ -162,8 +163,8 @@ async def retrying(
     ):
         with attempt:
             attempt_number += 1
-            if first is not None:
-                replay, first = first, None
+            if pending is not None:
+                replay, pending = pending, None
                 raise replay
             result = await call(attempt_number)
     return result
