@@ -54,6 +54,7 @@ __all__ = ["RateLimiter"]
 logger = logging.getLogger("qomon_async")
 
 _get_running_loop = asyncio.get_running_loop
+_new = object.__new__
 _INF = math.inf
 
 # A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
@@ -287,7 +288,11 @@ class RateLimiter(BucketModel):
                 stats = self.stats
                 stats.permits += 1
                 stats.tokens += cost
-                return Permit(seq, cost, 0.0, now)
+                # Permit(seq, cost, 0.0, now), its fields written without running its __init__
+                # (one Python call less per request: -11 bytecodes).
+                permit = _new(Permit)
+                permit.__dict__.update(seq=seq, cost=cost, waited=0.0, granted_at=now)
+                return permit
         paused = self._paused_until > now
         if paused and max_pause is not None and self._paused_until - now > max_pause:
             raise _pause_error(self._paused_until - now, max_pause)
@@ -538,13 +543,15 @@ class RateLimiter(BucketModel):
         if owner is not None and _get_running_loop() is not self._loop:
             owner.get().observe(permit, state, rejected=rejected)  # called from another loop
             return
-        informed = self._informed
         self._refill_held_since = None
+        if not self._live:
+            self._sync(permit, state, rejected)
+            return
+        informed = self._informed
         self._sync(permit, state, rejected)
-        if self._live:
-            if self._slow_start and self._informed and not informed and self._loop is not None:
-                self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
-            self._dispatch()
+        if self._slow_start and self._informed and not informed and self._loop is not None:
+            self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
+        self._dispatch()
 
     # -- 429 ---------------------------------------------------------------------------------
 

@@ -241,13 +241,8 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
     """:func:`parse_ratelimit_headers` for headers whose names are already lower-case (the
     client's answers): four look-ups, no scan."""
     global _last_parsed  # noqa: PLW0603 (one tuple, replaced whole: safe across threads)
-    get = headers.get
-    values = (
-        get("x-ratelimit-limit"),
-        get("x-ratelimit-remaining"),
-        get("x-ratelimit-cost"),
-        get("x-ratelimit-reset"),
-    )
+    # The four look-ups run by C (map and tuple over the bound get): 9 bytecodes, not 22.
+    values = tuple(map(headers.get, _HEADER_NAMES))
     last = _last_parsed
     if values == last[0]:
         # The same four values as the answer before (sequential calls on a bucket that keeps
@@ -271,14 +266,22 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
         state = BucketState(
             capacity,
             rate,
-            left if left is not None and 0.0 <= left < math.inf else None,
-            charged if charged is not None and 0.0 <= charged < math.inf else None,
-            full_in if full_in is not None and 0.0 <= full_in < math.inf else None,
+            left if left is not None and 0.0 <= left < _INF else None,
+            charged if charged is not None and 0.0 <= charged < _INF else None,
+            full_in if full_in is not None and 0.0 <= full_in < _INF else None,
         )
     _last_parsed = (values, state)
     return state
 
 
+_INF = math.inf
+# The headers parse_lowercase_ratelimit_headers reads, in the order of its values.
+_HEADER_NAMES = (
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-cost",
+    "x-ratelimit-reset",
+)
 # The values of the four headers last parsed, and their state.
 _last_parsed: tuple[tuple[str | None, ...], BucketState | None] = ((), None)
 
