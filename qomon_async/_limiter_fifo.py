@@ -484,15 +484,13 @@ class RateLimiter(BucketModel):
         if owner is not None and _get_running_loop() is not self._loop:
             owner.get().observe(permit, state, rejected=rejected)  # called from another loop
             return
-        self._refill_held_since = None
-        if not self._live:
-            self._sync(permit, state, rejected)
-            return
         informed = self._informed
+        self._refill_held_since = None
         self._sync(permit, state, rejected)
-        if self._slow_start and self._informed and not informed and self._loop is not None:
-            self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
-        self._dispatch()
+        if self._live:
+            if self._slow_start and self._informed and not informed and self._loop is not None:
+                self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
+            self._dispatch()
 
     # -- 429 ---------------------------------------------------------------------------------
 
