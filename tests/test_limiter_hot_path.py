@@ -5,8 +5,11 @@
   threads running loops at the same time).
 - The rate-limit headers of an answer are parsed once per distinct set of values: the state is
   the one a field-by-field parse gives, whatever came before.
-- An answer whose reading is what the model predicts (nobody else spending) records no measure:
-  the window of others' spending stays empty, and the figures are the same.
+- An answer whose reading is what the model predicts records no measure (a zero): the window of
+  others' spending holds only what others spent, and the figures are those of a limiter that
+  records every measure.
+- An answer carrying the very state of the one before reads the server's tokens from it again
+  only after a change of shape.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import asyncio
 import random
 import threading
 
+import pytest
+from test_limiter_ledger import SummingLimiter
 from test_ratelimit import run
 
 from qomon_async._local_limiter import LocalLimiter, RateLimiter
@@ -176,5 +181,63 @@ def test_readings_the_model_predicts_leave_the_window_empty() -> None:
         assert limiter._others.total == 30.0
         assert limiter._bucket.leak < 10.0
         assert limiter._reading is not None and limiter._reading[0] == loop.time()
+
+    run(main)
+
+
+def test_predicted_readings_beside_others_measures_match_a_limiter_recording_them_all() -> None:
+    """A zero measure is not recorded even when the window holds others' measures; the refill
+    and the reserve stay those of a limiter that records every measure, and fade on time."""
+
+    async def main() -> None:
+        ours = RateLimiter(capacity=100, rate=10, slow_start=False)
+        reference = SummingLimiter(capacity=100, rate=10, slow_start=False)
+        server = 100.0
+        beside_others = 0
+        for step in range(40):
+            a, b = await asyncio.gather(ours.acquire(5), reference.acquire(5))
+            await asyncio.sleep(1.0)
+            taken = 30.0 if step in (3, 5) else 0.0  # another consumer, twice
+            server = min(100.0, server + 10.0) - 5.0 - taken
+            answer = BucketState(100, 10, server, 5, (100 - server) / 10)
+            ours.observe(a, answer)
+            reference.observe(b, answer)
+            figures = (ours.available, ours._bucket.leak, ours._reserve, ours.stats.synced_down)
+            expected = (
+                reference.available,
+                reference._bucket.leak,
+                reference._reserve,
+                reference.stats.synced_down,
+            )
+            assert figures == pytest.approx(expected, abs=1e-9), step
+            # Ours keeps exactly the reference's non-zero measures.
+            nonzero = sum(1 for _, spent in reference._plain.items if spent)
+            assert len(ours._others) == nonzero, step
+            if len(ours._others) < len(reference._others) and ours._reserve:
+                beside_others += 1  # a zero left out while others' bites count
+        assert beside_others > 0
+        # A bucket's worth of time later, both bites have left the window: on a zero reading.
+        assert len(ours._others) == 0
+        assert ours._bucket.leak == pytest.approx(10.0, abs=1e-9)  # changes below 1e-9: kept
+        assert ours._reserve == 0.0
+
+    run(main)
+
+
+def test_a_repeated_state_reads_its_tokens_under_the_current_shape() -> None:
+    async def main() -> None:
+        limiter = RateLimiter(capacity=100, rate=10, slow_start=False)
+        full_in_a_second = BucketState(reset=1.0)  # 100 - 1 s x 10/s: 90 tokens
+        for _ in range(2):
+            permit = await limiter.acquire(1)
+            limiter.observe(permit, full_in_a_second)
+            assert limiter._reading is not None and limiter._reading[1] == 90.0
+        permit = await limiter.acquire(1)
+        limiter.observe(permit, BucketState(200, 20, 150))  # a new shape
+        assert (limiter.capacity, limiter.rate) == (200, 20)
+        permit = await limiter.acquire(1)
+        limiter.observe(permit, full_in_a_second)  # read again, under the new shape
+        assert limiter._reading is not None and limiter._reading[1] == 180.0
+        assert limiter.stats.syncs == 4
 
     run(main)
