@@ -35,7 +35,7 @@ from typing import Any, Literal
 from . import _bodies
 from ._budget import CALL_BUDGET
 from ._config import RetryPolicy
-from ._create import Claims, CreateProtocol, Request, Search, maybe_await
+from ._create import Claims, CreateProtocol, Request, Search
 from ._dedupe import DedupeKey, SeenTable, duplicate_key, duplicate_message
 from ._exceptions import (
     Aborted,
@@ -57,8 +57,7 @@ from ._outcomes import (
     CreateStatus,
     ItemT,
 )
-from ._retry import is_ambiguous
-from ._upsert_verify import read_back
+from ._upsert_verify import ReadBack, send_upsert
 
 __all__ = ["BulkBackend", "BulkProgress", "BulkRun", "CreateResult", "CreateStatus"]
 
@@ -133,9 +132,11 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self._on_progress = on_progress
         self._on_attempt = on_attempt
         self._in_doubt = in_doubt
-        self._verify = verify
-        self._verify_timeout = verify_timeout
-        self._verify_interval = verify_interval
+        self._read_back = (
+            ReadBack(backend.get_contact, backend.search, verify_timeout, verify_interval)
+            if verify
+            else None
+        )
         self._strict = strict
         if total is None and isinstance(items, Sized):
             total = len(items)
@@ -509,7 +510,16 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     outcome.reconciled,
                     time.monotonic() - started,
                 )
-            contact, reconciled = await self._upsert(index, data, attempts)
+            contact, reconciled = await send_upsert(
+                self._backend.request,
+                data,
+                attempts=attempts,
+                retry=self._retry,
+                timeout=self._timeout,
+                abort=self._abort,
+                on_attempt=self._attempt_hook(index),
+                read=self._read_back,
+            )
             return _result(
                 index,
                 item,
@@ -577,19 +587,6 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         else:
             self._claims.drop_before(dt.datetime.fromtimestamp(floor, dt.timezone.utc))
 
-    async def _verify_upsert(
-        self, data: dict[str, Any], since: dt.datetime, *, cause: BaseException | None
-    ) -> Contact:
-        return await read_back(
-            self._backend.get_contact,
-            self._backend.search,
-            data,
-            since,
-            cause=cause,
-            timeout=self._verify_timeout,
-            interval=self._verify_interval,
-        )
-
     def _set_fatal(self, exc: AuthenticationError | PermissionDeniedError) -> None:
         if self.fatal is None:
             self.fatal = exc
@@ -600,37 +597,6 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         if hook is None:
             return None
         return lambda started_at: hook(index, started_at)
-
-    async def _upsert(
-        self, index: int, data: dict[str, Any], attempts: list[int]
-    ) -> tuple[Contact | None, bool]:
-        """Send one upsert; with ``verify``, read it back. Returns (contact, reconciled)."""
-        started = dt.datetime.now(dt.timezone.utc)
-        await maybe_await(self._on_attempt(index, started) if self._on_attempt else None)
-        try:
-            await self._backend.request(
-                "POST",
-                "/contacts/upsert",
-                body=_bodies.upsert_body(data),
-                idempotent=False,
-                retry=self._retry,
-                timeout=self._timeout,
-                attempts=attempts,
-                abort=self._abort,
-            )
-        except QomonError as exc:
-            if not is_ambiguous(exc):
-                raise
-            if not self._verify:
-                raise OutcomeUnknownError(
-                    f"the upsert may have been queued ({exc})",
-                    cause=exc,
-                    attempt_started_at=started,
-                ) from exc
-            return await self._verify_upsert(data, started, cause=exc), True
-        if not self._verify:
-            return None, False
-        return await self._verify_upsert(data, started, cause=None), False
 
 
 def _result(

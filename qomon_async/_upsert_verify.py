@@ -1,26 +1,99 @@
-"""Reading back an upsert: Qomon answers 202 and applies it later, or silently not at all."""
+"""Sending an upsert, and reading it back: Qomon answers 202 and applies it later, or silently
+not at all."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._bodies import fold
-from ._create import Search
+from ._bodies import fold, upsert_body
+from ._config import RetryPolicy
+from ._create import Request, Search, maybe_await
 from ._exceptions import OutcomeUnknownError, QomonError
 from ._models import Contact
 from ._query import Condition, Query
+from ._retry import is_ambiguous
 
-__all__ = ["read_back", "shows"]
+__all__ = ["ReadBack", "read_back", "send_upsert", "shows"]
 
 # Scalar fields compared when reading back an upsert.
 VERIFIED_FIELDS = (
     "firstname", "surname", "married_name", "gender", "mail", "phone", "mobile", "nationality",
     "birthcity", "birthcountry", "birthdept", "age_category", "black_list",
 )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadBack:
+    """How a bulk run reads its upserts back: by id or mail, for ``timeout`` seconds, every
+    ``interval`` seconds."""
+
+    get_contact: Callable[[int], Awaitable[Contact]]
+    search: Search
+    timeout: float
+    interval: float
+
+    async def __call__(
+        self, data: dict[str, Any], since: dt.datetime, *, cause: BaseException | None
+    ) -> Contact:
+        return await read_back(
+            self.get_contact,
+            self.search,
+            data,
+            since,
+            cause=cause,
+            timeout=self.timeout,
+            interval=self.interval,
+        )
+
+
+async def send_upsert(
+    request: Request,
+    data: dict[str, Any],
+    *,
+    attempts: list[int],
+    retry: RetryPolicy | None,
+    timeout: float | None,
+    abort: Callable[[], BaseException | None],
+    on_attempt: Callable[[dt.datetime], Awaitable[None] | None] | None,
+    read: ReadBack | None,
+) -> tuple[Contact | None, bool]:
+    """Send one upsert of a bulk run; with ``read``, read it back.
+
+    Returns (the contact read back or None, whether it took a read after an ambiguous failure).
+    Raises :class:`OutcomeUnknownError` when the upsert may have been queued and nothing reads
+    it back; ``attempts`` gets one entry per request sent.
+    """
+    started = dt.datetime.now(dt.timezone.utc)
+    await maybe_await(on_attempt(started) if on_attempt is not None else None)
+    try:
+        await request(
+            "POST",
+            "/contacts/upsert",
+            body=upsert_body(data),
+            idempotent=False,
+            retry=retry,
+            timeout=timeout,
+            attempts=attempts,
+            abort=abort,
+        )
+    except QomonError as exc:
+        if not is_ambiguous(exc):
+            raise
+        if read is None:
+            raise OutcomeUnknownError(
+                f"the upsert may have been queued ({exc})",
+                cause=exc,
+                attempt_started_at=started,
+            ) from exc
+        return await read(data, started, cause=exc), True
+    if read is None:
+        return None, False
+    return await read(data, started, cause=None), False
 
 
 async def read_back(
