@@ -137,14 +137,14 @@ _LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
 _MAIL_MESSAGE = "not an email address"
 # The common case in one match: at most 254 characters, at most 64 before the "@" (the two
 # lookaheads), ASCII, dot-atom local part, labels without an edge hyphen, a last label not all
-# digits. Anything else (non-ASCII, an error) takes the step-by-step path. The repeats are
-# possessive (nothing they take can be given back to a match: a part never holds the "." or
-# "@" that ends it), which spares the engine its backtracking.
+# digits. Anything else (non-ASCII, an error) takes the step-by-step path. No possessive
+# repeats or atomic groups: Python reads them from 3.11 only, and the package supports 3.10
+# (a part never holds the "." or "@" that ends it, so there is little to backtrack anyway).
 _ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
 _ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FAST_MAIL = re.compile(
     r"(?=.{1,254}\Z)(?=[^@]{1,64}@)"
-    rf"{_ASCII_ATEXT}++(?:\.{_ASCII_ATEXT}++)*+@(?:{_ASCII_LABEL}\.)++(?![0-9]+$){_ASCII_LABEL}"
+    rf"{_ASCII_ATEXT}+(?:\.{_ASCII_ATEXT}+)*@(?:{_ASCII_LABEL}\.)+(?![0-9]+$){_ASCII_LABEL}"
 )
 
 
