@@ -74,7 +74,7 @@ class Secret:
     tab), with a message that names the problem and its position, never the key.
     """
 
-    __slots__ = ("_value", "needles")
+    __slots__ = ("_needles", "_value")
 
     def __init__(self, value: str) -> None:
         for position, char in enumerate(value):
@@ -89,7 +89,7 @@ class Secret:
         # The key as it may come back in an answer: raw, or escaped by a JSON encoder.
         escaped = json_escaped(value)
         slashed = escaped.replace(b"/", b"\\/")  # some encoders escape "/" too
-        self.needles = tuple(dict.fromkeys(n for n in (encoded, escaped, slashed) if n))
+        self._needles = tuple(dict.fromkeys(n for n in (encoded, escaped, slashed) if n))
 
     def reveal(self) -> str:
         """The key itself (for the Authorization header, and for a caller's own redaction)."""
@@ -114,7 +114,7 @@ class Secret:
 
     def redact_bytes(self, data: bytes) -> bytes:
         """``data`` with every occurrence of the key (raw or JSON-escaped) replaced."""
-        for needle in self.needles:
+        for needle in self._needles:
             if needle in data:
                 data = data.replace(needle, _REDACTED.encode())
         return data
@@ -402,7 +402,7 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
                         payload = f"(body dropped: it {problem})".encode()
                     # The key looked for here, redact_bytes called only when it is present:
                     # a loop rather than a call per answer (8 bytecodes less).
-                    for needle in secret.needles:
+                    for needle in secret._needles:
                         if needle in payload:
                             payload = secret.redact_bytes(payload)
                             break
