@@ -59,37 +59,16 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 PACKAGES = ("qomon_async", "aiohttp", "asyncio", "json")
 
 
-def _count(contender: str, n: int, concurrency: int, url: str) -> int:
-    """Instructions (callgrind's Ir) of one job process sending ``n`` creates."""
+def _job(mode: str, contender: str, n: int, concurrency: int, url: str) -> str:
+    """Run one job process (``--job`` under callgrind, ``--bytecodes`` as it is); the output
+    that carries its count (callgrind's stderr, the tracer's stdout)."""
+    under = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
+        *(under if mode == "--job" else []),
         sys.executable,
         "-m",
         "benchmarks.bench_instructions",
-        "--job",
-        contender,
-        str(n),
-        str(concurrency),
-        url,
-    ]
-    done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False
-    )
-    found = _COLLECTED.search(done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"callgrind job {contender} n={n} failed:\n{done.stderr[-3000:]}")
-    return int(found.group(1))
-
-
-def _bytecodes(contender: str, n: int, concurrency: int, url: str) -> dict[str, int]:
-    """Bytecodes interpreted by one job process sending ``n`` creates, by package."""
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.bench_instructions",
-        "--bytecodes",
+        mode,
         contender,
         str(n),
         str(concurrency),
@@ -99,8 +78,23 @@ def _bytecodes(contender: str, n: int, concurrency: int, url: str) -> dict[str, 
         command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(f"bytecode job {contender} n={n} failed:\n{done.stderr[-3000:]}")
-    counts: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{mode} job {contender} n={n} failed:\n{done.stderr[-3000:]}")
+    return done.stderr if mode == "--job" else done.stdout
+
+
+def _count(contender: str, n: int, concurrency: int, url: str) -> int:
+    """Instructions (callgrind's Ir) of one job process sending ``n`` creates."""
+    output = _job("--job", contender, n, concurrency, url)
+    found = _COLLECTED.search(output)
+    if found is None:
+        raise RuntimeError(f"callgrind job {contender} n={n}: no count in\n{output[-3000:]}")
+    return int(found.group(1))
+
+
+def _bytecodes(contender: str, n: int, concurrency: int, url: str) -> dict[str, int]:
+    """Bytecodes interpreted by one job process sending ``n`` creates, by package."""
+    output = _job("--bytecodes", contender, n, concurrency, url)
+    counts: dict[str, int] = json.loads(output.strip().splitlines()[-1])
     return counts
 
 
