@@ -1,16 +1,20 @@
-"""Instructions per create: the client's work counted by valgrind's callgrind, not timed.
+"""Instructions per create: the client's work counted by valgrind, not timed.
 
 CPU time on a shared machine moves with the other load (caches, frequency, a neighbour's
-burst): ``bench_client_cost`` needs rounds and medians, and still shows ±10-30%. An instruction
-count does not move: the same job executes the same instructions whoever else runs. It is not
-time (a cache miss costs more than an add), so it complements CPU time without replacing it.
+burst): ``bench_client_cost`` needs rounds and medians, and still shows ±10-35%. A count does
+not move: the same job executes the same instructions whoever else runs.
 
 Each contender runs the job of ``bench_client_cost`` (the same senders, the tiny create server
-in its own process, not under valgrind) under ``valgrind --tool=callgrind`` twice, with ``n1``
-and ``n2`` creates; ``(Ir(n2) - Ir(n1)) / (n2 - n1)`` is the count per create, free of what
-does not grow with the job (interpreter start, imports, the client's open and close, the
-warm-up). Needs the ``valgrind`` binary (Debian package ``valgrind``); without it the
-benchmark records that it could not run, and says so in its headline.
+in its own process, not under valgrind) under ``valgrind --tool=cachegrind --cache-sim=yes
+--branch-sim=yes`` twice, with ``n1`` and ``n2`` creates; ``(count(n2) - count(n1)) / (n2 -
+n1)`` is the count per create, free of what does not grow with the job (interpreter start,
+imports, the client's open and close, the warm-up). Counted: instructions (Ir), first-level
+cache misses (instruction and data), last-level misses, and mispredicted branches; from them
+KCachegrind's cycle estimate, ``CEst = Ir + 10 Bm + 10 L1m + 100 LLm``: not time either (the
+simulated caches and predictor are simple models of the real ones), but it counts what
+makes one instruction cost more than another, the stalls an instruction count hides. Needs
+the ``valgrind`` binary (Debian package ``valgrind``); without it the benchmark records that
+it could not run, and says so in its headline.
 
 Beside it, the same two jobs without valgrind under ``sys.settrace`` with opcode events: the
 **Python bytecodes** each contender's process interprets per create, split by package. This
@@ -54,7 +58,17 @@ LABELS = {
     "no_limit": "qomon_async, rate_limit=False",
     "default": "qomon_async, default (limiter on)",
 }
-_COLLECTED = re.compile(r"Collected : (\d+)")
+#: cachegrind's summary lines (on stderr), and the events each gives: the total, or the
+#: parts in brackets.
+_SUMMARY = {
+    "ir": re.compile(r"I\s+refs:\s+([\d,]+)"),
+    "i1": re.compile(r"I1\s+misses:\s+([\d,]+)"),
+    "d1": re.compile(r"D1\s+misses:\s+([\d,]+)"),
+    "ll": re.compile(r"LL misses:\s+([\d,]+)"),
+    "bm": re.compile(r"Mispredicts:\s+([\d,]+)"),
+}
+#: KCachegrind's "cycle estimation": CEst = Ir + 10 Bm + 10 L1m + 100 LLm.
+_WEIGHTS = {"ir": 1, "bm": 10, "i1": 10, "d1": 10, "ll": 100}
 #: Where an interpreted bytecode is counted: the first of these found in its file's path.
 PACKAGES = ("qomon_async", "aiohttp", "asyncio", "json")
 
@@ -62,7 +76,13 @@ PACKAGES = ("qomon_async", "aiohttp", "asyncio", "json")
 def _job(mode: str, contender: str, n: int, concurrency: int, url: str) -> str:
     """Run one job process (``--job`` under callgrind, ``--bytecodes`` as it is); the output
     that carries its count (callgrind's stderr, the tracer's stdout)."""
-    under = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    under = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=yes",
+        "--branch-sim=yes",
+        "--cachegrind-out-file=/dev/null",
+    ]
     command = [
         *(under if mode == "--job" else []),
         sys.executable,
@@ -82,13 +102,16 @@ def _job(mode: str, contender: str, n: int, concurrency: int, url: str) -> str:
     return done.stderr if mode == "--job" else done.stdout
 
 
-def _count(contender: str, n: int, concurrency: int, url: str) -> int:
-    """Instructions (callgrind's Ir) of one job process sending ``n`` creates."""
+def _count(contender: str, n: int, concurrency: int, url: str) -> dict[str, int]:
+    """cachegrind's counts (see ``_SUMMARY``) of one job process sending ``n`` creates."""
     output = _job("--job", contender, n, concurrency, url)
-    found = _COLLECTED.search(output)
-    if found is None:
-        raise RuntimeError(f"callgrind job {contender} n={n}: no count in\n{output[-3000:]}")
-    return int(found.group(1))
+    counts = {}
+    for event, pattern in _SUMMARY.items():
+        found = pattern.search(output)
+        if found is None:
+            raise RuntimeError(f"cachegrind job {contender} n={n}: no {event} in\n{output[-3000:]}")
+        counts[event] = int(found.group(1).replace(",", ""))
+    return counts
 
 
 def _bytecodes(contender: str, n: int, concurrency: int, url: str) -> dict[str, int]:
@@ -180,39 +203,49 @@ def run(settings: Settings) -> dict[str, Any]:
             for repeat in range(repeats if valgrind else 0):
                 for contender in CONTENDERS:
                     small, large = (_count(contender, n, concurrency, srv.url) for n in sizes)
-                    per_create = (large - small) / (sizes[1] - sizes[0])
+                    per = {e: (large[e] - small[e]) / (sizes[1] - sizes[0]) for e in _SUMMARY}
+                    cycles = sum(_WEIGHTS[e] * per[e] for e in _SUMMARY)
                     runs.append(
                         {
                             "contender": contender,
                             "concurrency": concurrency,
                             "repeat": repeat,
-                            "instructions": per_create,
+                            "instructions": per["ir"],
+                            "events": per,
+                            "cycles": cycles,
                         }
                     )
-                    log(f"{NAME}: c={concurrency} {contender}: {per_create:,.0f} per create")
+                    log(
+                        f"{NAME}: c={concurrency} {contender}: {per['ir']:,.0f} instructions, "
+                        f"{cycles:,.0f} estimated cycles per create"
+                    )
     summary = []
     for concurrency in concurrencies if valgrind else ():
-        floor = median(
-            [
-                r["instructions"]
-                for r in runs
-                if r["contender"] == "aiohttp" and r["concurrency"] == concurrency
-            ]
-        )
+        here = [r for r in runs if r["concurrency"] == concurrency]
+
+        def measure(contender: str, key: str, rows: list[dict[str, Any]] = here) -> float:
+            return median([r[key] for r in rows if r["contender"] == contender])
+
         for contender in CONTENDERS:
-            value = median(
-                [
-                    r["instructions"]
-                    for r in runs
-                    if r["contender"] == contender and r["concurrency"] == concurrency
-                ]
-            )
+            value, cycles = measure(contender, "instructions"), measure(contender, "cycles")
             summary.append(
                 {
                     "contender": contender,
                     "concurrency": concurrency,
                     "instructions": value,
-                    "vs_aiohttp": ratio(value, floor),
+                    "vs_aiohttp": ratio(value, measure("aiohttp", "instructions")),
+                    "cycles": cycles,
+                    "cycles_vs_aiohttp": ratio(cycles, measure("aiohttp", "cycles")),
+                    "events": {
+                        event: median(
+                            [
+                                r["events"][event]
+                                for r in here
+                                if r["contender"] == contender and "events" in r
+                            ]
+                        )
+                        for event in _SUMMARY
+                    },
                 }
             )
     document: dict[str, Any] = {
@@ -249,37 +282,71 @@ def _render_instructions(
     document: dict[str, Any], concurrencies: list[int], small: int, large: int
 ) -> list[str]:
     by = {(s["contender"], s["concurrency"]): s for s in document["summary"]}
-    rows = [
+    rows = []
+    for c in concurrencies:
+        for name in CONTENDERS:
+            row = by[name, c]
+            events = row.get("events") or {}
+            rows.append(
+                [
+                    str(c),
+                    LABELS[name],
+                    f"{row['instructions'] / 1000:,.0f}k ({row['vs_aiohttp']:.2f}x)",
+                    *(
+                        f"{events[event] / 1000:,.1f}k" if event in events else "—"
+                        for event in ("i1", "d1", "ll", "bm")
+                    ),
+                    f"{row['cycles'] / 1000:,.0f}k ({row['cycles_vs_aiohttp']:.2f}x)"
+                    if "cycles" in row
+                    else "—",
+                ]
+            )
+    table = markdown_table(
         [
-            str(c),
-            *(
-                f"{by[name, c]['instructions'] / 1000:,.0f}k ({by[name, c]['vs_aiohttp']:.2f}x)"
-                for name in CONTENDERS
-            ),
-        ]
-        for c in concurrencies
-    ]
-    table = markdown_table(["c", *(LABELS[name] for name in CONTENDERS)], rows)
+            "c",
+            "contender",
+            "instructions",
+            "I1 misses",
+            "D1 misses",
+            "LL misses",
+            "mispredicted branches",
+            "estimated cycles",
+        ],
+        rows,
+    )
     default = [by["default", c]["vs_aiohttp"] for c in concurrencies]
     plain = [by["no_limit", c]["vs_aiohttp"] for c in concurrencies]
     headline = (
         f"Per create, the default client executes {_span(default)} the instructions of raw "
-        f"aiohttp + json, rate_limit=False {_span(plain)} (callgrind: a count the machine's "
-        "other load does not move)."
+        f"aiohttp + json, rate_limit=False {_span(plain)}"
     )
+    if all("cycles" in by[name, c] for name in CONTENDERS for c in concurrencies):
+        default_cycles = [by["default", c]["cycles_vs_aiohttp"] for c in concurrencies]
+        plain_cycles = [by["no_limit", c]["cycles_vs_aiohttp"] for c in concurrencies]
+        headline += (
+            f"; with cache misses and mispredicted branches weighed in (estimated cycles), "
+            f"{_span(default_cycles)} and {_span(plain_cycles)} (valgrind: counts the "
+            "machine's other load does not move)."
+        )
+    else:
+        headline += " (valgrind: a count the machine's other load does not move)."
     return [
         f"**{headline}**",
-        f"Instructions (callgrind's Ir) of the client process per create: the difference "
-        f"between a job of {large:,} and one of {small:,} creates over their difference, "
-        f"medians of {document['parameters']['repeats']} repeat(s); the tiny create server of "
-        "the client cost benchmark, in its own process and not counted.",
+        f"Counts of the client process per create under cachegrind (simulated caches and "
+        f"branch predictor): the difference between a job of {large:,} and one of {small:,} "
+        f"creates over their difference, medians of {document['parameters']['repeats']} "
+        "repeat(s); the tiny create server of the client cost benchmark, in its own process and "
+        "not counted. Estimated cycles: KCachegrind's cycle estimate, instructions + 10 x "
+        "mispredicted branches + 10 x first-level misses + 100 x last-level misses.",
         table,
         "Caveats:\n\n"
-        "- An instruction count is not time: allocation patterns, branch mispredictions and "
-        "cache misses make one instruction cost more than another, so the CPU-time ratios of "
-        "the client cost benchmark can differ. What it shows without noise is how much work "
-        "each client does, and whether a change added or removed some. The bytecode count "
-        "below shows which kind of work it is.\n"
+        "- Neither count is time. The instruction count shows how much work each client does, "
+        "and whether a change added or removed some; the estimate adds what makes one "
+        "instruction cost more than another, with fixed weights on simple models of the real "
+        "caches and predictor (the last level simulated here is this machine's large shared "
+        "cache, so it almost never misses). They decide what the noisy CPU times of the "
+        "client cost benchmark cannot, within the models' error. The bytecode count below "
+        "shows which kind of work it is.\n"
         "- Under valgrind the client runs some 50 times slower while the server does not: "
         "answers are always ready, so the event loop's share (fewer, fuller iterations) is "
         "smaller than at full speed, for every contender alike.",
