@@ -303,8 +303,9 @@ async def gzip_bomb(total: int) -> AsyncIterator[bytes]:
 async def test_a_body_beyond_the_limit_is_refused_with_its_size(hostile: Hostile) -> None:
     hostile.routes["GET", "/contacts/1"] = streamed(lambda: zeros(4 * 1024 * 1024))
     hostile.routes["GET", "/contacts/2"] = text(b"0" * 300_000)  # a declared Content-Length
+    hostile.routes["GET", "/contacts/3"] = encoded(b"0" * 300_000, {"Content-Encoding": "identity"})
     async with client_for(hostile, max_response_bytes=100_000) as client:
-        for contact_id in (1, 2):
+        for contact_id in (1, 2, 3):
             with pytest.raises(ResponseDecodeError, match="exceeds max_response_bytes") as got:
                 await client.get_contact(contact_id)
             assert "100,000" in str(got.value) and got.value.status_code == 200
@@ -344,10 +345,13 @@ async def test_compressed_answers_within_the_limit_are_read(hostile: Hostile) ->
         raw.compress(body) + raw.flush(), {"Content-Encoding": "deflate"}
     )
     hostile.routes["GET", "/contacts/3"] = encoded(body, {"Content-Encoding": "br"})
+    # Said plainly: read like any body that is not compressed.
+    hostile.routes["GET", "/contacts/5"] = encoded(body, {"Content-Encoding": "identity"})
     async with client_for(hostile) as client:
         assert (await client.get_contact(1)).id == 41
         assert (await client.get_contact(2)).id == 41
         assert (await client.get_contact(4)).id == 41
+        assert (await client.get_contact(5)).id == 41
         with pytest.raises(ResponseDecodeError, match="cannot be decompressed"):
             await client.get_contact(3)
 
