@@ -18,7 +18,7 @@ from ._config import MAX_PER_PAGE
 from ._models import Contact, ContactWrite, UpsertContact
 from ._query import Query
 from ._types import ContactDict, UpsertDict
-from ._validation import _plain_contact, _validate_full, validate_contact
+from ._validation import validate_contact
 
 #: What a contact write takes: a :class:`ContactDict` (a dict in Qomon's field names), a
 #: :class:`ContactWrite`, or a read :class:`Contact` (its read-only keys are dropped).
@@ -90,10 +90,7 @@ def contact_to_dict(contact: ContactInput, *, strict: bool = True) -> dict[str, 
     """
     data: dict[str, Any]
     if type(contact) is dict:  # the common case, first (validation copies, never mutates)
-        # validate_contact's two steps, called here directly (one call less per create)
-        return _plain_contact(contact) or _validate_full(
-            contact, kind="create", strict=strict, today=None
-        )
+        return validate_contact(contact, kind="create", strict=strict)
     if isinstance(contact, ContactWrite):
         data = msgspec.to_builtins(contact, builtin_types=_DATES)
     elif isinstance(contact, Contact):

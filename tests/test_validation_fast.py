@@ -102,7 +102,7 @@ def test_the_one_pass_check_agrees_with_the_full_path(data: dict[str, Any], kind
         assert str(got) == str(full)
     else:
         assert got == full
-    if kind == "create":  # contact_to_dict takes the two steps itself for a dict
+    if kind == "create":  # and the body of a create (contact_to_dict, then contact_body)
         try:
             body: Any = contact_body(contact_to_dict(cast("Any", dict(data))))
         except ContactValidationError as exc:
