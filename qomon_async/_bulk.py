@@ -187,9 +187,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     raise StopAsyncIteration
             if results:
                 result = results.popleft()
-                room = self._room  # _wake inline: once per item
-                if room is not None and not room.done():
-                    room.set_result(None)
+                self._wake(self._room)
                 return result
         return await self._gen.__anext__()
 
@@ -407,9 +405,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                         logger.exception("the on_progress callback raised; ignored")
                 if len(results) < self._room_size and not self._closing:
                     results.append(result)  # room for it: handed over without awaiting
-                    ready = self._ready  # _wake inline: once per item
-                    if ready is not None and not ready.done():
-                        ready.set_result(None)
+                    self._wake(self._ready)
                 else:
                     await self._emit(result)
         finally:
