@@ -59,6 +59,7 @@ from ._ratelimit import (
     BucketState,
     LimiterStats,
     Permit,
+    server_tokens,
     shape_within_bounds,
 )
 
@@ -285,17 +286,10 @@ class BucketModel:
                     capacity, rate = advertised, state.rate
                 else:
                     shape_kept = False  # refused: counted on every answer that advertises it
-            # server_tokens(state, capacity, rate), inlined (this runs on every answer; the
-            # test against a reference limiter that calls it holds the two to the same figures).
-            tokens = state.remaining
-            reset = state.reset
-            if reset is not None:
-                from_reset = capacity - reset * rate
-                if tokens is None or -1 < from_reset - tokens < 1:
-                    tokens = from_reset
-            elif tokens is None:
+            tokens = server_tokens(state, capacity, rate)
+            if tokens is None:
                 return
-            server = (tokens if tokens < capacity else capacity) if tokens > 0.0 else 0.0
+            server = tokens
             self._informed = True
             if shape_kept:
                 self._state_read, self._server_read = state, server
