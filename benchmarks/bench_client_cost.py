@@ -20,9 +20,16 @@ Each measurement is one process: imports, the input list built, a warm-up job (a
 client, so that every code path has run once), then the timed job: a fresh client opened, the
 ``n`` creates, the client closed. CPU is the process's ``time.process_time()`` (every thread)
 over the timed job alone; the input list is built before and frozen out of the garbage
-collector's sight (``gc.freeze``), as a streamed input would be. The server's CPU over the same
-span is read from ``/proc`` (psutil) to show it is not the bottleneck. Contenders alternate
-(rotated each round) within each (n, c) block; medians of the rounds are reported.
+collector's sight (``gc.freeze``), as a streamed input would be.
+
+The jobs of one round (one per contender, same n and c) **take turns** (:class:`Turns`): each
+runs ``TURN`` confirmed creates, then freezes while the next one runs, until all are done. On
+this shared host the CPU of a job moves by 20-35% from one run to the next, with the host's
+other load; whole jobs run one after the other meet different moments of it, turns of a few
+tens of milliseconds meet the same. The ratio to raw aiohttp is taken within each round, and
+its median over the rounds is reported (spread about ±2%, against ±20-35% for whole jobs). The
+server's CPU is read from ``/proc`` (psutil) over the whole round, to show it is not the
+bottleneck. The contender that starts rotates from round to round.
 
 ``python -m benchmarks.bench_client_cost --profile`` profiles one job instead (cProfile): see
 :func:`profile_main`.
@@ -35,17 +42,24 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
+import select
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmarks._common import (
     API_KEY,
     COLOURS,
+    ROOT,
+    ServerProcess,
     Settings,
+    WorkerError,
     fmt,
     log,
     make_contact,
@@ -55,7 +69,6 @@ from benchmarks._common import (
     ratio,
     request_headers,
     run_queue_wait,
-    run_worker_retrying,
     server,
     spread,
     worker_main,
@@ -102,8 +115,19 @@ REFERENCE_ROUNDS = 3
 
 
 Items = list[dict[str, Any]]
-#: An open contender: sends a list of items, returns how many creates were confirmed.
-Sender = Callable[[Items], Awaitable[int]]
+#: Called once per confirmed create (see :class:`Turns`); by default it does nothing.
+Tick = Callable[[], None]
+
+
+class Sender(Protocol):
+    """An open contender: sends a list of items, returns how many creates were confirmed,
+    calling ``tick`` after each."""
+
+    def __call__(self, items: Items, tick: Tick = ..., /) -> Awaitable[int]: ...
+
+
+def _no_tick() -> None:
+    """The tick of a job that does not take turns."""
 
 
 def _body(item: dict[str, Any]) -> bytes:
@@ -127,12 +151,13 @@ async def open_qomon(url: str, concurrency: int, *, rate_limit: bool) -> AsyncIt
     else:
         client = QomonClient(API_KEY, base_url=url, max_connections=connections, rate_limit=False)
 
-    async def send(items: Items) -> int:
+    async def send(items: Items, tick: Tick = _no_tick) -> int:
         done = 0
         async for result in client.create_contacts(items, concurrency=concurrency):
             if not result.ok or result.contact is None or result.contact.id is None:
                 raise RuntimeError(f"create failed: {result}")
             done += 1
+            tick()
         return done
 
     async with client:
@@ -147,7 +172,7 @@ async def open_aiohttp(url: str, concurrency: int) -> AsyncIterator[Sender]:
     headers = request_headers()
     endpoint = url + "/contacts"
 
-    async def send(items: Items) -> int:
+    async def send(items: Items, tick: Tick = _no_tick) -> int:
         done = 0
 
         async def work(source: Iterator[dict[str, Any]]) -> None:
@@ -159,6 +184,7 @@ async def open_aiohttp(url: str, concurrency: int) -> AsyncIterator[Sender]:
                         raise RuntimeError(f"status {r.status}")
                 _id_of(payload)
                 done += 1
+                tick()
 
         source = iter(items)
         await asyncio.gather(*(work(source) for _ in range(concurrency)))
@@ -177,7 +203,7 @@ async def open_httpx(url: str, concurrency: int) -> AsyncIterator[Sender]:
     headers = request_headers()
     endpoint = url + "/contacts"
 
-    async def send(items: Items) -> int:
+    async def send(items: Items, tick: Tick = _no_tick) -> int:
         done = 0
 
         async def work(source: Iterator[dict[str, Any]]) -> None:
@@ -188,6 +214,7 @@ async def open_httpx(url: str, concurrency: int) -> AsyncIterator[Sender]:
                     raise RuntimeError(f"status {r.status_code}")
                 _id_of(r.content)
                 done += 1
+                tick()
 
         source = iter(items)
         await asyncio.gather(*(work(source) for _ in range(concurrency)))
@@ -213,7 +240,7 @@ def opener(
     raise ValueError(f"unknown async contender {contender!r}")
 
 
-def run_requests(url: str, items: Items, concurrency: int) -> int:
+def run_requests(url: str, items: Items, concurrency: int, tick: Tick = _no_tick) -> int:
     """A whole job with requests: c=1 a sequential loop on one Session; c>1 c threads, one
     Session each, pulling from a shared iterator."""
     import requests  # noqa: PLC0415
@@ -236,6 +263,8 @@ def run_requests(url: str, items: Items, concurrency: int) -> int:
                 raise RuntimeError(f"status {r.status_code}")
             _id_of(r.content)
             counts[slot] += 1
+            with lock:  # a turn taken (see Turns) holds the other threads at their next item
+                tick()
 
     if concurrency == 1:
         work(0)  # plainly sequential, as the public integrations do
@@ -281,11 +310,76 @@ def _count_iterations(loop: asyncio.AbstractEventLoop) -> list[int]:
     return counter
 
 
+class Turns:
+    """Contenders take turns: a job runs ``size`` creates, then hands the machine on.
+
+    The jobs of one round (one process per contender, each a whole job from a fresh client to
+    its close) run in lockstep: the parent (:func:`run_round`) gives the turn to one of them;
+    it runs until it has confirmed ``size`` more creates, writes ``y`` to the parent and blocks
+    (the whole process, its event loop included) until the turn comes back. A job that ends
+    writes ``f``. So every contender meets the machine's other load in slices of a few tens of
+    milliseconds, alternated, instead of in whole runs seconds apart: the host's drift between
+    runs (±20-35% here) falls on all of them alike and leaves their ratio.
+
+    A frozen job's requests already sent are answered by the server meanwhile; the job reads
+    the answers when its turn comes back, as a loaded client would. Its CPU is
+    ``process_time``, which does not move while it is frozen; its wall time is the sum of its
+    turns (``active``).
+    """
+
+    def __init__(self, go_fd: int, done_fd: int, size: int) -> None:
+        self.go_fd, self.done_fd, self.size = go_fd, done_fd, size
+        self.left = size
+        self.active = 0.0
+        self.resumed = 0.0
+        self.turns = 0
+
+    def _signal(self, message: bytes) -> None:
+        os.write(self.done_fd, message)
+
+    def wait(self) -> None:
+        """Block until the parent gives the turn."""
+        if os.read(self.go_fd, 1) != b"g":
+            raise RuntimeError("the parent closed the turn pipe")
+        self.resumed = time.perf_counter()
+        self.turns += 1
+
+    def ready(self) -> None:
+        """Warmed up: tell the parent, and wait for the first turn."""
+        self._signal(b"r")
+        self.wait()
+
+    def tick(self) -> None:
+        """One create confirmed: after ``size`` of them, hand the turn on."""
+        self.left -= 1
+        if self.left == 0:
+            self.left = self.size
+            self.active += time.perf_counter() - self.resumed
+            self._signal(b"y")
+            self.wait()
+
+    def finish(self) -> None:
+        """The job is over (clocks read): leave the rotation."""
+        self.active += time.perf_counter() - self.resumed
+        self._signal(b"f")
+
+
 def measure_job(
-    contender: str, url: str, items: Items, warm: Items, concurrency: int, server_pid: int | None
+    contender: str,
+    url: str,
+    items: Items,
+    warm: Items,
+    concurrency: int,
+    server_pid: int | None,
+    turns: Turns | None = None,
 ) -> dict[str, float]:
-    """Warm up on a throwaway client, then time one whole job on a fresh one (see module doc)."""
-    server_clock = _ServerClock(server_pid)
+    """Warm up on a throwaway client, then time one whole job on a fresh one (see module doc).
+
+    With ``turns``, the timed job starts at the first turn the parent gives and takes turns
+    with the other contenders of its round (see :class:`Turns`); its server CPU is then left
+    to the parent, which reads it over the whole round.
+    """
+    server_clock = _ServerClock(None if turns else server_pid)
     if contender == "requests":
         run_requests(url, warm, concurrency)
     else:
@@ -298,8 +392,11 @@ def measure_job(
     gc.collect()
     gc.freeze()  # the input list and the imported modules: out of the collector's sight
     result: dict[str, float] = {}
+    tick = turns.tick if turns else _no_tick
 
     def start() -> None:
+        if turns:
+            turns.ready()
         result["server_cpu0"] = server_clock.read()
         result["queued0"] = run_queue_wait()
         result["wall0"], result["cpu0"] = time.perf_counter(), time.process_time()
@@ -313,10 +410,13 @@ def measure_job(
             server_cpu=server_clock.read() - result.pop("server_cpu0"),
             queued=run_queue_wait() - result.pop("queued0"),
         )
+        if turns:
+            turns.finish()
+            result.update(wall=turns.active, turns=turns.turns)
 
     if contender == "requests":
         start()
-        stop(run_requests(url, items, concurrency))
+        stop(run_requests(url, items, concurrency, tick))
     else:
 
         async def timed() -> None:
@@ -324,7 +424,7 @@ def measure_job(
             iterations = _count_iterations(loop)
             start()
             async with opener(contender, url, concurrency) as send:
-                done = await send(items)
+                done = await send(items, tick)
             stop(done)
             result["loop_iterations"] = iterations[0]
 
@@ -335,10 +435,14 @@ def measure_job(
 
 
 def worker(params: dict[str, Any]) -> dict[str, Any]:
-    """One timed job: ``contender``, ``concurrency``, ``n`` creates after ``warmup``."""
+    """One timed job: ``contender``, ``concurrency``, ``n`` creates after ``warmup``; taking
+    turns when the parent passed its pipes (``go_fd``, ``done_fd``, ``turn``)."""
     n, warmup, tag = params["n"], params["warmup"], params["tag"]
     warm = [make_contact(i, tag + "w") for i in range(warmup)]
     items = [make_contact(i, tag) for i in range(n)]
+    turns = None
+    if "go_fd" in params:
+        turns = Turns(params["go_fd"], params["done_fd"], params["turn"])
     return measure_job(
         params["contender"],
         params["url"],
@@ -346,6 +450,7 @@ def worker(params: dict[str, Any]) -> dict[str, Any]:
         warm,
         params["concurrency"],
         params.get("server_pid"),
+        turns,
     )
 
 
@@ -354,12 +459,20 @@ def worker(params: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+#: Confirmed creates per turn (see :class:`Turns`): tens of milliseconds of work.
+TURN = 500
+#: Seconds a worker may take to warm up, and to end one turn, before it is declared hung.
+READY_TIMEOUT = 600.0
+TURN_TIMEOUT = 300.0
+
+
 def plan(settings: Settings) -> list[dict[str, Any]]:
-    """Every measurement, in run order: per (n, c) block, rounds of alternating contenders."""
+    """Every round, in run order: per (n, c) block, rounds of one job per contender, taking
+    turns; the contender that starts rotates from round to round."""
     matrix = QUICK if settings.quick else FULL
     sizes: tuple[int, ...] = matrix["sizes"]  # type: ignore[assignment]
     rounds: dict[int, int] = matrix["rounds"]  # type: ignore[assignment]
-    jobs = []
+    plan_ = []
     for n in sizes:
         for concurrency in CONCURRENCIES:
             with_references = (
@@ -370,48 +483,143 @@ def plan(settings: Settings) -> list[dict[str, Any]]:
                 if with_references and repeat < REFERENCE_ROUNDS:
                     contenders += REFERENCES
                 shift = repeat % len(contenders)
-                for contender in contenders[shift:] + contenders[:shift]:
-                    count = max(int(n * SHARE.get(contender, 1.0)), 50)
-                    jobs.append(
-                        {
-                            "contender": contender,
-                            "concurrency": concurrency,
-                            "size": n,
-                            "n": count,
-                            "repeat": repeat,
-                            "warmup": max(200, 2 * concurrency),
-                        }
-                    )
-    return jobs
+                jobs = [
+                    {
+                        "contender": contender,
+                        "concurrency": concurrency,
+                        "size": n,
+                        "n": max(int(n * SHARE.get(contender, 1.0)), 50),
+                        "repeat": repeat,
+                        "warmup": max(200, 2 * concurrency),
+                    }
+                    for contender in contenders[shift:] + contenders[:shift]
+                ]
+                plan_.append({"size": n, "concurrency": concurrency, "jobs": jobs})
+    return plan_
+
+
+class _Member:
+    """One worker of a round: its process, its ends of the two pipes, its captured output."""
+
+    def __init__(self, job: dict[str, Any], url: str) -> None:
+        self.job = job
+        go_read, self.go = os.pipe()
+        self.done, done_write = os.pipe()
+        params = {
+            **job,
+            "url": url,
+            "tag": f"r{job['repeat']}{job['contender']}{job['concurrency']}n{job['n']}-",
+            "go_fd": go_read,
+            "done_fd": done_write,
+            "turn": TURN,
+        }
+        # Files, not pipes: a worker that writes much cannot block on them. Closed by close().
+        self.stdout = tempfile.TemporaryFile()  # noqa: SIM115
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        command = [sys.executable, "-m", "benchmarks.bench_client_cost", "--worker"]
+        try:
+            self.process = subprocess.Popen(
+                [*command, json.dumps(params)],
+                cwd=ROOT,
+                stdout=self.stdout,
+                stderr=self.stderr,
+                pass_fds=(go_read, done_write),
+            )
+        finally:
+            os.close(go_read)  # the worker holds them now: its death reads as end of file
+            os.close(done_write)
+
+    def error(self, what: str) -> WorkerError:
+        self.stderr.seek(0)
+        tail = self.stderr.read().decode(errors="replace")[-4000:]
+        return WorkerError(f"{self.job['contender']} c={self.job['concurrency']}: {what}\n{tail}")
+
+    def expect(self, timeout: float) -> bytes:
+        """The worker's next signal: ``r`` (ready), ``y`` (turn over) or ``f`` (finished)."""
+        ready, _, _ = select.select([self.done], [], [], timeout)
+        if not ready:
+            raise self.error(f"no word from the worker in {timeout:.0f} s")
+        signal = os.read(self.done, 1)
+        if signal not in (b"r", b"y", b"f"):
+            self.process.wait(timeout=10)
+            raise self.error(f"the worker exited ({self.process.returncode})")
+        return signal
+
+    def answer(self) -> dict[str, Any]:
+        if self.process.wait(timeout=60) != 0:
+            raise self.error(f"the worker exited {self.process.returncode}")
+        self.stdout.seek(0)
+        lines = [line for line in self.stdout.read().decode().splitlines() if line.strip()]
+        if not lines:
+            raise self.error("the worker printed nothing")
+        answer: dict[str, Any] = json.loads(lines[-1])
+        return answer
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for fd in (self.go, self.done):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.stdout.close()
+        self.stderr.close()
+
+
+def run_round(round_: dict[str, Any], srv: ServerProcess) -> list[dict[str, Any]]:
+    """One round: every contender's job in its own process, warmed up side by side, then
+    timed taking turns (the rotation starts with the first job of the round)."""
+    members: list[_Member] = []
+    try:
+        for job in round_["jobs"]:
+            members.append(_Member(job, srv.url))
+        for member in members:
+            if member.expect(READY_TIMEOUT) != b"r":
+                raise member.error("a turn ended before the first was given")
+        server_cpu0, wall0 = srv.cpu_seconds(), time.perf_counter()
+        active = list(members)
+        while active:
+            for member in list(active):
+                os.write(member.go, b"g")
+                signal = member.expect(TURN_TIMEOUT)
+                if signal == b"f":
+                    active.remove(member)
+                elif signal != b"y":
+                    raise member.error("a second 'ready'")
+        server_cpu, wall = srv.cpu_seconds() - server_cpu0, time.perf_counter() - wall0
+        answers = [{**member.job, **member.answer()} for member in members]
+    finally:
+        for member in members:
+            member.close()
+    requests = sum(answer["done"] for answer in answers)
+    for answer in answers:  # the server served the whole round: its cost is the round's
+        answer.update(server_cpu=server_cpu * answer["done"] / requests, round_wall=wall)
+        answer["server_busy"] = server_cpu / wall
+    return answers
 
 
 def run(settings: Settings) -> dict[str, Any]:
-    jobs = plan(settings)
+    rounds = plan(settings)
     runs: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     started = time.perf_counter()
     with server("tiny") as srv:
-        for number, job in enumerate(jobs, 1):
-            answer = run_worker_retrying(
-                "bench_client_cost",
-                {
-                    **job,
-                    "url": srv.url,
-                    "server_pid": srv.pid,
-                    "tag": f"r{job['repeat']}{job['contender']}{job['concurrency']}n{job['n']}-",
-                },
-                failures,
-                timeout=3600,
-            )
-            runs.append({**job, **answer})
-            if (
-                number == len(jobs)
-                or jobs[number]["size"] != job["size"]
-                or (jobs[number]["concurrency"] != job["concurrency"])
+        for number, round_ in enumerate(rounds, 1):
+            try:
+                runs += run_round(round_, srv)
+            except (WorkerError, subprocess.TimeoutExpired) as exc:  # once more, then raise
+                last = str(exc).strip().splitlines()[:1] or [type(exc).__name__]
+                shown = {k: round_[k] for k in ("size", "concurrency")}
+                failures.append({"params": shown, "error": last[0][:300]})
+                log(f"{NAME}: a round failed ({last[0][:200]}); running it again")
+                runs += run_round(round_, srv)
+            if number == len(rounds) or (rounds[number]["size"], rounds[number]["concurrency"]) != (
+                round_["size"],
+                round_["concurrency"],
             ):
                 log(
-                    f"{NAME}: n={job['size']:,} c={job['concurrency']} done "
-                    f"({number}/{len(jobs)} jobs, {time.perf_counter() - started:.0f} s)"
+                    f"{NAME}: n={round_['size']:,} c={round_['concurrency']} done "
+                    f"({number}/{len(rounds)} rounds, {time.perf_counter() - started:.0f} s)"
                 )
     summary = summarize(runs)
     matrix = QUICK if settings.quick else FULL
@@ -429,6 +637,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 "httpx_share": SHARE["httpx"],
             },
             "warmup": "max(200, 2 x c) creates on a throwaway client",
+            "turn": f"{TURN} confirmed creates per turn",
             "server_bucket": "burst:1000000;rate:1000000.0",
             "targets": TARGETS,
         },
@@ -441,47 +650,47 @@ def run(settings: Settings) -> dict[str, Any]:
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Medians per (contender, c, n); ratios to raw aiohttp at the same (c, n)."""
+    """Per (contender, c, n): medians over the rounds; the ratio to raw aiohttp is the median
+    of the rounds' paired ratios (each against the aiohttp job it took turns with)."""
     keys = sorted({(r["size"], r["concurrency"]) for r in runs})
     summary = []
     for size, concurrency in keys:
         block = [r for r in runs if r["size"] == size and r["concurrency"] == concurrency]
         floor_runs = {r["repeat"]: r for r in block if r["contender"] == "aiohttp"}
-        rows = {}
         for contender in CONTENDERS:
             mine = [r for r in block if r["contender"] == contender]
             if not mine:
                 continue
             cpu_us = [r["cpu"] / r["done"] * 1e6 for r in mine]
-            rps = [r["done"] / r["wall"] for r in mine]
             paired = [
                 ratio(r["cpu"] / r["done"], f["cpu"] / f["done"])
                 for r in mine
                 if (f := floor_runs.get(r["repeat"])) is not None
             ]
-            rows[contender] = {
-                "contender": contender,
-                "size": size,
-                "concurrency": concurrency,
-                "requests": mine[0]["done"],
-                "cpu_us_per_create": median(cpu_us),
-                "cpu_spread": spread(cpu_us),
-                "creates_per_s": median(rps),
-                "server_cpu_us_per_req": median([r["server_cpu"] / r["done"] * 1e6 for r in mine]),
-                "server_busy": median([r["server_cpu"] / r["wall"] for r in mine]),
-                "client_busy": median([r["cpu"] / r["wall"] for r in mine]),
-                "client_starved": median([r["queued"] / r["wall"] for r in mine]),
-                "loop_iterations_per_create": median(
-                    [r.get("loop_iterations", float("nan")) / r["done"] for r in mine]
-                ),
-                "paired_cpu_ratio": median(paired),
-                "runs": len(mine),
-            }
-        base = rows["aiohttp"]
-        for row in rows.values():
-            row["cpu_vs_aiohttp"] = ratio(row["cpu_us_per_create"], base["cpu_us_per_create"])
-            row["rps_vs_aiohttp"] = ratio(row["creates_per_s"], base["creates_per_s"])
-            summary.append(row)
+            summary.append(
+                {
+                    "contender": contender,
+                    "size": size,
+                    "concurrency": concurrency,
+                    "requests": mine[0]["done"],
+                    "cpu_us_per_create": median(cpu_us),
+                    "cpu_spread": spread(cpu_us),
+                    "cpu_vs_aiohttp": median(paired),
+                    "ratio_spread": spread(paired),
+                    "creates_per_s": median([r["done"] / r["wall"] for r in mine]),
+                    "server_cpu_us_per_req": median(
+                        [r["server_cpu"] / r["done"] * 1e6 for r in mine]
+                    ),
+                    "server_busy": median([r["server_busy"] for r in mine]),
+                    "client_busy": median([r["cpu"] / r["wall"] for r in mine]),
+                    "client_starved": median([r["queued"] / r["wall"] for r in mine]),
+                    "loop_iterations_per_create": median(
+                        [r.get("loop_iterations", float("nan")) / r["done"] for r in mine]
+                    ),
+                    "turns": median([r.get("turns", float("nan")) for r in mine]),
+                    "runs": len(mine),
+                }
+            )
     return summary
 
 
@@ -516,8 +725,14 @@ CAVEATS = [
     "instructions per cycle than the C parsers it saves. valgrind's cache simulation "
     "(cachegrind, c=64, rate_limit=False) shows it: 0.89x the instructions, but 1.14x the "
     "first-level instruction-cache misses and 1.06x the data-cache misses per create. These "
-    "runs also vary by 20% "
-    "or more from one to the next on this shared machine (see 'spread').",
+    "runs' CPU per create varies by 20% or more from one round to the next on this shared "
+    "machine (see 'µs spread'); the ratios, taken within each round, far less ('ratio "
+    "spread').",
+    "Taking turns costs each job a cold start per turn (its caches refilled after the others "
+    f"ran): {TURN} creates per turn keeps that to a few per cent of a turn's work, the same "
+    "for every contender. It may move the ratios slightly toward 1: turns of 2,500 creates "
+    "gave ratios about 2% higher than turns of 250 (c=64, 20,000 creates, 4 rounds each), "
+    "within their larger spread.",
 ]
 
 
@@ -578,6 +793,7 @@ def render(document: dict[str, Any], out: Path) -> str:
                 str(s["concurrency"]),
                 LABELS[s["contender"]],
                 f"{s['cpu_vs_aiohttp']:.2f}x",
+                f"±{s.get('ratio_spread', float('nan')) * 100:.0f}%",
                 fmt(s["cpu_us_per_create"]),
                 f"±{s['cpu_spread'] * 100:.0f}%",
                 fmt(s["creates_per_s"]),
@@ -595,8 +811,9 @@ def render(document: dict[str, Any], out: Path) -> str:
             "c",
             "client",
             "CPU vs aiohttp",
+            "ratio spread",
             "client CPU µs/create",
-            "spread",
+            "µs spread",
             "creates/s",
             "client busy",
             "client starved",
@@ -615,11 +832,12 @@ def render(document: dict[str, Any], out: Path) -> str:
             f"**{headline(document)}**",
             "CPU per create over raw aiohttp + json's at the same c and n (✗: above the target, "
             f"{TARGETS['default']:.2f}x for the default client, {TARGETS['no_limit']:.2f}x for "
-            "rate_limit=False). Each job in its own process, contenders alternated, medians of "
-            f"the rounds (n: rounds = {rounds}).",
+            "rate_limit=False). Each job in its own process; the jobs of a round take turns of "
+            f"{TURN} creates; the median over the rounds of the ratio within each round "
+            f"(n: rounds = {rounds}).",
             summary_table(document),
-            "All figures (spread: half the inter-quartile range over the median; busy: CPU "
-            "seconds over wall seconds of the job; starved: the share of the job's wall time the "
+            "All figures (spreads: half the inter-quartile range over the median; busy: CPU "
+            "seconds over wall seconds of the job's turns; starved: the share of that time the "
             "client's thread was ready to run but waited for a core, the machine's other load; "
             "loop iterations: event-loop iterations of the job per create):",
             detail,
