@@ -234,9 +234,14 @@ async def test_a_429_seen_by_one_process_pauses_the_others(redis_url: str) -> No
     assert rejected[0].number == 30 and len(rejected) <= 2, rejected  # the injected one first
     paused_at = rejected[0].real_time
     pause_end = paused_at + retry_after / scale
-    # Nothing arrives during the pause, beyond what was already on its way (20 ms).
-    during = [r for r in requests if paused_at + 0.02 < r.real_time < pause_end - 0.01]
-    assert during == [], [(r.number, r.real_time - paused_at) for r in during]
+    # Nothing is sent during the pause: what arrives in it was already on its way when the 429
+    # came (at most the 15 other requests the two pools of 8 can have in flight), and arrives
+    # early in it (150 ms of a 500 ms pause: a loaded machine delays a request on its way, but
+    # not that long). A process that ignored the pause would go on at the bucket's pace, about
+    # 20 requests spread over the whole pause.
+    during = [r for r in requests if paused_at < r.real_time < pause_end - 0.01]
+    late = [r for r in during if r.real_time > paused_at + 0.15]
+    assert len(during) <= 15 and late == [], [(r.number, r.real_time - paused_at) for r in during]
     # Both processes went on after it.
     after = {
         contacts[r.contact_id]["surname"]
