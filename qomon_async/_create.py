@@ -334,8 +334,9 @@ class CreateProtocol:
         previous = self._offset
         if previous is None or sample >= previous:
             self._offset = sample
-        else:
-            self._offset = min(previous, sample + self.clock_slack)
+        elif sample + self.clock_slack < previous:
+            # min(previous, sample + slack), written only when it moves (rarely: a slow answer).
+            self._offset = sample + self.clock_slack
         return created_us
 
     async def _lookup_record(self, key: str) -> dt.datetime | None:
