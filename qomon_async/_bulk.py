@@ -494,7 +494,11 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     attempts_out=attempts,
                     exclude=claims,
                 )
-                if claims.add(outcome.contact, keep=outcome.reconciled and outcome.attempts == 0):
+                if claims.add(
+                    outcome.contact,
+                    keep=outcome.reconciled and outcome.attempts == 0,
+                    when=outcome.created_us,
+                ):
                     self._forget_old_claims()  # a group of claims began, or they doubled
                 return CreateResult(
                     index,

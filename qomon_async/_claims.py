@@ -7,7 +7,7 @@ from array import array
 
 from ._models import Contact
 
-__all__ = ["Claims", "aware"]
+__all__ = ["Claims", "aware", "micros"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -101,21 +101,25 @@ class Claims:
             return False
         return any(contact_id in group for group in self._groups)
 
-    def add(self, contact: Contact, *, keep: bool = False) -> bool:
+    def add(self, contact: Contact, *, keep: bool = False, when: int | None = None) -> bool:
         """Claim ``contact`` for an item; ``keep``: never drop it (found for an in-doubt item,
-        it may be older than the run). Returns :meth:`full` (asked after every claim).
+        it may be older than the run). ``when``: :func:`micros` of the contact's ``created_at``
+        when the caller has it already (None: read from the contact). Returns :meth:`full`
+        (asked after every claim).
 
         Written for the bulk pool's every create: the claim appended inline in the common case,
         its id's range checked only when the array refuses it.
         """
         contact_id = contact.id
-        created = contact.created_at
+        if when is None and not keep:
+            created = contact.created_at
+            if created is not None:
+                when = micros(created)
         if contact_id is None:
             pass
-        elif keep or created is None:
+        elif keep or when is None:
             self._kept.add(contact_id)
         else:
-            when = _micros(created)
             # Claims arrive in nearly created-at order; one far from the last group's start (a
             # reconciled contact from seconds ago, a date from the future) begins its own
             # group, so that it never holds back the dropping of the claims around it.
@@ -154,7 +158,7 @@ class Claims:
     def drop_before(self, floor: dt.datetime) -> None:
         """Drop the claims created before ``floor`` (Qomon's clock), a group at a time: a group
         holding a claim created at or after ``floor`` is kept whole (keeping is always safe)."""
-        cut = _micros(floor)
+        cut = micros(floor)
         self._due = False
         kept: list[_Group] = []
         oldest: int | None = None
@@ -184,10 +188,16 @@ class Claims:
         return self.dropped_from <= aware(created_at) < self.floor
 
 
-def _micros(when: dt.datetime) -> int:
+def micros(when: dt.datetime) -> int:
     """Microseconds since the epoch, exactly (no float rounding: a drop must not move a claim
-    across the floor)."""
-    return (aware(when) - _EPOCH) // _MICROSECOND
+    across the floor); a naive time is taken as UTC. ``micros(when) / 1_000_000`` is
+    ``when.timestamp()`` to the last bit (both divide the same integer, correctly rounded)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    # The timedelta's fields, not a floor division by one microsecond: the same integer, in a
+    # third less time (the division of two timedeltas goes through their microseconds anyway).
+    since = when - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 def aware(when: dt.datetime) -> dt.datetime:

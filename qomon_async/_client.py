@@ -290,7 +290,7 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
             raise RuntimeError("this QomonClient is closed")
         if self._session is None:
             self._session = _http.make_session(
-                max_connections=self.max_connections, user_agent=self.user_agent
+                max_connections=self.max_connections, auth=self._auth
             )
         return self._session
 

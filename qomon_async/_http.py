@@ -22,6 +22,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.payload import BytesPayload, Payload
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._exceptions import (
@@ -144,9 +145,15 @@ class _HeaderValue(str):
 
 
 class Auth:
-    """What every request of one client carries, built once: the key and the header dicts."""
+    """What every request of one client carries, built once: the key and the header dicts.
 
-    __slots__ = ("headers", "json_headers", "secret")
+    ``for_body`` and ``for_bodyless`` are the headers handed to aiohttp with each request:
+    ``json_headers`` and ``headers``, or None for both once :meth:`preset` says the session
+    carries ``headers`` as its defaults (the client's own session: aiohttp then merges nothing
+    per request, and a body brings its own Content-Type, see :func:`json_body`).
+    """
+
+    __slots__ = ("for_body", "for_bodyless", "headers", "json_headers", "secret")
 
     def __init__(self, api_key: str, *, user_agent: str) -> None:
         self.secret = Secret(api_key)
@@ -167,6 +174,14 @@ class Auth:
         self.json_headers: Mapping[str, str] = CIMultiDictProxy(
             CIMultiDict({**self.headers, "Content-Type": "application/json"})
         )
+        self.for_body: Mapping[str, str] | None = self.json_headers
+        self.for_bodyless: Mapping[str, str] | None = self.headers
+
+    def preset(self) -> None:
+        """Say that the session every request of this client goes through carries
+        :attr:`headers` as its default headers (see :func:`make_session`): none are passed per
+        request any more."""
+        self.for_body = self.for_bodyless = None
 
     def __repr__(self) -> str:
         return f"Auth({_REDACTED})"
@@ -219,22 +234,75 @@ class RawResponse:
         return f"RawResponse(status={self.status}, {len(self.body)} bytes)"
 
 
-def make_session(*, max_connections: int, user_agent: str) -> aiohttp.ClientSession:
-    """The client's own session: a bounded connection pool, created in the running loop."""
+def make_session(*, max_connections: int, auth: Auth) -> aiohttp.ClientSession:
+    """The client's own session: a bounded connection pool, created in the running loop, whose
+    default headers are ``auth``'s (:meth:`Auth.preset` is called: requests pass none)."""
     # One limit: the session only ever talks to base_url's host (redirects are not followed),
     # so a per-host limit would say the same again, at the cost of aiohttp's per-host
     # bookkeeping on every request (~26 bytecodes per create, measured).
     connector = aiohttp.TCPConnector(limit=max_connections)
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
-        # No default headers: each request carries its own (the User-Agent among them), and
-        # aiohttp merges nothing. No cookies: the API authenticates by key, and a jar would be
-        # consulted on every request for nothing.
+        # The headers every request carries, as the session's defaults: aiohttp copies them
+        # into each request in one C call, where headers passed per request are merged one by
+        # one in Python (twice: the session's merge, then the request's). The key's value
+        # keeps its redacted repr there too. No cookies: the API authenticates by key, and a
+        # jar would be consulted on every request for nothing.
+        headers=auth.headers,
         cookie_jar=aiohttp.DummyCookieJar(),
         # No timeout here: each request carries its own (the session may be the caller's).
         timeout=aiohttp.ClientTimeout(total=None),
         raise_for_status=False,
     )
+    auth.preset()
+    return session
+
+
+#: The Content-Type of every body this client sends, as the payload's own header.
+_JSON_TYPE: Mapping[str, str] = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+
+
+class _JSONBody(BytesPayload):
+    """A JSON body, handed to aiohttp as the payload it would have built from the bytes.
+
+    Given bytes, aiohttp looks their payload type up in its registry and builds a
+    ``BytesPayload`` through two ``__init__`` with keyword handling and a fresh header multidict;
+    this one sets the same attributes directly and shares one read-only header multidict (aiohttp
+    only reads a payload's headers). :func:`json_body` checks once that it matches what aiohttp
+    builds, and falls back to aiohttp's own construction where it does not (another version).
+    """
+
+    def __init__(self, value: bytes) -> None:  # no super().__init__: the attributes set here
+        self._value = value
+        self._size = len(value)
+        self._headers = _JSON_TYPE  # type: ignore[assignment]
+        self._encoding = None
+        self._filename = None
+
+
+def _aiohttp_json_body(value: bytes) -> Payload:
+    return BytesPayload(value, content_type="application/json")
+
+
+def _slim_matches() -> bool:
+    """Whether :class:`_JSONBody` holds what aiohttp's own ``BytesPayload`` holds."""
+    probe = b'{"probe": 1}'
+    try:
+        ours, theirs = vars(_JSONBody(probe)), vars(_aiohttp_json_body(probe))
+    except Exception:  # any surprise: aiohttp's own construction
+        return False
+    if ours.keys() != theirs.keys():
+        return False
+    return all(
+        dict(value.items()) == dict(theirs[key].items())
+        if key == "_headers"
+        else value == theirs[key]
+        for key, value in ours.items()
+    )
+
+
+#: The payload of a JSON body: what aiohttp builds from bytes, built with less work.
+json_body: Callable[[bytes], Payload] = _JSONBody if _slim_matches() else _aiohttp_json_body
 
 
 _timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
@@ -332,7 +400,12 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
     The error raised carries the aiohttp failure's type and message, not the aiohttp exception
     itself: the Authorization header must not travel in a chained exception's frames.
     """
-    request_headers = auth.json_headers if body is not None else auth.headers
+    if body is None:
+        request_headers = auth.for_bodyless
+        data = None
+    else:
+        request_headers = auth.for_body
+        data = json_body(body)
     secret = auth.secret
     error: Exception
     # Its repr shows the answer's headers, which may echo the key: never left in this frame.
@@ -344,7 +417,7 @@ async def send(  # noqa: PLR0917 (called positionally, once per request)
         response = await session.request(
             method,
             url,
-            data=body,
+            data=data,
             headers=request_headers,
             timeout=timeout,
             allow_redirects=False,
