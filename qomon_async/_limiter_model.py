@@ -29,7 +29,10 @@ requests in flight (binary searches run by C: :mod:`qomon_async._limiter_ledger`
 per-answer path is written for CPU: comparisons rather than ``min``/``max``, one call for the
 ledger, one for the bucket and one for the measure of others; a reading that is exactly what
 the model predicts (a zero) records nothing, and an answer carrying the very state of the one
-before (the same header values) reuses its reading of the server's tokens.
+before (the same header values) reuses its reading of the server's tokens. That last answer,
+the steady one (a server far from empty says the same on every answer), is handled by
+``RateLimiter.observe`` inline, without those calls: the same arithmetic in the same order
+(``tests/test_limiter_steady.py`` holds the two against each other).
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.
