@@ -54,6 +54,9 @@ class SummingLimiter(RateLimiter):
         self._others = self._plain  # type: ignore[assignment]
         self._rejected_by_seq: dict[int, float] = {}
 
+    def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
+        self._observe(permit, state, rejected)  # every answer through _sync, the steady one too
+
     def _sync(self, permit: Permit, state: BucketState | None, rejected: bool) -> None:
         entries = self._ledger._entries
         if permit.seq in entries and rejected:
