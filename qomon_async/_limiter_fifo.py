@@ -36,7 +36,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from ._limiter_model import BucketModel
+from ._limiter_model import BucketModel, log_resync
 from ._limiter_waiter import (
     EMPTY,
     PAUSED,
@@ -64,6 +64,7 @@ __all__ = ["RateLimiter"]
 logger = logging.getLogger("qomon_async")
 
 _get_running_loop = asyncio.get_running_loop
+_running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
 _INF = math.inf
 
 # A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
@@ -118,7 +119,7 @@ class RateLimiter(BucketModel):
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = _get_running_loop()
         if self._loop is None:
-            self._loop = loop
+            self._attach(loop)
         elif self._loop is not loop:
             raise RuntimeError(
                 "this RateLimiter belongs to another event loop; use LocalLimiter.get()"
@@ -223,9 +224,10 @@ class RateLimiter(BucketModel):
             if owner is not None:  # called through the LocalLimiter, from another loop
                 return await owner.get().acquire(cost, max_wait=max_wait, max_pause=max_pause)
             loop = self._bind()
-        now = loop.time()
+        now = self._time()
         bucket = self._bucket
-        amount = cost if cost < bucket.max_rate else bucket.max_rate
+        capacity = bucket.max_rate
+        amount = cost if cost < capacity else capacity
         if (
             not self._live
             and self._paused_until <= now
@@ -233,14 +235,31 @@ class RateLimiter(BucketModel):
             and (self._informed or not self._slow_start or not self._ledger)
         ):
             # The fast path: nobody waits, no pause, no slow start: granted at once, without
-            # suspending the caller, when the bucket covers it (and the reserve, if any).
+            # suspending the caller, when the bucket covers it (and the reserve, if any). The
+            # bucket's take_if and the ledger's add, inline (the same arithmetic, in the same
+            # order: tests/test_limiter_steady.py holds it against a limiter without it).
             reserve = self._reserve
             if reserve:
-                reserve = min(reserve, bucket.max_rate - amount)
-            if bucket.take_if(now, amount, amount + reserve):
+                reserve = min(reserve, capacity - amount)
+            level = bucket._level
+            if level:
+                level = level - (now - bucket._last_check) * bucket._rate_per_sec
+                if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
+                    level = 0.0
+            if capacity - level + 1e-9 >= amount + reserve:
+                bucket._level = level + amount
+                bucket._last_check = now
                 seq = self._seq = self._seq + 1
                 granted = self._granted_total = self._granted_total + cost
-                self._ledger.add(seq, cost, granted)
+                ledger = self._ledger
+                total = ledger.total
+                ledger._entries[seq] = (cost, granted, total)
+                ledger.total = total + cost
+                seqs = ledger._classes.get(cost)
+                if seqs is not None:
+                    seqs.append(seq)
+                else:
+                    ledger.new_class(cost, seq)
                 stats = self.stats
                 stats.permits += 1
                 stats.tokens += cost
@@ -480,6 +499,93 @@ class RateLimiter(BucketModel):
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
             rejected: the answer was a 429: the server charged nothing for it.
         """
+        loop = _running_loop()
+        if (
+            state is not self._state_read  # (UNREAD, never a parsed state, until one is read)
+            or loop is not self._loop
+            or rejected
+            or self._rejected
+        ):
+            self._observe(permit, state, rejected)
+            return
+        # The steady answer: one that carries the very state of the answer before (a parser
+        # hands back one state per distinct set of header values), under the same shape, no
+        # 429 about. It is what a server far from empty sends on every answer. The model's
+        # _sync for that case, inline and in the same order (tests/test_limiter_steady.py
+        # holds the two against each other): the ledger's answer (in order, at one cost),
+        # others' measure (usually a zero: nothing recorded) and the bucket's clamp.
+        self._refill_held_since = None
+        seq = permit.seq
+        ledger = self._ledger
+        entries = ledger._entries
+        entry = entries.pop(seq, None)
+        if entry is None:  # observed or released already
+            if self._live:
+                self._dispatch()
+            return
+        cost, granted_total, in_flight_before = entry
+        classes = ledger._classes
+        seqs = classes[cost]
+        if seqs[0] == seq and len(classes) == 1:  # ledger.remove, its common case
+            if entries:
+                ledger.total -= cost
+            else:
+                ledger.total = 0.0  # no float residue
+            seqs.popleft()
+            later = cost * len(seqs)
+        else:
+            later = ledger.remove(seq, cost)
+        now = self._time()
+        server = self._server_read
+        stats = self.stats
+        stats.syncs += 1
+        bucket = self._bucket
+        capacity = bucket.max_rate
+        previous = self._reading
+        assert previous is not None  # read by the answer that read the state
+        if seq >= previous[2]:  # (an answer overtaken by a later one is not measured)
+            # _measure_others: no 429 to deduct (self._rejected is empty)
+            self._reading = (now, server, seq, granted_total)
+            then, tokens, _since, granted = previous
+            rate = self._rate
+            expected = tokens + rate * (now - then)
+            expected = expected if expected < capacity else capacity
+            spent = expected - (granted_total - granted) - server
+            if spent or self._others._items or self._reserve:
+                self._weigh(now, spent, capacity, rate)
+        # The band of the module docstring, and the bucket's clamp into it.
+        high = server - later
+        level = bucket._level
+        if level:
+            level = level - (now - bucket._last_check) * bucket._rate_per_sec
+            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
+                level = 0.0
+        local = capacity - level
+        if local > high + 1e-9:
+            bucket._level = capacity - high if high < capacity else 0.0
+            bucket._last_check = now
+            if bucket._waiters:  # only when aiolimiter's own acquire is in use (never here)
+                bucket._wake_next()
+            stats.synced_down += 1
+            if local - high >= 1.0 and logger.isEnabledFor(logging.DEBUG):
+                log_resync("down", local, high, server, seq)
+        else:
+            low = server - (self._granted_total - granted_total) - in_flight_before
+            if seq <= self._no_rise_upto:
+                low = -_INF
+            if local < low - 1e-9:
+                bucket._level = capacity - low if low < capacity else 0.0
+                bucket._last_check = now
+                if bucket._waiters:
+                    bucket._wake_next()
+                stats.synced_up += 1
+                if low - local >= 1.0 and logger.isEnabledFor(logging.DEBUG):
+                    log_resync("up", local, low if low < capacity else capacity, server, seq)
+        if self._live:
+            self._dispatch()
+
+    def _observe(self, permit: Permit, state: BucketState | None, rejected: bool) -> None:
+        """:meth:`observe` in general (the model's ``_sync``), from any loop."""
         owner = self._owner
         if owner is not None and _get_running_loop() is not self._loop:
             owner.get().observe(permit, state, rejected=rejected)  # called from another loop

@@ -29,27 +29,16 @@ __all__ = ["InFlight", "InFlightLedger", "OthersWindow"]
 #: A plain tuple: one is built per request, and a named tuple costs several times more.
 InFlight = tuple[float, float, float]
 
-# Costs kept as (possibly empty) lists before the empty ones are dropped: a client uses two.
+# Costs kept as (possibly empty) deques before the empty ones are dropped: a client uses two.
 _MAX_CLASSES = 8
-# Answered sequence numbers left at the head of a list before they are cut off (in one move).
-_HEAD_SLACK = 32
-
-
-class _Seqs:
-    """The sequence numbers in flight at one cost: ``seqs[start:]``, increasing. Answers to
-    the oldest (in order) only move ``start``; the dead head is cut off once it is the larger
-    half, so each number is moved O(1) times. An answer out of order is deleted where it is
-    (a ``memmove`` of the numbers after it, in C)."""
-
-    __slots__ = ("seqs", "start")
-
-    def __init__(self, seq: int) -> None:
-        self.seqs = [seq]
-        self.start = 0
 
 
 class InFlightLedger:
     """The permits in flight, by sequence number (granted in increasing order, answered in any).
+
+    The limiter's hot paths (:class:`qomon_async._limiter_fifo.RateLimiter`) do the common case
+    of :meth:`add` and :meth:`answer` inline on ``_entries``, ``_classes`` and ``total``: the
+    invariants below are theirs too.
 
     Attributes:
         total: tokens of the permits in flight.
@@ -59,7 +48,9 @@ class InFlightLedger:
 
     def __init__(self) -> None:
         self._entries: dict[int, InFlight] = {}
-        self._classes: dict[float, _Seqs] = {}  # cost -> the sequence numbers in flight
+        # cost -> the sequence numbers in flight at that cost, increasing: an answer to the
+        # oldest (in order) is a popleft; one out of order is deleted where it is (C).
+        self._classes: dict[float, collections.deque[int]] = {}
         self.total = 0.0
 
     def __len__(self) -> int:
@@ -71,17 +62,22 @@ class InFlightLedger:
     def add(self, seq: int, cost: float, granted_total: float) -> None:
         """Record the permit ``seq`` (greater than every sequence number recorded before),
         costing ``cost``, with ``granted_total`` tokens granted so far, this permit included."""
-        self._entries[seq] = (cost, granted_total, self.total)
-        self.total += cost
-        cls = self._classes.get(cost)
-        if cls is not None:
-            cls.seqs.append(seq)
+        total = self.total
+        self._entries[seq] = (cost, granted_total, total)
+        self.total = total + cost
+        seqs = self._classes.get(cost)
+        if seqs is not None:
+            seqs.append(seq)
             return
+        self.new_class(cost, seq)
+
+    def new_class(self, cost: float, seq: int) -> None:
+        """The first permit in flight at ``cost`` (its entry already recorded)."""
         classes = self._classes
         if len(classes) >= _MAX_CLASSES:
-            for empty in [c for c, k in classes.items() if len(k.seqs) == k.start]:
+            for empty in [c for c, seqs in classes.items() if not seqs]:
                 del classes[empty]
-        classes[cost] = _Seqs(seq)
+        classes[cost] = collections.deque((seq,))
 
     def pop(self, seq: int) -> InFlight | None:
         """Forget the permit ``seq``; None when it is not (or no longer) in flight."""
@@ -91,9 +87,8 @@ class InFlightLedger:
     def later(self, seq: int) -> float:
         """Tokens of the permits in flight granted after ``seq`` (one binary search per cost)."""
         tokens = 0.0
-        for cost, cls in self._classes.items():
-            seqs = cls.seqs
-            count = len(seqs) - bisect_right(seqs, seq, cls.start)
+        for cost, seqs in self._classes.items():
+            count = len(seqs) - bisect_right(seqs, seq)
             if count:
                 tokens += cost * count
         return tokens
@@ -101,36 +96,34 @@ class InFlightLedger:
     def answer(self, seq: int) -> tuple[InFlight, float] | None:
         """Forget the permit ``seq`` and count the tokens in flight granted after it (an
         answer's re-sync needs both): the permit's entry and those tokens; None when it is not
-        (or no longer) in flight. One call on every answer: nothing else is called from here."""
-        entries = self._entries
-        entry = entries.pop(seq, None)
+        (or no longer) in flight."""
+        entry = self._entries.pop(seq, None)
         if entry is None:
             return None
-        cost = entry[0]
-        if entries:
+        return entry, self.remove(seq, entry[0])
+
+    def remove(self, seq: int, cost: float) -> float:
+        """The rest of :meth:`answer`, once the entry of ``seq`` (costing ``cost``) has left
+        ``_entries``: take it out of its cost's deque, and return the tokens in flight granted
+        after it."""
+        if self._entries:
             self.total -= cost
         else:
             self.total = 0.0  # no float residue
         classes = self._classes
-        cls = classes[cost]
-        seqs, start = cls.seqs, cls.start
-        if seqs[start] == seq:  # the oldest of its cost: answers in order
-            start += 1
-            if start > _HEAD_SLACK and 2 * start > len(seqs):
-                del seqs[:start]
-                start = 0
-            cls.start = start
-            later = cost * (len(seqs) - start)
+        seqs = classes[cost]
+        if seqs[0] == seq:  # the oldest of its cost: answers in order
+            seqs.popleft()
+            later = cost * len(seqs)
         else:
-            index = bisect_left(seqs, seq, start)
+            index = bisect_left(seqs, seq)
             del seqs[index]
             later = cost * (len(seqs) - index)
         if len(classes) > 1:
-            for other_cost, other in classes.items():
-                if other is not cls:
-                    others = other.seqs
-                    later += other_cost * (len(others) - bisect_right(others, seq, other.start))
-        return entry, later
+            for other_cost, others in classes.items():
+                if others is not seqs:
+                    later += other_cost * (len(others) - bisect_right(others, seq))
+        return later
 
 
 class OthersWindow:

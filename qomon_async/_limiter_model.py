@@ -29,7 +29,10 @@ requests in flight (binary searches run by C: :mod:`qomon_async._limiter_ledger`
 per-answer path is written for CPU: comparisons rather than ``min``/``max``, one call for the
 ledger, one for the bucket and one for the measure of others; a reading that is exactly what
 the model predicts (a zero) records nothing, and an answer carrying the very state of the one
-before (the same header values) reuses its reading of the server's tokens.
+before (the same header values) reuses its reading of the server's tokens. That last answer,
+the steady one (a server far from empty says the same on every answer), is handled by
+``RateLimiter.observe`` inline, without those calls: the same arithmetic in the same order
+(``tests/test_limiter_steady.py`` holds the two against each other).
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.
@@ -46,6 +49,7 @@ import asyncio
 import heapq
 import logging
 import math
+import time
 from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
@@ -63,9 +67,27 @@ from ._ratelimit import (
     shape_within_bounds,
 )
 
-__all__ = ["BucketModel"]
+__all__ = ["UNREAD", "BucketModel", "log_resync"]
 
 logger = logging.getLogger("qomon_async")
+
+#: The state a model has read no answer of (a parser never hands this very object back).
+UNREAD = BucketState()
+
+
+def log_resync(direction: str, local: float, tokens: float, server: float, seq: int) -> None:
+    """Log (DEBUG) a re-sync that moved the model by a token or more."""
+    logger.debug(
+        "re-sync %s: %.2f -> %.2f tokens (server: %g remaining after #%d)",
+        direction,
+        local,
+        tokens,
+        server,
+        seq,
+    )
+
+
+_ASYNCIO_TIME = asyncio.BaseEventLoop.time
 
 # Refused shapes remembered (to log each once); beyond, the oldest are forgotten.
 _REFUSED_MEMORY = 64
@@ -210,6 +232,7 @@ class BucketModel:
         self._leak = self._bucket.leak  # the refill applied (the bucket's leak, mirrored)
         self.stats = stats if stats is not None else LimiterStats()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._time: Callable[[], float] = time.monotonic  # the loop's clock (see _attach)
         self._seq = 0
         self._granted_total = 0.0  # tokens granted so far: later-permit costs by difference
         self._ledger = InFlightLedger()  # the permits not yet answered
@@ -225,9 +248,17 @@ class BucketModel:
         # (seq, cost) of permits answered 429 after the latest reading, to deduct from ours.
         self._rejected: list[tuple[int, float]] = []
         self._reserve = 0.0  # tokens kept back while others spend (see _measure_others)
-        # The state of the last answer read, and its server tokens under the current shape.
-        self._state_read: BucketState | None = None
+        # The state of the last answer read, and its server tokens under the current shape
+        # (UNREAD: no state read since the last reshape).
+        self._state_read = UNREAD
         self._server_read = 0.0
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind the model to ``loop``, and its clock to ``_time``: ``time.monotonic`` itself
+        when the loop keeps asyncio's own clock (one Python frame less per reading, two per
+        request), else the loop's ``time`` (a loop with a clock of its own, as in tests)."""
+        self._loop = loop
+        self._time = time.monotonic if type(loop).time is _ASYNCIO_TIME else loop.time
 
     def _now(self) -> float | None:
         return self._loop.time() if self._loop is not None else None
@@ -309,23 +340,11 @@ class BucketModel:
         if local > high + 1e-9:
             stats.synced_down += 1
             if local - high >= 1.0 and logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "re-sync down: %.2f -> %.2f tokens (server: %g remaining after #%d)",
-                    local,
-                    high,
-                    server,
-                    seq,
-                )
+                log_resync("down", local, high, server, seq)
         elif local < low - 1e-9:
             stats.synced_up += 1
             if low - local >= 1.0 and logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "re-sync up: %.2f -> %.2f tokens (server: %g remaining after #%d)",
-                    local,
-                    min(low, self._bucket.max_rate),
-                    server,
-                    seq,
-                )
+                log_resync("up", local, min(low, self._bucket.max_rate), server, seq)
 
     def _measure_others(self, now: float, server: float, seq: int, granted_total: float) -> None:
         """Estimate what other consumers of the space spend; keep the rest of the refill.
@@ -355,7 +374,12 @@ class BucketModel:
         # (Comparisons rather than min/max, here and below: this runs on every answer.)
         expected = tokens + rate * (now - then)
         expected = expected if expected < capacity else capacity
-        spent = expected - ours - server
+        self._weigh(now, expected - ours - server, capacity, rate)
+
+    def _weigh(self, now: float, spent: float, capacity: float, rate: float) -> None:
+        """Others' measure ``spent``, taken at ``now`` under the shape ``capacity``, ``rate``:
+        recorded in the window, and the reserve and the refill set from it (the end of
+        :meth:`_measure_others`, shared with the limiter's steady answer)."""
         others = self._others
         if not spent:
             # The reading is what the refill and our grants predict. A zero moves neither the
@@ -442,7 +466,7 @@ class BucketModel:
         self._bucket.set_state(now, self._bucket.tokens(now), capacity=capacity, rate=rate)
         self._rate = self._bucket.rate
         self._leak = self._bucket.leak
-        self._state_read = None  # its server tokens were read under the former shape
+        self._state_read = UNREAD  # its server tokens were read under the former shape
         if len(self._others):
             # Others' measures are a rate against the new shape's window and refill now (an
             # answer that adds no measure does not recompute them).

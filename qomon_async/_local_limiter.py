@@ -119,7 +119,7 @@ class LocalLimiter:
             )
             limiter._on_reshape = self._remember_shape
             limiter._refused_shapes = self._refused_shapes
-            limiter._loop = loop
+            limiter._attach(loop)
             limiter._owner = self
             if self.start_empty:
                 limiter._bucket.set_state(loop.time(), 0.0)

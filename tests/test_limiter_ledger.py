@@ -54,6 +54,9 @@ class SummingLimiter(RateLimiter):
         self._others = self._plain  # type: ignore[assignment]
         self._rejected_by_seq: dict[int, float] = {}
 
+    def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
+        self._observe(permit, state, rejected)  # every answer through _sync, the steady one too
+
     def _sync(self, permit: Permit, state: BucketState | None, rejected: bool) -> None:
         entries = self._ledger._entries
         if permit.seq in entries and rejected:
@@ -263,8 +266,8 @@ def test_in_flight_ledger_matches_a_plain_sum() -> None:
             plain[seq] = (cost, granted, sum(e[0] for e in plain.values()))
             ledger.add(seq, cost, granted)
             assert ledger._entries[seq] == pytest.approx(plain[seq])
-            # Costs no longer in flight are dropped once 8 are kept: the lists stay few, and short.
-            assert all(len(k.seqs) <= 2 * len(plain) + 33 for k in ledger._classes.values())
+            # Costs no longer in flight are dropped once 8 are kept: the deques stay few, and short.
+            assert all(len(k) <= len(plain) for k in ledger._classes.values())
             peak = max(peak, len({e[0] for e in plain.values()}))
             assert len(ledger._classes) <= max(8, peak + 1)
         assert ledger.total == pytest.approx(sum(e[0] for e in plain.values()))
@@ -342,9 +345,9 @@ class CountingEntries(dict):  # type: ignore[type-arg]
     values = keys = __iter__
 
 
-class CountingList(list):  # type: ignore[type-arg]
-    """A list of sequence numbers in flight that counts the reads of the binary searches (bisect
-    reads a list subclass through ``__getitem__``) and refuses to be iterated."""
+class CountingList(collections.deque):  # type: ignore[type-arg]
+    """A deque of sequence numbers in flight that counts the reads of the binary searches
+    (bisect reads a subclass through ``__getitem__``) and refuses to be iterated."""
 
     reads = 0
 
@@ -361,11 +364,9 @@ class CountingLedger(InFlightLedger):
         super().__init__()
         self._entries = CountingEntries()
 
-    def add(self, seq: int, cost: float, granted_total: float) -> None:
-        super().add(seq, cost, granted_total)
-        cls = self._classes[cost]
-        if type(cls.seqs) is list:
-            cls.seqs = CountingList(cls.seqs)
+    def new_class(self, cost: float, seq: int) -> None:
+        super().new_class(cost, seq)  # (the limiter adds inline, calling this for a new cost)
+        self._classes[cost] = CountingList(self._classes[cost])
 
     @property
     def steps(self) -> int:

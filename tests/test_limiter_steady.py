@@ -1,0 +1,235 @@
+"""The limiter's inline paths agree with the model they shortcut.
+
+``RateLimiter.acquire`` grants at once with the bucket's ``take_if`` and the ledger's ``add``
+written inline, and ``RateLimiter.observe`` handles the steady answer (the very state of the
+answer before, no 429 about) with the model's ``_sync`` written inline. Here a limiter without
+those shortcuts (every grant through ``take_if`` and ``add``, every answer through ``_sync``)
+runs the same operations on the same virtual clock, and the two hold the same state after each
+one: the bucket, the ledger, the reading, others' window and reserve, the counters.
+Hypothesis draws the operations (grants of 1 and 5 tokens, answers in and out of order with
+states drawn from a small pool so that they repeat, 429s, releases, pauses, time passing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_ratelimit import run
+
+from qomon_async._limiter_fifo import RateLimiter
+from qomon_async._local_limiter import LocalLimiter
+from qomon_async._ratelimit import BucketState, Permit
+
+
+class FullModel(RateLimiter):
+    """The limiter as it was before its inline paths: the reference."""
+
+    async def acquire(
+        self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
+    ) -> Permit:
+        loop = asyncio.get_running_loop()
+        self._bind()
+        now = loop.time()
+        bucket = self._bucket
+        amount = min(cost, bucket.max_rate)
+        if (
+            not self._live
+            and self._paused_until <= now
+            and self._refill_held_since is None
+            and (self._informed or not self._slow_start or not self._ledger)
+        ):
+            reserve = self._reserve
+            if reserve:
+                reserve = min(reserve, bucket.max_rate - amount)
+            if bucket.take_if(now, amount, amount + reserve):
+                self._seq += 1
+                self._granted_total += cost
+                self._ledger.add(self._seq, cost, self._granted_total)
+                self.stats.permits += 1
+                self.stats.tokens += cost
+                return Permit(self._seq, cost, 0.0, now)
+        # Not covered: the inline check fails the same way, nothing charged, and the queue
+        # follows (the same code in both).
+        return await super().acquire(cost, max_wait=max_wait, max_pause=max_pause)
+
+    def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
+        self._observe(permit, state, rejected)
+
+
+def snapshot(limiter: RateLimiter) -> dict[str, Any]:
+    bucket, ledger, others = limiter._bucket, limiter._ledger, limiter._others
+    return {
+        "bucket": (bucket._level, bucket._last_check, bucket._rate_per_sec, bucket.max_rate),
+        "seq": (limiter._seq, limiter._granted_total),
+        "entries": dict(ledger._entries),
+        "classes": {cost: list(seqs) for cost, seqs in ledger._classes.items()},
+        "in_flight": ledger.total,
+        "reading": limiter._reading,
+        "server_read": limiter._server_read,
+        "others": (list(others._items), list(others._maxima), others.total),
+        "reserve": (limiter._reserve, limiter._leak, limiter._rate),
+        "rejected": sorted(limiter._rejected),
+        "flags": (
+            limiter._informed,
+            limiter._no_rise_upto,
+            limiter._paused_until,
+            limiter._refill_held_since,
+            limiter._live,
+            limiter._shape,
+        ),
+        "stats": dataclasses.asdict(limiter.stats),
+    }
+
+
+# A small pool of states, each one object (a parser hands back one state per distinct set of
+# values): drawn again and again, they make the steady answers.
+STATES = [
+    BucketState(100.0, 10.0, 95.0, 5.0, 0.5),
+    BucketState(100.0, 10.0, 60.0, 5.0, 4.0),
+    BucketState(100.0, 10.0, 0.0, 5.0, 10.0),
+    BucketState(100.0, 10.0, 100.0, 1.0, 0.0),
+    BucketState(None, None, 80.0, None, None),
+    BucketState(200.0, 20.0, 150.0, 5.0, 2.5),  # a reshape
+    BucketState(1e6, 1e6, 999995.0, 5.0, 5e-6),  # the benchmarks' huge bucket
+]
+
+acquire = st.tuples(st.just("acquire"), st.sampled_from([1.0, 5.0, 5.0]))
+answer = st.tuples(
+    st.just("answer"),
+    st.integers(0, 7),  # which permit in flight (its position, oldest first)
+    # The state: -1 (mostly) the one of the answer before, or one of the pool, or none
+    # (len(STATES): no headers).
+    st.one_of(st.just(-1), st.just(-1), st.just(-1), st.integers(0, len(STATES))),
+    st.integers(0, 14),  # 0: a 429
+)
+operation = st.one_of(
+    acquire,
+    acquire,
+    acquire,
+    answer,
+    answer,
+    answer,
+    st.tuples(st.just("again"), st.integers(0, 50)),  # a permit answered already
+    st.tuples(st.just("release"), st.integers(0, 7), st.booleans()),
+    st.tuples(st.just("pause"), st.floats(0.0, 2.0)),
+    st.tuples(st.just("advance"), st.sampled_from([1e-6, 0.01, 0.1, 0.5, 3.0])),
+)
+
+
+async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[int, int]:
+    """Run ``operations`` on a limiter and on the reference, comparing them after each one.
+    Returns (answers, answers the limiter took through its general path)."""
+    limiter, reference = RateLimiter(), FullModel()
+    general = 0
+    inner = limiter._observe
+
+    def counted(permit: Permit, state: BucketState | None, rejected: bool) -> None:
+        nonlocal general
+        general += 1
+        inner(permit, state, rejected)
+
+    limiter._observe = counted  # type: ignore[method-assign]
+    pair: list[RateLimiter] = [limiter, reference]
+    in_flight: list[tuple[Permit, Permit]] = []
+    answered: list[tuple[Permit, Permit]] = []
+    pending: list[tuple[asyncio.Task[Permit], asyncio.Task[Permit]]] = []
+    answers = 0
+
+    async def settle() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for tasks in list(pending):
+            if all(task.done() for task in tasks):
+                pending.remove(tasks)
+                in_flight.append((tasks[0].result(), tasks[1].result()))
+
+    # A first answer ends slow start.
+    last: BucketState | None = STATES[first_state]
+    first = (await limiter.acquire(5), await reference.acquire(5))
+    for one, permit in zip(pair, first, strict=True):
+        one.observe(permit, last)
+    try:
+        for op in operations:
+            kind = op[0]
+            if kind == "acquire":
+                pending.append(
+                    (
+                        asyncio.create_task(limiter.acquire(op[1])),
+                        asyncio.create_task(reference.acquire(op[1])),
+                    )
+                )
+            elif kind == "answer" and in_flight:
+                permits = in_flight.pop(op[1] % len(in_flight))
+                if op[2] >= 0:
+                    last = STATES[op[2]] if op[2] < len(STATES) else None
+                state = last
+                rejected = op[3] == 0
+                answers += 1
+                for one, permit in zip(pair, permits, strict=True):
+                    one.observe(permit, state, rejected=rejected)
+                    if rejected:
+                        one.pause(0.2)
+                answered.append(permits)
+            elif kind == "again" and answered:
+                permits = answered[op[1] % len(answered)]
+                state = STATES[0]
+                for one, permit in zip(pair, permits, strict=True):
+                    one.observe(permit, state)
+            elif kind == "release" and in_flight:
+                permits = in_flight.pop(op[1] % len(in_flight))
+                for one, permit in zip(pair, permits, strict=True):
+                    one.release(permit, refund=op[2])
+                answered.append(permits)
+            elif kind == "pause":
+                for one in pair:
+                    one.pause(op[1])
+            elif kind == "advance" and op[1]:
+                await asyncio.sleep(op[1])
+            await settle()
+            assert snapshot(limiter) == snapshot(reference), op
+    finally:
+        for tasks in pending:
+            for task in tasks:
+                task.cancel()
+        await asyncio.gather(*(task for tasks in pending for task in tasks), return_exceptions=True)
+    return answers, general
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(operation, min_size=30, max_size=120), st.integers(0, len(STATES) - 1))
+def test_inline_paths_hold_the_state_of_the_full_model(
+    operations: list[tuple[Any, ...]], first_state: int
+) -> None:
+    run(lambda: replay(operations, first_state))
+
+
+def test_the_steady_answer_is_taken_by_the_huge_bucket() -> None:
+    """The benchmarks' case: every answer the same state, in order; all but the first take
+    the steady path, and the state stays that of the full model."""
+    huge = len(STATES) - 1
+    operations: list[tuple[Any, ...]] = []
+    for _ in range(40):
+        operations += [("acquire", 5.0), ("advance", 1e-6)]
+    for _ in range(200):
+        operations += [("answer", 0, -1, 1), ("acquire", 5.0), ("advance", 1e-6)]
+    answers, general = run(lambda: replay(operations, huge))
+    assert answers == 200
+    assert general == 1  # the first answer only (it read the state)
+
+
+def test_the_model_reads_the_clock_of_its_loop() -> None:
+    async def plain() -> None:
+        assert LocalLimiter().get()._time is time.monotonic  # asyncio's own clock
+
+    async def virtual() -> None:
+        limiter = LocalLimiter().get()
+        await asyncio.sleep(5.0)  # virtual seconds, far from the monotonic clock
+        assert limiter._time() == asyncio.get_running_loop().time()
+
+    asyncio.run(plain())
+    run(virtual)
