@@ -36,7 +36,7 @@ from . import _bodies
 from ._budget import CALL_BUDGET
 from ._config import RetryPolicy
 from ._create import Claims, CreateProtocol, Request, Search
-from ._dedupe import DedupeKey, SeenTable, duplicate_key, duplicate_message
+from ._dedupe import DedupeKey, SeenTable, duplicate_message, identity_digest
 from ._exceptions import (
     Aborted,
     AuthenticationError,
@@ -79,6 +79,11 @@ class BulkBackend:
 
 
 _Mode = Literal["create", "upsert"]
+
+# A confirmed create's CreateResult built without its __init__ (once per item: 0.85x the time):
+# the instance, then its fields' dict set at once (the frozen dataclass refuses a plain set).
+_new_result = object.__new__
+_set_fields = object.__setattr__
 
 
 class BulkRun(AsyncIterator[CreateResult[ItemT]]):
@@ -401,9 +406,22 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             abort = self._abort
             monotonic = time.monotonic
             on_attempt = self._attempt_hook if self._on_attempt is not None else None
+            sync_items = self._sync_items or iter(())  # (an async input is never direct)
+            picked: tuple[int, Any] | None
+            names = dedupe_key == "mail+names"
             while True:
-                if direct:
-                    picked = self._next_item()
+                if direct:  # _next_item, inline
+                    if self._closing or self._input_done:
+                        break
+                    try:
+                        picked = next(sync_items)
+                    except StopIteration:
+                        self._input_done = True
+                        break
+                    except Exception as exc:  # the input itself failed: reported after the rest
+                        self._input_failed(exc)
+                        break
+                    self._next_index = picked[0] + 1
                 else:
                     pulling.add(task)
                     try:
@@ -424,7 +442,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     except (ContactValidationError, TypeError, ValueError) as exc:
                         result = _invalid(index, item, started, exc)
                     if seen is not None and data is not None:
-                        digest = duplicate_key(data, dedupe_key)
+                        digest = identity_digest(data, names)
                         if digest is not None:
                             first = seen.first(digest, index)
                             if first is not None:
@@ -460,15 +478,21 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                                 when=outcome.created_us,
                             ):
                                 self._forget_old_claims()  # a group of claims began, or doubled
-                            result = CreateResult(
-                                index,
-                                CREATED,
-                                item,
-                                outcome.contact,
-                                None,
-                                outcome.attempts,
-                                outcome.reconciled,
-                                monotonic() - started,
+                            # CreateResult(index, CREATED, ...), its fields written at once.
+                            result = _new_result(CreateResult)
+                            _set_fields(
+                                result,
+                                "__dict__",
+                                {
+                                    "index": index,
+                                    "status": CREATED,
+                                    "item": item,
+                                    "contact": outcome.contact,
+                                    "error": None,
+                                    "attempts": outcome.attempts,
+                                    "reconciled": outcome.reconciled,
+                                    "elapsed": monotonic() - started,
+                                },
                             )
                         else:
                             result = await self._upsert(index, item, data, started, attempts)
