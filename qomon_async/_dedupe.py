@@ -31,6 +31,7 @@ __all__ = [
     "SeenTable",
     "duplicate_key",
     "duplicate_message",
+    "identity_digest",
 ]
 
 logger = logging.getLogger("qomon_async")
@@ -57,6 +58,31 @@ def duplicate_key(data: Mapping[str, Any], dedupe_key: DedupeKey = "mail+names")
         return None
     if dedupe_key not in DEDUPE_KEYS:
         raise ValueError(f"dedupe_key must be one of {DEDUPE_KEYS}, not {dedupe_key!r}")
+    return (hash(text) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # never 0: the table's empty slot
+
+
+def identity_digest(data: Mapping[str, Any], names: bool) -> int | None:
+    """:func:`duplicate_key` of ``data`` (``names``: the key ``"mail+names"``), in one call.
+
+    Written for the bulk pool's every item: :func:`~qomon_async._bodies.identity_text` inline
+    (the same text, a property test holds them equal), no check of the key's name.
+    """
+    mail = data.get("mail")
+    if mail is None:
+        return None
+    mail = str(mail).strip()
+    if not mail:
+        return None
+    if names:
+        first = data.get("firstname")
+        surname = data.get("surname")
+        first = "" if first is None else str(first).strip()
+        surname = "" if surname is None else str(surname).strip()
+        text = f"{mail}\x1f{first}\x1f{surname}".casefold()
+    else:
+        text = mail.casefold()
+    if not text:
+        return None
     return (hash(text) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # never 0: the table's empty slot
 
 
