@@ -36,12 +36,11 @@ from . import _bodies
 from ._budget import CALL_BUDGET
 from ._config import RetryPolicy
 from ._create import Claims, CreateProtocol, Request, Search
-from ._dedupe import DedupeKey, SeenTable, duplicate_message, identity_digest
+from ._dedupe import DedupeKey, SeenTable, identity_digest
 from ._exceptions import (
     Aborted,
     AuthenticationError,
     ContactValidationError,
-    DuplicateInputError,
     OutcomeUnknownError,
     PermissionDeniedError,
     QomonError,
@@ -56,6 +55,10 @@ from ._outcomes import (
     CreateResult,
     CreateStatus,
     ItemT,
+    cancelled_result,
+    duplicate_result,
+    invalid_result,
+    result_of,
 )
 from ._upsert_verify import ReadBack, send_upsert
 
@@ -435,18 +438,18 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 result: CreateResult[ItemT] | None = None
                 data: dict[str, Any] | None = None
                 if self.fatal is not None or self._closing:
-                    result = _result(index, item, started, SKIPPED, error=self._abort())
+                    result = result_of(index, item, started, SKIPPED, error=self._abort())
                 else:
                     try:
                         data = to_dict(item, strict=strict)
                     except (ContactValidationError, TypeError, ValueError) as exc:
-                        result = _invalid(index, item, started, exc)
+                        result = invalid_result(index, item, started, exc)
                     if seen is not None and data is not None:
                         digest = identity_digest(data, names)
                         if digest is not None:
                             first = seen.first(digest, index)
                             if first is not None:
-                                result = _duplicate(index, item, started, first, dedupe_key)
+                                result = duplicate_result(index, item, started, first, dedupe_key)
                 if result is None:
                     assert data is not None
                     attempts: list[int] = []
@@ -497,7 +500,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                         else:
                             result = await self._upsert(index, item, data, started, attempts)
                     except asyncio.CancelledError:
-                        self.unclaimed.append(_cancelled(index, item, started, attempts))
+                        self.unclaimed.append(cancelled_result(index, item, started, attempts))
                         raise
                     except Exception as exc:
                         result = self._failed(index, item, started, exc, attempts)
@@ -572,7 +575,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             on_attempt=self._attempt_hook(index),
             read=self._read_back,
         )
-        return _result(
+        return result_of(
             index,
             item,
             started,
@@ -588,24 +591,24 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         """The outcome of an item whose create (or upsert) raised ``exc``."""
         if isinstance(exc, Aborted):
             error = exc.reason if isinstance(exc.reason, QomonError) else QomonError(str(exc))
-            return _result(index, item, started, SKIPPED, error=error, attempts=len(attempts))
+            return result_of(index, item, started, SKIPPED, error=error, attempts=len(attempts))
         if isinstance(exc, OutcomeUnknownError):
             # A lookup refused with 401/403 is as fatal as a create refused so.
             if isinstance(exc.__cause__, AuthenticationError | PermissionDeniedError):
                 self._set_fatal(exc.__cause__)
-            return _result(index, item, started, UNKNOWN, error=exc, attempts=len(attempts))
+            return result_of(index, item, started, UNKNOWN, error=exc, attempts=len(attempts))
         if isinstance(exc, AuthenticationError | PermissionDeniedError):
             self._set_fatal(exc)
-            return _result(index, item, started, FAILED, error=exc, attempts=len(attempts))
+            return result_of(index, item, started, FAILED, error=exc, attempts=len(attempts))
         if isinstance(exc, QomonError):
-            return _result(index, item, started, FAILED, error=exc, attempts=len(attempts))
+            return result_of(index, item, started, FAILED, error=exc, attempts=len(attempts))
         # A bug, or a caller's hook that raised: still one outcome.
         logger.exception("unexpected error on bulk item %d", index, exc_info=exc)
         if attempts:  # it was sent: whether it landed is not known
             unknown = OutcomeUnknownError(f"unexpected error after sending: {exc!r}", cause=exc)
-            return _result(index, item, started, UNKNOWN, error=unknown, attempts=len(attempts))
+            return result_of(index, item, started, UNKNOWN, error=unknown, attempts=len(attempts))
         error = QomonError(f"unexpected error: {exc!r}")
-        return _result(index, item, started, FAILED, error=error, attempts=0)
+        return result_of(index, item, started, FAILED, error=error, attempts=0)
 
     def _forget_old_claims(self) -> None:
         """Drop the claims no item in flight (or picked later) can meet in a reconciliation."""
@@ -631,41 +634,6 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         if hook is None:
             return None
         return lambda started_at: hook(index, started_at)
-
-
-def _result(
-    index: int, item: ItemT, started: float, status: CreateStatus, **kwargs: Any
-) -> CreateResult[ItemT]:
-    """The outcome of item ``index`` (picked at ``started``, ``time.monotonic()``)."""
-    return CreateResult(
-        index=index, status=status, item=item, elapsed=time.monotonic() - started, **kwargs
-    )
-
-
-def _invalid(index: int, item: ItemT, started: float, exc: Exception) -> CreateResult[ItemT]:
-    """The outcome of an item its validation refused (``exc``)."""
-    if not isinstance(exc, ContactValidationError):  # an input no rule foresaw: one outcome
-        exc = ContactValidationError(f"cannot be read: {exc}")
-    return _result(index, item, started, FAILED, error=exc)
-
-
-def _duplicate(
-    index: int, item: ItemT, started: float, first: int, dedupe_key: DedupeKey
-) -> CreateResult[ItemT]:
-    """The outcome of an item with the identity of item ``first``, seen before."""
-    error = DuplicateInputError(
-        duplicate_message("item", index, first, dedupe_key), first_index=first
-    )
-    return _result(index, item, started, SKIPPED, error=error)
-
-
-def _cancelled(index: int, item: ItemT, started: float, attempts: list[int]) -> CreateResult[ItemT]:
-    """The outcome of an item whose worker was cancelled while it was on it."""
-    if attempts:
-        unknown = OutcomeUnknownError("the run was cancelled while this item was sent")
-        return _result(index, item, started, UNKNOWN, error=unknown, attempts=len(attempts))
-    error = QomonError("the run was cancelled before this item was sent")
-    return _result(index, item, started, SKIPPED, error=error)
 
 
 def _running(gen: AsyncGenerator[Any, None]) -> bool:

@@ -12,7 +12,13 @@ import enum
 import time
 from typing import Any, Generic, TypeVar
 
-from ._exceptions import QomonError
+from ._dedupe import DedupeKey, duplicate_message
+from ._exceptions import (
+    ContactValidationError,
+    DuplicateInputError,
+    OutcomeUnknownError,
+    QomonError,
+)
 from ._models import ConfirmedContact
 
 __all__ = [
@@ -24,6 +30,10 @@ __all__ = [
     "CreateResult",
     "CreateStatus",
     "ItemT",
+    "cancelled_result",
+    "duplicate_result",
+    "invalid_result",
+    "result_of",
 ]
 
 
@@ -152,3 +162,43 @@ class BulkProgress:
             self.unknown += 1
         if result.reconciled:
             self.reconciled += 1
+
+
+# -- the outcome of each kind of item (the bulk pool's rarer outcomes) ------------------------
+
+
+def result_of(
+    index: int, item: ItemT, started: float, status: CreateStatus, **kwargs: Any
+) -> CreateResult[ItemT]:
+    """The outcome of item ``index`` (picked at ``started``, ``time.monotonic()``)."""
+    return CreateResult(
+        index=index, status=status, item=item, elapsed=time.monotonic() - started, **kwargs
+    )
+
+
+def invalid_result(index: int, item: ItemT, started: float, exc: Exception) -> CreateResult[ItemT]:
+    """The outcome of an item its validation refused (``exc``)."""
+    if not isinstance(exc, ContactValidationError):  # an input no rule foresaw: one outcome
+        exc = ContactValidationError(f"cannot be read: {exc}")
+    return result_of(index, item, started, FAILED, error=exc)
+
+
+def duplicate_result(
+    index: int, item: ItemT, started: float, first: int, dedupe_key: DedupeKey
+) -> CreateResult[ItemT]:
+    """The outcome of an item with the identity of item ``first``, seen before."""
+    error = DuplicateInputError(
+        duplicate_message("item", index, first, dedupe_key), first_index=first
+    )
+    return result_of(index, item, started, SKIPPED, error=error)
+
+
+def cancelled_result(
+    index: int, item: ItemT, started: float, attempts: list[int]
+) -> CreateResult[ItemT]:
+    """The outcome of an item whose worker was cancelled while it was on it."""
+    if attempts:
+        unknown = OutcomeUnknownError("the run was cancelled while this item was sent")
+        return result_of(index, item, started, UNKNOWN, error=unknown, attempts=len(attempts))
+    error = QomonError("the run was cancelled before this item was sent")
+    return result_of(index, item, started, SKIPPED, error=error)
