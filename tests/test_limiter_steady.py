@@ -29,12 +29,9 @@ from qomon_async._ratelimit import BucketState, Permit
 class FullModel(RateLimiter):
     """The limiter as it was before its inline paths: the reference."""
 
-    async def acquire(
-        self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
-    ) -> Permit:
-        loop = asyncio.get_running_loop()
+    def try_acquire(self, cost: float) -> Permit | None:
         self._bind()
-        now = loop.time()
+        now = self._time()
         bucket = self._bucket
         amount = min(cost, bucket.max_rate)
         if (
@@ -53,9 +50,16 @@ class FullModel(RateLimiter):
                 self.stats.permits += 1
                 self.stats.tokens += cost
                 return Permit(self._seq, cost, 0.0, now)
-        # Not covered: the inline check fails the same way, nothing charged, and the queue
-        # follows (the same code in both).
-        return await super().acquire(cost, max_wait=max_wait, max_pause=max_pause)
+            return None
+        if (
+            not self._live
+            and self._paused_until <= now
+            and not self._slow_start_blocks()
+            and self._covers(now, amount)
+        ):
+            bucket.take(now, amount)
+            return self._grant(cost, 0.0, now, 0)
+        return None
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
         self._observe(permit, state, rejected)
