@@ -1,14 +1,15 @@
 """The limiter's inline paths agree with the model they shortcut.
 
-``RateLimiter.acquire`` grants at once with the bucket's ``take_if`` and the ledger's ``add``
-written inline, and ``RateLimiter.observe`` handles the steady answer (the very state of the
-answer before, no 429 about) with the model's ``_sync`` written inline. Here a limiter without
-those shortcuts (every grant through ``take_if`` and ``add``, every answer through ``_sync``)
-runs the same operations on the same virtual clock, and the two hold the same state after each
-one: the bucket, the ledger, the reading, others' window and reserve, the counters.
-Hypothesis draws the operations (grants of 1 and 5 tokens, answers in and out of order with
-states drawn from a small pool so that they repeat, 429s, releases, pauses, time passing).
-"""
+``RateLimiter.try_acquire`` (which ``acquire`` calls first) grants at once with the bucket's
+``take_if`` and the ledger's ``add`` written inline, and ``RateLimiter.observe`` handles the
+steady answer (the very state of the answer before, no 429 about) with the model's ``_sync``
+written inline. Here a limiter without those shortcuts (every grant through ``take_if`` and
+``add``, every answer through ``_sync``) runs the same operations on the same virtual clock, and
+the two hold the same state after each one: the bucket, the ledger, the reading, others' window
+and reserve, the counters; ``try_acquire`` returns the same permit, or None, in both.
+Hypothesis draws the operations (grants of 1 and 5 tokens, awaited or tried at once, answers
+in and out of order with states drawn from a small pool so that they repeat, 429s, releases,
+pauses, time passing)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,8 @@ STATES = [
 ]
 
 acquire = st.tuples(st.just("acquire"), st.sampled_from([1.0, 5.0, 5.0]))
+# try_acquire: a permit at once or None, the same in both (the client's first call).
+attempt = st.tuples(st.just("try"), st.sampled_from([1.0, 5.0, 5.0, 500.0]))
 answer = st.tuples(
     st.just("answer"),
     st.integers(0, 7),  # which permit in flight (its position, oldest first)
@@ -114,7 +117,8 @@ answer = st.tuples(
 operation = st.one_of(
     acquire,
     acquire,
-    acquire,
+    attempt,
+    attempt,
     answer,
     answer,
     answer,
@@ -125,7 +129,9 @@ operation = st.one_of(
 )
 
 
-async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[int, int]:
+async def replay(
+    operations: list[tuple[Any, ...]], first_state: int, queued: int = 0
+) -> tuple[int, int]:
     """Run ``operations`` on a limiter and on the reference, comparing them after each one.
     Returns (answers, answers the limiter took through its general path)."""
     limiter, reference = RateLimiter(), FullModel()
@@ -152,11 +158,19 @@ async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[i
                 pending.remove(tasks)
                 in_flight.append((tasks[0].result(), tasks[1].result()))
 
-    # A first answer ends slow start.
+    # A first answer ends slow start; callers queued behind it (``queued``) leave with it, and
+    # the refill is held until the next answer.
     last: BucketState | None = STATES[first_state]
     first = (await limiter.acquire(5), await reference.acquire(5))
+    for _ in range(queued):
+        pending.append(
+            (asyncio.create_task(limiter.acquire(5)), asyncio.create_task(reference.acquire(5)))
+        )
+    await settle()
     for one, permit in zip(pair, first, strict=True):
         one.observe(permit, last)
+    await settle()
+    assert snapshot(limiter) == snapshot(reference)
     try:
         for op in operations:
             kind = op[0]
@@ -167,6 +181,11 @@ async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[i
                         asyncio.create_task(reference.acquire(op[1])),
                     )
                 )
+            elif kind == "try":
+                got = (limiter.try_acquire(op[1]), reference.try_acquire(op[1]))
+                assert got[0] == got[1], op  # both None, or the same permit
+                if got[0] is not None and got[1] is not None:
+                    in_flight.append((got[0], got[1]))
             elif kind == "answer" and in_flight:
                 permits = in_flight.pop(op[1] % len(in_flight))
                 if op[2] >= 0:
@@ -205,11 +224,15 @@ async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[i
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(operation, min_size=30, max_size=120), st.integers(0, len(STATES) - 1))
+@given(
+    st.lists(operation, min_size=30, max_size=120),
+    st.integers(0, len(STATES) - 1),
+    st.sampled_from([0, 0, 1, 3, 30]),
+)
 def test_inline_paths_hold_the_state_of_the_full_model(
-    operations: list[tuple[Any, ...]], first_state: int
+    operations: list[tuple[Any, ...]], first_state: int, queued: int
 ) -> None:
-    run(lambda: replay(operations, first_state))
+    run(lambda: replay(operations, first_state, queued))
 
 
 def test_the_steady_answer_is_taken_by_the_huge_bucket() -> None:
