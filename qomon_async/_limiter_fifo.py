@@ -5,10 +5,12 @@ how answers correct it come from its base, :class:`~qomon_async._limiter_model.B
 this module adds the callers. :class:`~qomon_async._local_limiter.LocalLimiter` keeps one per
 event loop for a client.
 
-Granting (``acquire``): callers are served first come, first served. When nobody waits, no 429
-pause holds and the bucket covers the cost, the permit is granted at once, without suspending
-the caller (the fast path: a few attribute reads, one level update, one ledger entry).
-Otherwise the caller joins a FIFO queue; the queue is served by one function (``_dispatch``)
+Granting (``try_acquire``, then ``acquire``): callers are served first come, first served. When
+nobody waits, no 429 pause holds and the bucket covers the cost, the permit is granted at once
+(the fast path: a few attribute reads, one level update, one ledger entry): ``try_acquire``
+returns it without a coroutine (the client calls it first), ``acquire`` without suspending the
+caller. Otherwise ``try_acquire`` returns None, charging nothing, and the caller of ``acquire``
+joins a FIFO queue; the queue is served by one function (``_dispatch``)
 that runs whenever something changes (an answer, a release, a pause, the head's timer) and
 grants, in order, every waiter the bucket covers, then sets one timer for the next.
 aiolimiter's own queue orders its waiters by amount (1-token calls would starve a 5-token
@@ -25,7 +27,9 @@ Bounds: a waiter's ``max_wait`` and ``max_pause`` bound its own wait (a pause lo
 already queued); a waiter without them waits as long as the server says.
 
 Logging: a permit that waited is logged (DEBUG, INFO beyond 5 s) only when that level is
-enabled; a permit granted at once logs nothing.
+enabled; a permit granted at once logs nothing. A re-sync by a token or more is logged at DEBUG;
+the steady answer asks the logger only when logging's own memo of the level does not already
+say DEBUG is off.
 """
 
 from __future__ import annotations

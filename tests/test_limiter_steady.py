@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ratelimit import run
 
 from qomon_async._limiter_fifo import RateLimiter
+from qomon_async._limiter_model import DEBUG, LEVELS
 from qomon_async._local_limiter import LocalLimiter
 from qomon_async._ratelimit import BucketState, Permit
 
@@ -260,3 +263,49 @@ def test_the_model_reads_the_clock_of_its_loop() -> None:
 
     asyncio.run(plain())
     run(virtual)
+
+
+def test_the_steady_path_logs_its_re_syncs_when_debug_is_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The steady answer reads logging's memo of the level before asking the logger: with DEBUG
+    off nothing is logged (and the memo says so), with DEBUG on each re-sync of a token or more
+    is logged as before, on the steady path all the same."""
+
+    async def main() -> None:
+        limiter = RateLimiter(capacity=100, rate=10, slow_start=False)
+        general = 0
+        inner = limiter._observe
+
+        def counted(permit: Permit, state: BucketState | None, rejected: bool) -> None:
+            nonlocal general
+            general += 1
+            inner(permit, state, rejected)
+
+        limiter._observe = counted  # type: ignore[method-assign]
+        state = BucketState(100.0, 10.0, 50.0, 5.0, None)
+
+        async def answer(wait: float) -> None:
+            permit = limiter.try_acquire(5)
+            assert permit is not None
+            await asyncio.sleep(wait)
+            limiter.observe(permit, state)
+
+        limiter.observe(limiter.try_acquire(5), state)  # type: ignore[arg-type]
+        assert general == 1  # the state read once
+        caplog.set_level(logging.INFO, logger="qomon_async")
+        await answer(10.0)  # refilled to 100, the server says 50: down by 50
+        assert limiter.stats.synced_down == 2
+        assert LEVELS.get(DEBUG) is False  # the memo answered
+        assert not [r for r in caplog.records if "re-sync" in r.getMessage()]
+        caplog.set_level(logging.DEBUG, logger="qomon_async")
+        await answer(10.0)  # down again, now logged
+        await answer(0.0)  # 45 held, the server's 50 certain: up by 5
+        assert general == 1  # every answer after the first took the steady path
+        lines = [r.getMessage() for r in caplog.records if "re-sync" in r.getMessage()]
+        assert lines == [
+            "re-sync down: 100.00 -> 50.00 tokens (server: 50 remaining after #3)",
+            "re-sync up: 45.00 -> 50.00 tokens (server: 50 remaining after #4)",
+        ]
+
+    run(main)
