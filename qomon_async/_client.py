@@ -206,6 +206,9 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
             if self.rate_limit is not None
             else None
         )
+        # Whether the limiter grants at once without a coroutine (try_acquire); a limiter
+        # written before it existed is awaited for every request. Looked up once, here.
+        self._limiter_tries = callable(getattr(self._limiter, "try_acquire", None))
 
     def __repr__(self) -> str:
         return f"QomonClient(base_url={self.base_url!r}, api_key=<redacted>)"
@@ -348,16 +351,20 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
             limiter = self._limiter
             permit = None
             if limiter is not None:
-                budget = self._budget(max_wait)
-                permit = await limiter.acquire(
-                    route_cost(method, path),
-                    max_wait=budget.left if budget is not None else None,
-                    max_pause=policy.max_retry_after,
-                )
-                if permit.waited:
-                    self.stats.limiter_wait += permit.waited
-                    if budget is not None:
-                        budget.spend(permit.waited)
+                cost = route_cost(method, path)
+                # A permit at once (the bucket covers it, nobody waits): no coroutine, and no
+                # waiting budget to resolve (a grant at once waits for nothing). Else the queue.
+                if not self._limiter_tries or (permit := limiter.try_acquire(cost)) is None:
+                    budget = self._budget(max_wait)
+                    permit = await limiter.acquire(
+                        cost,
+                        max_wait=budget.left if budget is not None else None,
+                        max_pause=policy.max_retry_after,
+                    )
+                    if permit.waited:
+                        self.stats.limiter_wait += permit.waited
+                        if budget is not None:
+                            budget.spend(permit.waited)
             if abort is not None and (reason := abort()) is not None:
                 if limiter is not None and permit is not None:
                     limiter.release(permit, refund=True)
@@ -418,8 +425,10 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
             if _retrying:
                 raise
             first = exc
-        if self._limiter is None:
-            budget = self._budget(max_wait)  # not resolved yet: no limiter
+        if budget is None:
+            # Not resolved yet (no limiter, or a permit granted at once), or resolved to no
+            # limit, which resolving again finds as well.
+            budget = self._budget(max_wait)
         # Outside the except block: the retries' errors do not chain to the first failure.
         return await self._retry_failed(
             first, started, method, path, body, timeout, abort, attempts, budget, policy, idempotent
@@ -473,8 +482,8 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
     def _budget(self, max_wait: float | Budget | None) -> Budget | None:
         """The waiting budget of one call: its own ``max_wait`` (a shared :class:`Budget`, or
         seconds), else that of the public call running in this task, else the client's
-        ``max_wait`` (None: no limit). Asked once per request with the limiter on: the common
-        case (no ``max_wait`` anywhere) first."""
+        ``max_wait`` (None: no limit). Asked only where a wait begins (the limiter's queue, the
+        retries): the common case (no ``max_wait`` anywhere) first."""
         if max_wait is None:
             budget = CALL_BUDGET.get()
             if budget is None:

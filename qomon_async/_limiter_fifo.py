@@ -5,10 +5,12 @@ how answers correct it come from its base, :class:`~qomon_async._limiter_model.B
 this module adds the callers. :class:`~qomon_async._local_limiter.LocalLimiter` keeps one per
 event loop for a client.
 
-Granting (``acquire``): callers are served first come, first served. When nobody waits, no 429
-pause holds and the bucket covers the cost, the permit is granted at once, without suspending
-the caller (the fast path: a few attribute reads, one level update, one ledger entry).
-Otherwise the caller joins a FIFO queue; the queue is served by one function (``_dispatch``)
+Granting (``try_acquire``, then ``acquire``): callers are served first come, first served. When
+nobody waits, no 429 pause holds and the bucket covers the cost, the permit is granted at once
+(the fast path: a few attribute reads, one level update, one ledger entry): ``try_acquire``
+returns it without a coroutine (the client calls it first), ``acquire`` without suspending the
+caller. Otherwise ``try_acquire`` returns None, charging nothing, and the caller of ``acquire``
+joins a FIFO queue; the queue is served by one function (``_dispatch``)
 that runs whenever something changes (an answer, a release, a pause, the head's timer) and
 grants, in order, every waiter the bucket covers, then sets one timer for the next.
 aiolimiter's own queue orders its waiters by amount (1-token calls would starve a 5-token
@@ -25,7 +27,9 @@ Bounds: a waiter's ``max_wait`` and ``max_pause`` bound its own wait (a pause lo
 already queued); a waiter without them waits as long as the server says.
 
 Logging: a permit that waited is logged (DEBUG, INFO beyond 5 s) only when that level is
-enabled; a permit granted at once logs nothing.
+enabled; a permit granted at once logs nothing. A re-sync by a token or more is logged at DEBUG;
+the steady answer asks the logger only when logging's own memo of the level does not already
+say DEBUG is off.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from ._limiter_model import BucketModel, log_resync
+from ._limiter_model import DEBUG, LEVELS, BucketModel, log_resync
 from ._limiter_waiter import (
     EMPTY,
     PAUSED,
@@ -180,50 +184,25 @@ class RateLimiter(BucketModel):
             reserve = min(reserve, self._bucket.max_rate - amount)
         return self._tokens(now) + _EPSILON >= amount + reserve
 
-    async def acquire(
-        self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
-    ) -> Permit:
-        """Wait for the right to send one request costing ``cost`` tokens, and charge them.
+    def try_acquire(self, cost: float) -> Permit | None:
+        """The permit for ``cost`` tokens at once, or None: what :meth:`acquire` grants
+        without suspending the caller, without the coroutine.
 
-        Callers are served in arrival order. A caller waits while an earlier one waits, while a
-        429 pause lasts, during slow start while a request is in flight, and until the bucket
-        holds ``cost`` tokens. When nothing holds it, the permit is granted without suspending
-        the caller. Cancelling a waiter charges nothing and keeps the queue intact.
-
-        Args:
-            cost: tokens the request costs (see :func:`route_cost`); a cost above the capacity
-                takes the whole bucket.
-            max_wait: seconds this caller may wait at most; ``None`` (or infinity) for no
-                limit. When the queue ahead, the refill and a 429 pause already add up to more,
-                :class:`~qomon_async.RateLimitTimeout` is raised at once (``predicted_wait``
-                set); when the time runs out while waiting, it is raised then
-                (``predicted_wait=None``). Either way nothing is charged and the waiters
-                behind move up.
-            max_pause: the longest 429 pause this caller waits out (seconds; ``None``: any).
-                When a pause holds longer, :class:`~qomon_async.RateLimitError` (status 429,
-                ``retry_after`` = the seconds left) is raised at once, also for a caller
-                already queued when the pause is set. The pause itself stays for the others.
-
-        Returns:
-            A :class:`Permit`; hand it back to :meth:`observe` or :meth:`release`.
+        A permit is granted exactly when :meth:`acquire` would grant it at once (nobody waits,
+        no 429 pause holds, slow start lets it out, the bucket covers it), with the same
+        bookkeeping; otherwise None, and nothing is charged (then await :meth:`acquire`, which
+        queues the caller). Call it from the limiter's event loop.
 
         Raises:
-            ValueError: ``cost`` is negative or not a number, or a limit is negative.
-            RateLimitTimeout: the wait would exceed, or exceeded, ``max_wait``.
-            RateLimitError: a 429 pause lasts longer than ``max_pause``.
+            ValueError: ``cost`` is negative or not a number.
         """
         if not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
-        if max_wait is not None and not 0.0 <= max_wait < _INF:
-            max_wait = check_limit("max_wait", max_wait)  # infinity: None; else it raises
-        if max_pause is not None and not 0.0 <= max_pause < _INF:
-            max_pause = check_limit("max_pause", max_pause)
-        loop = _get_running_loop()
-        if loop is not self._loop:
+        if _running_loop() is not self._loop:
             owner = self._owner
             if owner is not None:  # called through the LocalLimiter, from another loop
-                return await owner.get().acquire(cost, max_wait=max_wait, max_pause=max_pause)
-            loop = self._bind()
+                return owner.get().try_acquire(cost)
+            self._bind()
         now = self._time()
         bucket = self._bucket
         capacity = bucket.max_rate
@@ -234,10 +213,10 @@ class RateLimiter(BucketModel):
             and self._refill_held_since is None
             and (self._informed or not self._slow_start or not self._ledger)
         ):
-            # The fast path: nobody waits, no pause, no slow start: granted at once, without
-            # suspending the caller, when the bucket covers it (and the reserve, if any). The
-            # bucket's take_if and the ledger's add, inline (the same arithmetic, in the same
-            # order: tests/test_limiter_steady.py holds it against a limiter without it).
+            # The fast path: nobody waits, no pause, no slow start: granted at once when the
+            # bucket covers it (and the reserve, if any). The bucket's take_if and the ledger's
+            # add, inline (the same arithmetic, in the same order: tests/test_limiter_steady.py
+            # holds it against a limiter without it).
             reserve = self._reserve
             if reserve:
                 reserve = min(reserve, capacity - amount)
@@ -266,17 +245,70 @@ class RateLimiter(BucketModel):
                 # (Writing the fields into a bare instance's dict saves Permit.__init__'s frame,
                 # 11 bytecodes, yet takes 20% longer: 415 ns against 345, measured.)
                 return Permit(seq, cost, 0.0, now)
-        paused = self._paused_until > now
-        if paused and max_pause is not None and self._paused_until - now > max_pause:
-            raise pause_error(self._paused_until - now, max_pause)
+            return None
         if (
             not self._live
-            and not paused
+            and self._paused_until <= now
             and not self._slow_start_blocks()
             and self._covers(now, amount)
         ):  # granted at once all the same (slow start over, its refill held)
             bucket.take(now, amount)
             return self._grant(cost, 0.0, now, 0)
+        return None
+
+    async def acquire(
+        self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
+    ) -> Permit:
+        """Wait for the right to send one request costing ``cost`` tokens, and charge them.
+
+        Callers are served in arrival order. A caller waits while an earlier one waits, while a
+        429 pause lasts, during slow start while a request is in flight, and until the bucket
+        holds ``cost`` tokens. When nothing holds it, the permit is granted without suspending
+        the caller (as :meth:`try_acquire` grants it). Cancelling a waiter charges nothing and
+        keeps the queue intact.
+
+        Args:
+            cost: tokens the request costs (see :func:`route_cost`); a cost above the capacity
+                takes the whole bucket.
+            max_wait: seconds this caller may wait at most; ``None`` (or infinity) for no
+                limit. When the queue ahead, the refill and a 429 pause already add up to more,
+                :class:`~qomon_async.RateLimitTimeout` is raised at once (``predicted_wait``
+                set); when the time runs out while waiting, it is raised then
+                (``predicted_wait=None``). Either way nothing is charged and the waiters
+                behind move up. A permit granted at once never counts against it.
+            max_pause: the longest 429 pause this caller waits out (seconds; ``None``: any).
+                When a pause holds longer, :class:`~qomon_async.RateLimitError` (status 429,
+                ``retry_after`` = the seconds left) is raised at once, also for a caller
+                already queued when the pause is set. The pause itself stays for the others.
+
+        Returns:
+            A :class:`Permit`; hand it back to :meth:`observe` or :meth:`release`.
+
+        Raises:
+            ValueError: ``cost`` is negative or not a number, or a limit is negative.
+            RateLimitTimeout: the wait would exceed, or exceeded, ``max_wait``.
+            RateLimitError: a 429 pause lasts longer than ``max_pause``.
+        """
+        if not 0.0 <= cost < _INF:  # NaN fails too
+            raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        if max_wait is not None and not 0.0 <= max_wait < _INF:
+            max_wait = check_limit("max_wait", max_wait)  # infinity: None; else it raises
+        if max_pause is not None and not 0.0 <= max_pause < _INF:
+            max_pause = check_limit("max_pause", max_pause)
+        loop = _get_running_loop()
+        if loop is not self._loop:
+            owner = self._owner
+            if owner is not None:  # called through the LocalLimiter, from another loop
+                return await owner.get().acquire(cost, max_wait=max_wait, max_pause=max_pause)
+            loop = self._bind()
+        permit = self.try_acquire(cost)
+        if permit is not None:
+            return permit
+        now = self._time()
+        amount = min(cost, self._bucket.max_rate)
+        paused = self._paused_until > now
+        if paused and max_pause is not None and self._paused_until - now > max_pause:
+            raise pause_error(self._paused_until - now, max_pause)
         if max_wait is not None:
             predicted = self._predict(now, amount)
             if predicted > max_wait:
@@ -567,7 +599,11 @@ class RateLimiter(BucketModel):
             if bucket._waiters:  # only when aiolimiter's own acquire is in use (never here)
                 bucket._wake_next()
             stats.synced_down += 1
-            if local - high >= 1.0 and logger.isEnabledFor(logging.DEBUG):
+            if (
+                local - high >= 1.0
+                and LEVELS.get(DEBUG) is not False
+                and logger.isEnabledFor(DEBUG)
+            ):
                 log_resync("down", local, high, server, seq)
         else:
             low = server - (self._granted_total - granted_total) - in_flight_before
@@ -579,7 +615,11 @@ class RateLimiter(BucketModel):
                 if bucket._waiters:
                     bucket._wake_next()
                 stats.synced_up += 1
-                if low - local >= 1.0 and logger.isEnabledFor(logging.DEBUG):
+                if (
+                    low - local >= 1.0
+                    and LEVELS.get(DEBUG) is not False
+                    and logger.isEnabledFor(DEBUG)
+                ):
                     log_resync("up", local, low if low < capacity else capacity, server, seq)
         if self._live:
             self._dispatch()

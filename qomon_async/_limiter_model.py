@@ -67,9 +67,16 @@ from ._ratelimit import (
     shape_within_bounds,
 )
 
-__all__ = ["UNREAD", "BucketModel", "log_resync"]
+__all__ = ["DEBUG", "LEVELS", "UNREAD", "BucketModel", "log_resync"]
 
 logger = logging.getLogger("qomon_async")
+
+DEBUG = logging.DEBUG
+#: The logger's own memo of ``isEnabledFor`` (level -> bool; :mod:`logging` empties it whenever
+#: a level changes anywhere). Read before the call on every re-sync: a ``False`` found there is
+#: the call's answer, without the call; anything else (not known yet, or True) makes the call.
+#: A Python without it: an empty dict, and the call every time.
+LEVELS: dict[int, bool] = getattr(logger, "_cache", {})
 
 #: The state a model has read no answer of (a parser never hands this very object back).
 UNREAD = BucketState()
@@ -339,11 +346,15 @@ class BucketModel:
         local = self._bucket.clamp(now, low, high)
         if local > high + 1e-9:
             stats.synced_down += 1
-            if local - high >= 1.0 and logger.isEnabledFor(logging.DEBUG):
+            if (
+                local - high >= 1.0
+                and LEVELS.get(DEBUG) is not False
+                and logger.isEnabledFor(DEBUG)
+            ):
                 log_resync("down", local, high, server, seq)
         elif local < low - 1e-9:
             stats.synced_up += 1
-            if low - local >= 1.0 and logger.isEnabledFor(logging.DEBUG):
+            if low - local >= 1.0 and LEVELS.get(DEBUG) is not False and logger.isEnabledFor(DEBUG):
                 log_resync("up", local, min(low, self._bucket.max_rate), server, seq)
 
     def _measure_others(self, now: float, server: float, seq: int, granted_total: float) -> None:

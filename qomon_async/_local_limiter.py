@@ -22,7 +22,9 @@ Public surface (private modules; the client is the only caller)::
 
     limiter = LocalLimiter(capacity=100, rate=10)   # one per client, built anywhere
     rl = limiter.get()                      # the RateLimiter of the running loop (lazy)
-    permit = await rl.acquire(cost, max_wait=None, max_pause=None)
+    permit = rl.try_acquire(cost)           # a permit at once, or None (nothing charged)
+    if permit is None:                      # then wait in the queue
+        permit = await rl.acquire(cost, max_wait=None, max_pause=None)
     rl.observe(permit, state)               # a response came back (any status): re-sync
     rl.release(permit, refund=False)        # no response came back (transport failure)
     rl.pause(retry_after)                   # a 429: every request waits that long
@@ -125,12 +127,19 @@ class LocalLimiter:
                 limiter._bucket.set_state(loop.time(), 0.0)
             self._limiters[loop] = limiter
         self._last = limiter
-        # The client calls these two on every request: bound straight to the limiter of the
-        # loop that called last, they cost one call rather than two. That limiter hands a call
-        # made from another loop back here (see RateLimiter._owner).
+        # The client calls these on every request: bound straight to the limiter of the loop
+        # that called last, they cost one call rather than two. That limiter hands a call made
+        # from another loop back here (see RateLimiter._owner).
+        self.try_acquire = limiter.try_acquire  # type: ignore[method-assign]
         self.acquire = limiter.acquire  # type: ignore[method-assign]
         self.observe = limiter.observe  # type: ignore[method-assign]
         return limiter
+
+    def try_acquire(self, cost: float) -> Permit | None:
+        """:meth:`RateLimiter.try_acquire` of the running loop's limiter: a permit at once, or
+        None (nothing charged). Once a loop has called, this name is bound to that method
+        itself."""
+        return self.get().try_acquire(cost)
 
     def acquire(
         self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None

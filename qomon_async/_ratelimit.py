@@ -11,7 +11,10 @@ space. The client spends it through a :class:`Limiter`, without knowing which on
 
 Around each request the client does::
 
-    permit = await limiter.acquire(route_cost(method, path), max_wait=..., max_pause=...)
+    cost = route_cost(method, path)
+    permit = limiter.try_acquire(cost)  # granted at once, or None: nothing charged
+    if permit is None:
+        permit = await limiter.acquire(cost, max_wait=..., max_pause=...)
     try:
         response = await send(...)
     except BaseException:
@@ -21,9 +24,9 @@ Around each request the client does::
     if response.status == 429:
         limiter.pause(parse_retry_after(response.headers.get("retry-after")) or 1.0)
 
-Only ``acquire`` awaits: ``observe``, ``release`` and ``pause`` never block, so that they can be
-called from ``finally`` blocks and cancelled tasks (an implementation with remote state sends
-them in the background).
+Only ``acquire`` awaits: ``try_acquire``, ``observe``, ``release`` and ``pause`` never block, so
+that they can be called from ``finally`` blocks and cancelled tasks (an implementation with
+remote state sends them in the background).
 """
 
 from __future__ import annotations
@@ -397,6 +400,13 @@ class Limiter(Protocol):
 
     Implementations: ``LocalLimiter`` (aiolimiter, one process) and ``RedisBucket`` (shared
     through Redis). Waiters are served first come, first served.
+
+    Writing your own: implement every member below. :meth:`try_acquire` is the client's first
+    call for each request, and :meth:`acquire` is awaited only when it returns None, so that a
+    permit granted at once costs no coroutine. An implementation that cannot grant without a
+    round trip returns None always (as ``RedisBucket`` does). An implementation written before
+    ``try_acquire`` existed still works: the client looks for it once, when it is built, and
+    without it awaits :meth:`acquire` for every request.
     """
 
     @property
@@ -407,6 +417,21 @@ class Limiter(Protocol):
     @property
     def stats(self) -> LimiterStats:
         """The limiter's counters."""
+        ...
+
+    def try_acquire(self, cost: float) -> Permit | None:
+        """The right to send one request costing ``cost`` tokens at once, or None.
+
+        Must not block or await. Returns a permit (tokens charged, ``waited == 0``) only when
+        :meth:`acquire` would grant it without waiting: nobody queued before the caller, no 429
+        pause, the bucket covers it; then it does exactly the bookkeeping :meth:`acquire` does
+        for such a grant (counted in :attr:`stats` as a permit, not a wait). Otherwise returns
+        None and charges nothing; the caller then awaits :meth:`acquire`. A grant at once never
+        counts against ``max_wait`` or ``max_pause`` (it does not wait).
+
+        Raises:
+            ValueError: ``cost`` is negative or not a number.
+        """
         ...
 
     async def acquire(

@@ -95,9 +95,10 @@ def sane_shape(capacity: float | None, rate: float | None) -> bool:
 class RedisBucket(RedisLink):
     """A space's token bucket kept in Redis: every process using it shares one queue.
 
-    Implements the client's limiter interface (``acquire``, ``observe``, ``release``,
-    ``pause``, ``aclose``); hand it to ``QomonClient(shared_bucket=...)``, which binds it to
-    the client's space. One ``RedisBucket`` serves one space (one base URL and key).
+    Implements the client's limiter interface (``try_acquire``, which never grants: a booking
+    is a round trip; ``acquire``, ``observe``, ``release``, ``pause``, ``aclose``); hand it to
+    ``QomonClient(shared_bucket=...)``, which binds it to the client's space. One
+    ``RedisBucket`` serves one space (one base URL and key).
 
     Args:
         redis: a URL (``"redis://host:6379/0"``, ``"rediss://..."``, ``"unix://..."``), or an
@@ -245,6 +246,17 @@ class RedisBucket(RedisLink):
         return await self._eval(script, [self.key, self.members_key], [*self._base_args(), *args])
 
     # -- the limiter interface ---------------------------------------------------------------
+
+    def try_acquire(self, cost: float) -> Permit | None:
+        """Always None: a booking in the shared bucket is a round trip to Redis, so there is no
+        permit without waiting for it; await :meth:`acquire` (nothing is charged here).
+
+        Raises:
+            ValueError: ``cost`` is negative or not a number.
+        """
+        if not (cost >= 0 and math.isfinite(cost)):
+            raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        return None
 
     async def acquire(
         self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None

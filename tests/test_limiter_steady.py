@@ -1,27 +1,31 @@
 """The limiter's inline paths agree with the model they shortcut.
 
-``RateLimiter.acquire`` grants at once with the bucket's ``take_if`` and the ledger's ``add``
-written inline, and ``RateLimiter.observe`` handles the steady answer (the very state of the
-answer before, no 429 about) with the model's ``_sync`` written inline. Here a limiter without
-those shortcuts (every grant through ``take_if`` and ``add``, every answer through ``_sync``)
-runs the same operations on the same virtual clock, and the two hold the same state after each
-one: the bucket, the ledger, the reading, others' window and reserve, the counters.
-Hypothesis draws the operations (grants of 1 and 5 tokens, answers in and out of order with
-states drawn from a small pool so that they repeat, 429s, releases, pauses, time passing).
-"""
+``RateLimiter.try_acquire`` (which ``acquire`` calls first) grants at once with the bucket's
+``take_if`` and the ledger's ``add`` written inline, and ``RateLimiter.observe`` handles the
+steady answer (the very state of the answer before, no 429 about) with the model's ``_sync``
+written inline. Here a limiter without those shortcuts (every grant through ``take_if`` and
+``add``, every answer through ``_sync``) runs the same operations on the same virtual clock, and
+the two hold the same state after each one: the bucket, the ledger, the reading, others' window
+and reserve, the counters; ``try_acquire`` returns the same permit, or None, in both.
+Hypothesis draws the operations (grants of 1 and 5 tokens, awaited or tried at once, answers
+in and out of order with states drawn from a small pool so that they repeat, 429s, releases,
+pauses, time passing)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ratelimit import run
 
 from qomon_async._limiter_fifo import RateLimiter
+from qomon_async._limiter_model import DEBUG, LEVELS
 from qomon_async._local_limiter import LocalLimiter
 from qomon_async._ratelimit import BucketState, Permit
 
@@ -29,12 +33,9 @@ from qomon_async._ratelimit import BucketState, Permit
 class FullModel(RateLimiter):
     """The limiter as it was before its inline paths: the reference."""
 
-    async def acquire(
-        self, cost: float, *, max_wait: float | None = None, max_pause: float | None = None
-    ) -> Permit:
-        loop = asyncio.get_running_loop()
+    def try_acquire(self, cost: float) -> Permit | None:
         self._bind()
-        now = loop.time()
+        now = self._time()
         bucket = self._bucket
         amount = min(cost, bucket.max_rate)
         if (
@@ -53,9 +54,16 @@ class FullModel(RateLimiter):
                 self.stats.permits += 1
                 self.stats.tokens += cost
                 return Permit(self._seq, cost, 0.0, now)
-        # Not covered: the inline check fails the same way, nothing charged, and the queue
-        # follows (the same code in both).
-        return await super().acquire(cost, max_wait=max_wait, max_pause=max_pause)
+            return None
+        if (
+            not self._live
+            and self._paused_until <= now
+            and not self._slow_start_blocks()
+            and self._covers(now, amount)
+        ):
+            bucket.take(now, amount)
+            return self._grant(cost, 0.0, now, 0)
+        return None
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
         self._observe(permit, state, rejected)
@@ -99,6 +107,8 @@ STATES = [
 ]
 
 acquire = st.tuples(st.just("acquire"), st.sampled_from([1.0, 5.0, 5.0]))
+# try_acquire: a permit at once or None, the same in both (the client's first call).
+attempt = st.tuples(st.just("try"), st.sampled_from([1.0, 5.0, 5.0, 500.0]))
 answer = st.tuples(
     st.just("answer"),
     st.integers(0, 7),  # which permit in flight (its position, oldest first)
@@ -110,7 +120,8 @@ answer = st.tuples(
 operation = st.one_of(
     acquire,
     acquire,
-    acquire,
+    attempt,
+    attempt,
     answer,
     answer,
     answer,
@@ -121,7 +132,9 @@ operation = st.one_of(
 )
 
 
-async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[int, int]:
+async def replay(
+    operations: list[tuple[Any, ...]], first_state: int, queued: int = 0
+) -> tuple[int, int]:
     """Run ``operations`` on a limiter and on the reference, comparing them after each one.
     Returns (answers, answers the limiter took through its general path)."""
     limiter, reference = RateLimiter(), FullModel()
@@ -148,11 +161,19 @@ async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[i
                 pending.remove(tasks)
                 in_flight.append((tasks[0].result(), tasks[1].result()))
 
-    # A first answer ends slow start.
+    # A first answer ends slow start; callers queued behind it (``queued``) leave with it, and
+    # the refill is held until the next answer.
     last: BucketState | None = STATES[first_state]
     first = (await limiter.acquire(5), await reference.acquire(5))
+    for _ in range(queued):
+        pending.append(
+            (asyncio.create_task(limiter.acquire(5)), asyncio.create_task(reference.acquire(5)))
+        )
+    await settle()
     for one, permit in zip(pair, first, strict=True):
         one.observe(permit, last)
+    await settle()
+    assert snapshot(limiter) == snapshot(reference)
     try:
         for op in operations:
             kind = op[0]
@@ -163,6 +184,11 @@ async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[i
                         asyncio.create_task(reference.acquire(op[1])),
                     )
                 )
+            elif kind == "try":
+                got = (limiter.try_acquire(op[1]), reference.try_acquire(op[1]))
+                assert got[0] == got[1], op  # both None, or the same permit
+                if got[0] is not None and got[1] is not None:
+                    in_flight.append((got[0], got[1]))
             elif kind == "answer" and in_flight:
                 permits = in_flight.pop(op[1] % len(in_flight))
                 if op[2] >= 0:
@@ -201,11 +227,15 @@ async def replay(operations: list[tuple[Any, ...]], first_state: int) -> tuple[i
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(operation, min_size=30, max_size=120), st.integers(0, len(STATES) - 1))
+@given(
+    st.lists(operation, min_size=30, max_size=120),
+    st.integers(0, len(STATES) - 1),
+    st.sampled_from([0, 0, 1, 3, 30]),
+)
 def test_inline_paths_hold_the_state_of_the_full_model(
-    operations: list[tuple[Any, ...]], first_state: int
+    operations: list[tuple[Any, ...]], first_state: int, queued: int
 ) -> None:
-    run(lambda: replay(operations, first_state))
+    run(lambda: replay(operations, first_state, queued))
 
 
 def test_the_steady_answer_is_taken_by_the_huge_bucket() -> None:
@@ -233,3 +263,49 @@ def test_the_model_reads_the_clock_of_its_loop() -> None:
 
     asyncio.run(plain())
     run(virtual)
+
+
+def test_the_steady_path_logs_its_re_syncs_when_debug_is_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The steady answer reads logging's memo of the level before asking the logger: with DEBUG
+    off nothing is logged (and the memo says so), with DEBUG on each re-sync of a token or more
+    is logged as before, on the steady path all the same."""
+
+    async def main() -> None:
+        limiter = RateLimiter(capacity=100, rate=10, slow_start=False)
+        general = 0
+        inner = limiter._observe
+
+        def counted(permit: Permit, state: BucketState | None, rejected: bool) -> None:
+            nonlocal general
+            general += 1
+            inner(permit, state, rejected)
+
+        limiter._observe = counted  # type: ignore[method-assign]
+        state = BucketState(100.0, 10.0, 50.0, 5.0, None)
+
+        async def answer(wait: float) -> None:
+            permit = limiter.try_acquire(5)
+            assert permit is not None
+            await asyncio.sleep(wait)
+            limiter.observe(permit, state)
+
+        limiter.observe(limiter.try_acquire(5), state)  # type: ignore[arg-type]
+        assert general == 1  # the state read once
+        caplog.set_level(logging.INFO, logger="qomon_async")
+        await answer(10.0)  # refilled to 100, the server says 50: down by 50
+        assert limiter.stats.synced_down == 2
+        assert LEVELS.get(DEBUG) is False  # the memo answered
+        assert not [r for r in caplog.records if "re-sync" in r.getMessage()]
+        caplog.set_level(logging.DEBUG, logger="qomon_async")
+        await answer(10.0)  # down again, now logged
+        await answer(0.0)  # 45 held, the server's 50 certain: up by 5
+        assert general == 1  # every answer after the first took the steady path
+        lines = [r.getMessage() for r in caplog.records if "re-sync" in r.getMessage()]
+        assert lines == [
+            "re-sync down: 100.00 -> 50.00 tokens (server: 50 remaining after #3)",
+            "re-sync up: 45.00 -> 50.00 tokens (server: 50 remaining after #4)",
+        ]
+
+    run(main)

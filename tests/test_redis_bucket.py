@@ -124,6 +124,21 @@ async def test_headroom_keeps_tokens_in_the_bucket(redis_url: str) -> None:
     await bucket.aclose()
 
 
+async def test_try_acquire_never_grants_and_books_nothing(redis_url: str) -> None:
+    """A booking is a round trip to Redis: try_acquire says None, and the client awaits
+    acquire, which books as before."""
+    bucket = bound(redis_url, capacity=10, rate=1, slow_start=False, headroom=0)
+    assert bucket.try_acquire(1) is None
+    with pytest.raises(ValueError, match="cost"):
+        bucket.try_acquire(-1.0)
+    assert (bucket.stats.permits, bucket.stats.reservations) == (0, 0)
+    assert (await bucket.snapshot())["tokens"] == 10  # nothing booked in Redis
+    permit = await bucket.acquire(5)
+    assert permit.waited == 0
+    assert (bucket.stats.permits, bucket.stats.reservations) == (1, 1)
+    await bucket.aclose()
+
+
 async def test_a_refund_gives_the_booking_back(
     slow_pair: tuple[RedisBucket, RedisBucket],
 ) -> None:
