@@ -265,7 +265,10 @@ class BucketModel:
         when the loop keeps asyncio's own clock (one Python frame less per reading, two per
         request), else the loop's ``time`` (a loop with a clock of its own, as in tests)."""
         self._loop = loop
-        self._time = time.monotonic if type(loop).time is _ASYNCIO_TIME else loop.time
+        # The bound method, not the class's: a loop whose ``time`` was replaced on the instance
+        # (a test's virtual clock) keeps it.
+        own = getattr(loop.time, "__func__", None) is _ASYNCIO_TIME
+        self._time = time.monotonic if own else loop.time
 
     def _now(self) -> float | None:
         return self._loop.time() if self._loop is not None else None

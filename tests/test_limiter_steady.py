@@ -261,8 +261,17 @@ def test_the_model_reads_the_clock_of_its_loop() -> None:
         await asyncio.sleep(5.0)  # virtual seconds, far from the monotonic clock
         assert limiter._time() == asyncio.get_running_loop().time()
 
+    async def replaced() -> None:  # a clock set on the loop itself, not by a loop class
+        loop = asyncio.get_running_loop()
+        loop.time = lambda: 1_000_000.0  # type: ignore[method-assign]
+        try:
+            assert LocalLimiter().get()._time() == 1_000_000.0
+        finally:
+            del loop.time
+
     asyncio.run(plain())
     run(virtual)
+    asyncio.run(replaced())
 
 
 def test_the_steady_path_logs_its_re_syncs_when_debug_is_on(
