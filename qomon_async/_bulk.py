@@ -507,19 +507,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     finally:
                         progress.in_flight -= 1
                         in_flight.pop(index, None)
-                # The counters (BulkProgress.count, inline: once per item).
-                progress.done += 1
-                status = result.status
-                if status is CREATED:
-                    progress.created += 1
-                elif status is FAILED:
-                    progress.failed += 1
-                elif status is SKIPPED:
-                    progress.skipped += 1
-                else:
-                    progress.unknown += 1
-                if result.reconciled:
-                    progress.reconciled += 1
+                progress.count(result)
                 if on_progress is not None:
                     try:
                         on_progress(progress)
