@@ -214,9 +214,9 @@ class RateLimiter(BucketModel):
             and (self._informed or not self._slow_start or not self._ledger)
         ):
             # The fast path: nobody waits, no pause, no slow start: granted at once when the
-            # bucket covers it (and the reserve, if any). The bucket's take_if and the ledger's
-            # add, inline (the same arithmetic, in the same order: tests/test_limiter_steady.py
-            # holds it against a limiter without it).
+            # bucket covers it (and the reserve, if any). The bucket's take_if inline (the same
+            # arithmetic, in the same order: tests/test_limiter_steady.py holds it against a
+            # limiter without it).
             reserve = self._reserve
             if reserve:
                 reserve = min(reserve, capacity - amount)
@@ -230,15 +230,7 @@ class RateLimiter(BucketModel):
                 bucket._last_check = now
                 seq = self._seq = self._seq + 1
                 granted = self._granted_total = self._granted_total + cost
-                ledger = self._ledger
-                total = ledger.total
-                ledger._entries[seq] = (cost, granted, total)
-                ledger.total = total + cost
-                seqs = ledger._classes.get(cost)
-                if seqs is not None:
-                    seqs.append(seq)
-                else:
-                    ledger.new_class(cost, seq)
+                self._ledger.add(seq, cost, granted)
                 stats = self.stats
                 stats.permits += 1
                 stats.tokens += cost
