@@ -40,7 +40,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from ._limiter_model import DEBUG, LEVELS, BucketModel, log_resync
+from ._limiter_model import BucketModel
 from ._limiter_waiter import (
     EMPTY,
     PAUSED,
@@ -577,42 +577,7 @@ class RateLimiter(BucketModel):
             spent = expected - (granted_total - granted) - server
             if spent or self._others._items or self._reserve:
                 self._weigh(now, spent, capacity, rate)
-        # The band of the module docstring, and the bucket's clamp into it.
-        high = server - later
-        level = bucket._level
-        if level:
-            level = level - (now - bucket._last_check) * bucket._rate_per_sec
-            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
-                level = 0.0
-        local = capacity - level
-        if local > high + 1e-9:
-            bucket._level = capacity - high if high < capacity else 0.0
-            bucket._last_check = now
-            if bucket._waiters:  # only when aiolimiter's own acquire is in use (never here)
-                bucket._wake_next()
-            stats.synced_down += 1
-            if (
-                local - high >= 1.0
-                and LEVELS.get(DEBUG) is not False
-                and logger.isEnabledFor(DEBUG)
-            ):
-                log_resync("down", local, high, server, seq)
-        else:
-            low = server - (self._granted_total - granted_total) - in_flight_before
-            if seq <= self._no_rise_upto:
-                low = -_INF
-            if local < low - 1e-9:
-                bucket._level = capacity - low if low < capacity else 0.0
-                bucket._last_check = now
-                if bucket._waiters:
-                    bucket._wake_next()
-                stats.synced_up += 1
-                if (
-                    low - local >= 1.0
-                    and LEVELS.get(DEBUG) is not False
-                    and logger.isEnabledFor(DEBUG)
-                ):
-                    log_resync("up", local, low if low < capacity else capacity, server, seq)
+        self._resync(now, server, seq, granted_total, later, in_flight_before)
         if self._live:
             self._dispatch()
 

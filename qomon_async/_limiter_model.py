@@ -341,6 +341,24 @@ class BucketModel:
         stats.syncs += 1
         # (An answer overtaken by a later one is not measured: _measure_others returns.)
         self._measure_others(now, server, seq, granted_total)
+        self._resync(now, server, seq, granted_total, later, in_flight_before)
+
+    def _resync(  # noqa: PLR0917 (called positionally, once per answer)
+        self,
+        now: float,
+        server: float,
+        seq: int,
+        granted_total: float,
+        later: float,
+        in_flight_before: float,
+    ) -> None:
+        """Bring the bucket into the band an answer allows, and count (and log) the re-sync.
+
+        ``server``: the tokens the answer to permit ``seq`` says were left; ``granted_total``:
+        the tokens granted up to that permit; ``later``: the tokens of the permits granted
+        after it and still in flight; ``in_flight_before``: those in flight when it was granted.
+        """
+        stats = self.stats
         # The band [low, high] of module docstring: "high" assumes the server processed our
         # requests in grant order; "low" holds in any order (everything granted after this
         # permit, and everything in flight when it was granted, may have come after it).
