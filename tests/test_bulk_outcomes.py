@@ -8,6 +8,7 @@ outcomes, on a mixed input.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import pytest
 
 from qomon_async import (
     ContactValidationError,
+    CreateResult,
     CreateStatus,
     DuplicateInputError,
     QomonClient,
@@ -122,3 +124,14 @@ async def test_a_raising_in_doubt_hook_fails_its_item_unsent(
     )
     assert results[0].ok and results[2].ok and len(fake.contacts) == 2
     assert run.progress.failed == 1 and run.progress.created == 2
+
+
+async def test_a_created_result_holds_every_field_of_the_dataclass(client: QomonClient) -> None:
+    """The pool builds a created item's result without CreateResult's __init__ (its fields'
+    dict set at once): a field added to the dataclass must be added there too."""
+    items = [{"firstname": "F", "surname": "Fields", "mail": "fields@ex.org"}]
+    results = [r async for r in client.create_contacts(items)]
+    assert results[0].status is CreateStatus.CREATED
+    assert vars(results[0]).keys() == {f.name for f in dataclasses.fields(CreateResult)}
+    built = CreateResult(**vars(results[0]))  # and it equals the one __init__ builds
+    assert built == results[0]
