@@ -198,9 +198,10 @@ class RateLimiter(BucketModel):
         """
         if not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
-        if _running_loop() is not self._loop:
+        loop = _running_loop()
+        if loop is None or loop is not self._loop:  # (no loop: _bind raises, as acquire does)
             owner = self._owner
-            if owner is not None:  # called through the LocalLimiter, from another loop
+            if owner is not None and loop is not None:  # through the LocalLimiter, another loop
                 return owner.get().try_acquire(cost)
             self._bind()
         now = self._time()

@@ -405,8 +405,9 @@ class Limiter(Protocol):
     call for each request, and :meth:`acquire` is awaited only when it returns None, so that a
     permit granted at once costs no coroutine. An implementation that cannot grant without a
     round trip returns None always (as ``RedisBucket`` does). An implementation written before
-    ``try_acquire`` existed still works: the client looks for it once, when it is built, and
-    without it awaits :meth:`acquire` for every request.
+    ``try_acquire`` existed no longer satisfies this protocol (for a type checker, or for
+    ``isinstance``), but the client still runs with it: it looks for ``try_acquire`` once, when
+    it is built, and without it awaits :meth:`acquire` for every request.
     """
 
     @property

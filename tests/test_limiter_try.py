@@ -130,6 +130,21 @@ def test_a_cost_above_the_capacity_takes_the_whole_bucket() -> None:
     run(main)
 
 
+def test_outside_an_event_loop_it_raises_as_acquire_does() -> None:
+    limiter = RateLimiter(capacity=100, rate=10, slow_start=False)
+    with pytest.raises(RuntimeError):
+        limiter.try_acquire(5)
+    assert limiter.stats.permits == 0
+
+    async def bound() -> None:  # and once bound, from outside its loop too
+        assert limiter.try_acquire(5) is not None
+
+    run(bound)
+    with pytest.raises(RuntimeError):
+        limiter.try_acquire(5)
+    assert limiter.stats.permits == 1
+
+
 def test_local_limiter_binds_try_acquire_to_the_loop_that_calls() -> None:
     limiter = LocalLimiter(capacity=100, rate=10, slow_start=False)
 
