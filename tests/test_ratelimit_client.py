@@ -162,6 +162,9 @@ async def test_limiter_stats_count_only_the_calls_that_waited(fake: FakeQomon) -
         # 30 creates at once: 18 in what is left of the burst, the rest wait for the refill.
         assert all([r.ok async for r in client.create_contacts(people(30), concurrency=30)])
         assert stats.permits == 40
-        # (a little refill while the burst goes out may let one or two more through at once)
-        assert 9 <= stats.waits <= 12
+        # At most the 12 beyond the burst waited; fewer when the refill while the burst goes
+        # out (200 tokens per real second here) lets some through at once: one more for each
+        # 25 ms the burst takes, which a loaded machine stretches. Every permit counted as a
+        # wait would say 30.
+        assert 4 <= stats.waits <= 12
         assert stats.wait_seconds > 0
