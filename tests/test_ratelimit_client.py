@@ -128,7 +128,11 @@ async def test_slow_start_until_the_server_has_spoken(fake: FakeQomon) -> None:
         )
     assert all(isinstance(r, int) for r in results)
     statuses = [r.status for r in fake.requests]
-    assert statuses.count(429) <= 2, statuses.count(429)
+    # Without slow start, the 150 would go out at once against 100 tokens: 30 to 50 429s.
+    # With it, one goes first and the rest follow the server's answer; a few 429s remain
+    # possible while the model's own claim (1,000 tokens/s) refills between two answers, more
+    # of them on a loaded machine, where answers come back later.
+    assert statuses.count(429) <= 10, statuses.count(429)
 
 
 def test_one_limiter_per_event_loop(fake_qomon_thread: FakeQomon) -> None:
