@@ -717,14 +717,14 @@ CAVEATS = [
     "quarter as many requests (its per-request cost at c=64 is its pool's bookkeeping: "
     "encode/httpx#3215, encode/httpcore#1035); requests as a sequential loop at c=1 and c "
     "threads with a Session each above. At c=256 both would take minutes per run.",
-    "Time and instructions disagree: counted by callgrind (see 'Instructions per create'), "
+    "Time and instructions disagree: counted by cachegrind (see 'Instructions per create'), "
     "the client executes fewer instructions per create than raw aiohttp (it decodes with "
     "msgspec where raw aiohttp runs json.loads), yet spends as much or more CPU time. The "
-    "kind of work differs: the client interprets 1.2x to 1.4x raw aiohttp's Python bytecodes "
+    "kind of work differs: the client interprets 1.2x to 1.3x raw aiohttp's Python bytecodes "
     "per create (its checks, bookkeeping and models), and the interpreter runs fewer "
     "instructions per cycle than the C parsers it saves. valgrind's cache simulation "
-    "(cachegrind, c=64, rate_limit=False) shows it: 0.89x the instructions, but 1.14x the "
-    "first-level instruction-cache misses and 1.06x the data-cache misses per create. These "
+    "(cachegrind, c=64, rate_limit=False) shows it: 0.90x the instructions, but 1.06x the "
+    "first-level instruction-cache misses and 1.13x the data-cache misses per create. These "
     "runs' CPU per create varies by 20% or more from one round to the next on this shared "
     "machine (see 'µs spread'); the ratios, taken within each round, far less ('ratio "
     "spread').",

@@ -1,8 +1,9 @@
 """Instructions per create: the client's work counted by valgrind, not timed.
 
 CPU time on a shared machine moves with the other load (caches, frequency, a neighbour's
-burst): ``bench_client_cost`` needs rounds and medians, and still shows ±10-35%. A count does
-not move: the same job executes the same instructions whoever else runs.
+burst): whole jobs run one after the other differ by ±10-35%, and ``bench_client_cost`` has its
+contenders take turns to bring its ratios to a few per cent. A count does not move at all: the
+same job executes the same instructions whoever else runs.
 
 Each contender runs the job of ``bench_client_cost`` (the same senders, the tiny create server
 in its own process, not under valgrind) under ``valgrind --tool=cachegrind --cache-sim=yes
@@ -344,9 +345,12 @@ def _render_instructions(
         "and whether a change added or removed some; the estimate adds what makes one "
         "instruction cost more than another, with fixed weights on simple models of the real "
         "caches and predictor (the last level simulated here is this machine's large shared "
-        "cache, so it almost never misses). They decide what the noisy CPU times of the "
-        "client cost benchmark cannot, within the models' error. The bytecode count below "
-        "shows which kind of work it is.\n"
+        "cache, so it almost never misses). Measured against the client cost benchmark's CPU "
+        "times (contenders taking turns), the estimate runs low for the client: it puts "
+        "the client at or under raw aiohttp where CPU time says 1.02x to 1.15x, the "
+        "interpreter's real stalls weighing more than the model's. Read it as the size and "
+        "direction of a change, not as the target's measure; the bytecode count below shows "
+        "which kind of work it is.\n"
         "- Under valgrind the client runs some 50 times slower while the server does not: "
         "answers are always ready, so the event loop's share (fewer, fuller iterations) is "
         "smaller than at full speed, for every contender alike.",
