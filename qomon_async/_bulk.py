@@ -409,22 +409,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             abort = self._abort
             monotonic = time.monotonic
             on_attempt = self._attempt_hook if self._on_attempt is not None else None
-            sync_items = self._sync_items or iter(())  # (an async input is never direct)
-            picked: tuple[int, Any] | None
             names = dedupe_key == "mail+names"
             while True:
-                if direct:  # _next_item, inline
-                    if self._closing or self._input_done:
-                        break
-                    try:
-                        picked = next(sync_items)
-                    except StopIteration:
-                        self._input_done = True
-                        break
-                    except Exception as exc:  # the input itself failed: reported after the rest
-                        self._input_failed(exc)
-                        break
-                    self._next_index = picked[0] + 1
+                if direct:
+                    picked = self._next_item()
                 else:
                     pulling.add(task)
                     try:
@@ -515,9 +503,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                         logger.exception("the on_progress callback raised; ignored")
                 if len(results) < self._room_size and not self._closing:
                     results.append(result)  # room for it: handed over without awaiting
-                    ready = self._ready
-                    if ready is not None and not ready.done():
-                        ready.set_result(None)
+                    self._wake(self._ready)
                 else:
                     await self._emit(result)
         finally:
