@@ -53,34 +53,18 @@ def duplicate_key(data: Mapping[str, Any], dedupe_key: DedupeKey = "mail+names")
     digest), and two share one by chance with probability about n^2 / 2^65. It is not stable
     across processes (``PYTHONHASHSEED``): never store it.
     """
-    text = identity_text(data, names=dedupe_key == "mail+names")
-    if not text:
+    digest = identity_digest(data, dedupe_key == "mail+names")
+    if digest is None:
         return None
     if dedupe_key not in DEDUPE_KEYS:
         raise ValueError(f"dedupe_key must be one of {DEDUPE_KEYS}, not {dedupe_key!r}")
-    return (hash(text) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # never 0: the table's empty slot
+    return digest
 
 
 def identity_digest(data: Mapping[str, Any], names: bool) -> int | None:
-    """:func:`duplicate_key` of ``data`` (``names``: the key ``"mail+names"``), in one call.
-
-    Written for the bulk pool's every item: :func:`~qomon_async._bodies.identity_text` inline
-    (the same text, a property test holds them equal), no check of the key's name.
-    """
-    mail = data.get("mail")
-    if mail is None:
-        return None
-    mail = str(mail).strip()
-    if not mail:
-        return None
-    if names:
-        first = data.get("firstname")
-        surname = data.get("surname")
-        first = "" if first is None else str(first).strip()
-        surname = "" if surname is None else str(surname).strip()
-        text = f"{mail}\x1f{first}\x1f{surname}".casefold()
-    else:
-        text = mail.casefold()
+    """:func:`duplicate_key` of ``data`` (``names``: the key ``"mail+names"``), without the
+    check of the key's name (the bulk pool checked it once, for the run)."""
+    text = identity_text(data, names=names)
     if not text:
         return None
     return (hash(text) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # never 0: the table's empty slot
