@@ -27,8 +27,6 @@ ContactInput = ContactDict | ContactWrite | Contact
 UpsertInput = UpsertDict | UpsertContact
 
 _encoder = msgspec.json.Encoder()
-#: JSON bytes of a body, the encoder's own method (for the create path, once per create).
-encode_json = _encoder.encode
 
 
 def encode(payload: Any) -> bytes:

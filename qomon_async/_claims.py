@@ -142,7 +142,7 @@ class Claims:
                 elif when < group.oldest:
                     group.oldest = when
                 self._count += 1
-        return self._due or self._count >= self._limit  # self.full(), inline
+        return self.full()
 
     def full(self) -> bool:
         """Whether it is time to try dropping old claims: a group began since the last try

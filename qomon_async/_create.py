@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from . import _bodies, _http, _protocol
 from ._budget import Budget
-from ._claims import Claims
+from ._claims import Claims, micros
 from ._claims import aware as _aware
 from ._config import RetryPolicy
 from ._exceptions import (
@@ -53,10 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("qomon_async")
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-#: Encodes the body of a create (as :func:`_bodies.contact_body` does, without its call).
-_CONTACT_BODY = _bodies.encode_json
 
 
 class Request(Protocol):
@@ -115,15 +111,10 @@ class CreateOutcome:
         created_us: int | None = None,
     ) -> None:
         # Written straight into the instance's dict, not through the frozen dataclass's
-        # generated __init__ (one object.__setattr__ per field): 15 bytecodes less. A confirmed
-        # create builds its outcome without this call at all (see _confirmed).
+        # generated __init__ (one object.__setattr__ per field): 15 bytecodes less.
         self.__dict__.update(
             contact=contact, attempts=attempts, reconciled=reconciled, created_us=created_us
         )
-
-
-_new_outcome = object.__new__
-_set_fields = object.__setattr__
 
 
 class CreateProtocol:
@@ -231,7 +222,7 @@ class CreateProtocol:
         # less on every create and every resumption of it (15 bytecodes less per create).
         try:
             policy = retry or self.retry
-            body = _CONTACT_BODY({"data": {"contact": data}})  # _bodies.contact_body, inline
+            body = _bodies.contact_body(data)
             # One budget for the whole create: the policy's attempts and total time bound every
             # request of every round, not each round afresh.
             deadline = time.monotonic() + policy.max_time
@@ -271,21 +262,8 @@ class CreateProtocol:
                     )
                     contact = _protocol.decode_contact(response.status, response.body)
                     created_at = contact.created_at
-                    # CreateOutcome(contact, len(attempts), False, created_us), its fields
-                    # written at once (once per create: its __init__ call saved).
-                    outcome = _new_outcome(CreateOutcome)
-                    _set_fields(
-                        outcome,
-                        "__dict__",
-                        {
-                            "contact": contact,
-                            "attempts": len(attempts),
-                            "reconciled": False,
-                            "created_us": None
-                            if created_at is None
-                            else self._learn_offset(created_at),
-                        },
-                    )
+                    created_us = None if created_at is None else self._learn_offset(created_at)
+                    outcome = CreateOutcome(contact, len(attempts), False, created_us)
                 except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
                     if not is_ambiguous(exc):
                         raise
@@ -338,11 +316,7 @@ class CreateProtocol:
 
         Returns ``created_at`` in microseconds since the epoch (``_claims.micros``): the bulk pool
         claims the contact by it, without converting the date a second time."""
-        # micros(created_at), inline (once per create).
-        if created_at.tzinfo is None:
-            created_at = created_at.replace(tzinfo=dt.timezone.utc)
-        since = created_at - _EPOCH
-        created_us = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+        created_us = micros(created_at)
         # created_at.timestamp(), to the last bit, from the integer already at hand.
         sample = created_us / 1_000_000 - time.time()
         if abs(sample) > self.max_offset:
