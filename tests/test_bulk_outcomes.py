@@ -127,8 +127,8 @@ async def test_a_raising_in_doubt_hook_fails_its_item_unsent(
 
 
 async def test_a_created_result_holds_every_field_of_the_dataclass(client: QomonClient) -> None:
-    """The pool builds a created item's result without CreateResult's __init__ (its fields'
-    dict set at once): a field added to the dataclass must be added there too."""
+    """A created item's result holds every field of the dataclass, and equals the one its
+    __init__ builds from them."""
     items = [{"firstname": "F", "surname": "Fields", "mail": "fields@ex.org"}]
     results = [r async for r in client.create_contacts(items)]
     assert results[0].status is CreateStatus.CREATED
