@@ -537,29 +537,16 @@ class RateLimiter(BucketModel):
         # hands back one state per distinct set of header values), under the same shape, no
         # 429 about. It is what a server far from empty sends on every answer. The model's
         # _sync for that case, inline and in the same order (tests/test_limiter_steady.py
-        # holds the two against each other): the ledger's answer (in order, at one cost),
-        # others' measure (usually a zero: nothing recorded) and the bucket's clamp.
+        # holds the two against each other): the ledger's answer, others' measure (usually a
+        # zero: nothing recorded, inline) and the band's clamp (_resync).
         self._refill_held_since = None
         seq = permit.seq
-        ledger = self._ledger
-        entries = ledger._entries
-        entry = entries.pop(seq, None)
-        if entry is None:  # observed or released already
+        answered = self._ledger.answer(seq)
+        if answered is None:  # observed or released already
             if self._live:
                 self._dispatch()
             return
-        cost, granted_total, in_flight_before = entry
-        classes = ledger._classes
-        seqs = classes[cost]
-        if seqs[0] == seq and len(classes) == 1:  # ledger.remove, its common case
-            if entries:
-                ledger.total -= cost
-            else:
-                ledger.total = 0.0  # no float residue
-            seqs.popleft()
-            later = cost * len(seqs)
-        else:
-            later = ledger.remove(seq, cost)
+        (_cost, granted_total, in_flight_before), later = answered
         now = self._time()
         server = self._server_read
         stats = self.stats
