@@ -21,8 +21,21 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, settings
 
 from qomon_async.testing import FakeQomon
+
+# The property tests' profiles, loaded here (before any test module) so that every module runs
+# under the same one whatever the order of collection: "default", short and without a per-example
+# deadline (a loaded machine must not fail a test that is only slow); "fuzz", the long run of
+# `nox -s fuzz` (HYPOTHESIS_PROFILE=fuzz).
+settings.register_profile(
+    "default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "fuzz", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 INSTALL_HINT = (
     "redis-server is not on PATH: the shared-bucket tests need a real Redis. "

@@ -8,23 +8,14 @@ runs many more examples.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from qomon_async import APIStatusError, ResponseDecodeError
 from qomon_async import _protocol as p
-
-settings.register_profile(
-    "default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "fuzz", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck)
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DECODERS: dict[str, Callable[[int, bytes], object]] = {
     "contact": p.decode_contact,
