@@ -36,9 +36,8 @@ _MAX_CLASSES = 8
 class InFlightLedger:
     """The permits in flight, by sequence number (granted in increasing order, answered in any).
 
-    The limiter's hot paths (:class:`qomon_async._limiter_fifo.RateLimiter`) do the common case
-    of :meth:`add` and :meth:`answer` inline on ``_entries``, ``_classes`` and ``total``: the
-    invariants below are theirs too.
+    The limiter (:class:`qomon_async._limiter_fifo.RateLimiter`) calls :meth:`add` on every
+    grant and :meth:`answer` on every answer: each is one call, with no helper frame below it.
 
     Attributes:
         total: tokens of the permits in flight.
@@ -97,16 +96,12 @@ class InFlightLedger:
         """Forget the permit ``seq`` and count the tokens in flight granted after it (an
         answer's re-sync needs both): the permit's entry and those tokens; None when it is not
         (or no longer) in flight."""
-        entry = self._entries.pop(seq, None)
+        entries = self._entries
+        entry = entries.pop(seq, None)
         if entry is None:
             return None
-        return entry, self.remove(seq, entry[0])
-
-    def remove(self, seq: int, cost: float) -> float:
-        """The rest of :meth:`answer`, once the entry of ``seq`` (costing ``cost``) has left
-        ``_entries``: take it out of its cost's deque, and return the tokens in flight granted
-        after it."""
-        if self._entries:
+        cost = entry[0]
+        if entries:
             self.total -= cost
         else:
             self.total = 0.0  # no float residue
@@ -123,7 +118,7 @@ class InFlightLedger:
             for other_cost, others in classes.items():
                 if others is not seqs:
                     later += other_cost * (len(others) - bisect_right(others, seq))
-        return later
+        return entry, later
 
 
 class OthersWindow:

@@ -31,8 +31,9 @@ ledger, one for the bucket and one for the measure of others; a reading that is 
 the model predicts (a zero) records nothing, and an answer carrying the very state of the one
 before (the same header values) reuses its reading of the server's tokens. That last answer,
 the steady one (a server far from empty says the same on every answer), is handled by
-``RateLimiter.observe`` inline, without those calls: the same arithmetic in the same order
-(``tests/test_limiter_steady.py`` holds the two against each other).
+``RateLimiter.observe`` itself: the ledger's answer, the measure of others written in line (a
+zero, the usual case, records nothing), then the band's clamp (``_resync``), in the same order
+as here (``tests/test_limiter_steady.py`` holds the two against each other).
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.
@@ -112,9 +113,9 @@ class _Bucket(AsyncLimiter):
     time_period`` per second; it has no public way to read or set that level, and following the
     server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its state, so
     this subclass reads and writes the three private attributes ``_level``, ``_last_check`` and
-    ``_rate_per_sec`` in its own methods, and in the two paths of ``RateLimiter`` that run on
-    every request and write this class's ``take_if`` and clamp out inline (its grant at once
-    and its steady answer; ``tests/test_limiter_steady.py`` holds them to these methods) (and calls
+    ``_rate_per_sec`` in its own methods, and in the one path of ``RateLimiter`` that writes
+    this class's ``take_if`` out inline, its grant at once (``tests/test_limiter_steady.py``
+    holds it to this method) (and calls
     ``_wake_next``, aiolimiter >= 1.2, so that a task waiting in :meth:`acquire` re-times
     itself). ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
     internals change meaning.
