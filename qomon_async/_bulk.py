@@ -473,6 +473,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                                 attempts=outcome.attempts,
                                 reconciled=outcome.reconciled,
                             )
+                            # Not kept while this worker's next item is in flight: its contact
+                            # would stay alive until the next answer, one more per worker for
+                            # every garbage collection to traverse.
+                            del outcome
                         else:
                             result = await self._upsert(index, item, data, started, attempts)
                     except asyncio.CancelledError:

@@ -217,7 +217,8 @@ class CreateProtocol:
                 recorded = True
                 if in_doubt_since is None or recorded_at < in_doubt_since:
                     in_doubt_since = recorded_at
-        rounds: list[float] = []  # when each round of sending began (time.time())
+        rounds = 0  # rounds of sending begun
+        first_round: float | None = None  # when the first began (time.time())
         # The rounds of sending are written here, not in a coroutine of their own: one frame
         # less on every create and every resumption of it (15 bytecodes less per create).
         try:
@@ -235,13 +236,15 @@ class CreateProtocol:
                     outcome = CreateOutcome(confirmed(found), 0, reconciled=True)
             while outcome is None:
                 started_ts = time.time()
-                rounds.append(started_ts)
+                rounds += 1
+                if first_round is None:
+                    first_round = started_ts
                 # Qomon's clock minus ours at the attempt's start, from what was known before
                 # it: the attempt's start on Qomon's clock, if it must be searched for.
                 offset = self._offset
                 if on_attempt is not None:
                     await maybe_await(on_attempt(_utc(started_ts)))
-                if len(rounds) == 1:
+                if rounds == 1:
                     round_policy = policy
                 else:
                     round_policy = dataclasses.replace(
@@ -285,22 +288,23 @@ class CreateProtocol:
                         # Surely absent, and out of attempts: nothing was created; the cause
                         # stands.
                         raise
-                    wait = retry_wait(policy, exc, len(rounds))
+                    wait = retry_wait(policy, exc, rounds)
                     logger.info(
                         "create surely did not land (%s); sending it again in %.3f s", exc, wait
                     )
                     await asyncio.sleep(wait)
         except asyncio.CancelledError:
-            if store is not None and attempts and rounds:
+            if store is not None and attempts and first_round is not None:
                 key = key or identity_key(data)
                 if key is not None:
-                    self._record(key, _utc(rounds[0]))
+                    self._record(key, _utc(first_round))
             raise
         except OutcomeUnknownError:
             if store is not None and (attempts or recorded):
                 key = key or identity_key(data)
                 if key is not None:
-                    self._record(key, _utc(rounds[0]) if rounds else in_doubt_since or _now())
+                    since = in_doubt_since or _now()
+                    self._record(key, _utc(first_round) if first_round is not None else since)
             raise
         if recorded and key is not None:
             assert self.in_doubt is not None
