@@ -10,7 +10,13 @@ import pytest
 
 from qomon_async import CreateStatus, OutcomeUnknownError, QomonClient, RetryPolicy
 from qomon_async._indoubt import MemoryInDoubtStore, identity_key
-from qomon_async.testing import ErrorAfterProcessing, FakeQomon, Latency, SlowAnswer
+from qomon_async.testing import (
+    DropBeforeProcessing,
+    ErrorAfterProcessing,
+    FakeQomon,
+    Latency,
+    SlowAnswer,
+)
 
 KEY = "in-doubt-test-key"
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.005, max_attempts=4)
@@ -171,3 +177,51 @@ def test_the_identity_key_names_neither_the_mail_nor_the_names() -> None:
     assert key == identity_key({**signup(1), "mail": " SIGNUP1@example.org "})
     assert key != identity_key({**signup(1), "firstname": "Ines"})
     assert identity_key({"firstname": "No mail"}) is None
+
+
+class DictStore:
+    """An in-doubt store in a dict, written at once."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dt.datetime] = {}
+
+    async def record(self, key: str, started_at: dt.datetime, ttl: float) -> None:
+        self.records.setdefault(key, started_at)
+
+    async def lookup(self, key: str) -> dt.datetime | None:
+        return self.records.get(key)
+
+    async def clear(self, key: str) -> None:
+        self.records.pop(key, None)
+
+
+async def test_a_create_cut_off_in_its_second_round_is_recorded_from_its_first(
+    fake: FakeQomon,
+) -> None:
+    # Round 1 is dropped before Qomon processed it; reconciliation finds nothing, so round 2
+    # sends again; the caller gives up while round 2 waits for its answer. The record must
+    # date from round 1: a contact stored by either round is found from that time on.
+    store = DictStore()
+    async with QomonClient(
+        KEY, base_url=fake.base_url, retry=FAST, reconcile_lag=0.2, in_doubt=store
+    ) as client:
+        fake.inject(DropBeforeProcessing(), route="POST /contacts", nth=1)
+        fake.inject(SlowAnswer(seconds=1000), route="POST /contacts", nth=2)
+        data = signup(8)
+        before = dt.datetime.now(dt.timezone.utc)
+        task = asyncio.ensure_future(client.create_contact(data))
+        loop = asyncio.get_running_loop()
+        limit = loop.time() + 10
+        while len([r for r in fake.requests if r.path == "/contacts"]) < 2:
+            assert loop.time() < limit, "the second round was never sent"
+            await asyncio.sleep(0.005)
+        second_round = dt.datetime.now(dt.timezone.utc)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    key = identity_key(data)
+    assert key is not None and list(store.records) == [key]
+    started_at = store.records[key]
+    assert second_round - before >= dt.timedelta(seconds=0.1)  # the rounds are told apart
+    # From round 1's start, nearer the call than round 2 (a loaded machine may delay both).
+    assert before <= started_at < before + (second_round - before) / 2
