@@ -165,12 +165,6 @@ CAVEATS = [
     "library's msgspec models decode number-or-string fields as they come, then "
     "Address.__post_init__ turns them into text and the models' __post_init__ fold the variant "
     "spellings (the seed answer sends four address parts as numbers: they are converted).",
-    "Address.__post_init__ takes the text of an integer part from a bounded memo (the first "
-    "4,096 distinct integers) when it met that integer before. Decoding the same answer "
-    "repeatedly, as here, finds all four of the seed's numbers there after the first decode "
-    "(the page's too): ~300 fewer instructions per part than converting. An integer not in the "
-    "memo costs ~750 more than a plain conversion: answers full of never-seen numbers decode "
-    "slower than this table shows.",
 ]
 
 

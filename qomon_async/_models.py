@@ -70,15 +70,6 @@ Id = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 #: ``int``, typed loosely: the loose fields read as ``str`` to a type checker, ``int`` on the wire.
 _INT: type = int
 
-#: The text of each integer met in an address part (postal codes, city codes, house numbers,
-#: floors: few distinct values recur across a space's contacts), so that a number seen again
-#: costs a lookup rather than a conversion, and the contacts share one string for it. Bounded:
-#: the first _INT_TEXTS_MAX distinct integers are kept, later ones converted each time. Its
-#: keys are ints only (typed ``object``: the loose parts read as ``str`` to a type checker).
-_INT_TEXTS: dict[object, str] = {}
-_INT_TEXTS_MAX = 4096
-_int_text_of = _INT_TEXTS.get  # bound once: a builtin call, cheaper than a method lookup
-
 
 def as_text(value: object) -> str:
     """A loose scalar as text: ``75000`` and ``"75000"`` both give ``"75000"``; ``True`` gives
@@ -146,50 +137,29 @@ class Address(Struct, kw_only=True, omit_defaults=True, gc=False):
         # looped over the names on purpose (a loop with getattr/setattr costs ~3,900 more
         # instructions per seed answer, measured with callgrind). The parts Qomon's own
         # examples send as numbers (housenumber, postalcode, citycode, floor) test for an int
-        # first and take its text from _INT_TEXTS (a lookup instead of a conversion: ~300 fewer
-        # instructions per part found there, ~750 more per part not found); the others test
+        # first (f"{value}" is str(value) for an int, in fewer bytecodes); the others test
         # for text first. ``value.__class__`` is ``type(value)`` in fewer instructions (~460
         # fewer per address); a bool's class is bool: it never takes the int branch.
         if self._house_number is not None or self._postal_code is not None:
             self._fold()
         value = self.housenumber
         if value.__class__ is _INT:
-            text = _int_text_of(value)
-            if text is None:
-                text = f"{value}"
-                if len(_INT_TEXTS) < _INT_TEXTS_MAX:
-                    _INT_TEXTS[value] = text
-            self.housenumber = text
+            self.housenumber = f"{value}"
         elif value is not None and value.__class__ is not str:
             self.housenumber = as_text(value)
         value = self.postalcode
         if value.__class__ is _INT:
-            text = _int_text_of(value)
-            if text is None:
-                text = f"{value}"
-                if len(_INT_TEXTS) < _INT_TEXTS_MAX:
-                    _INT_TEXTS[value] = text
-            self.postalcode = text
+            self.postalcode = f"{value}"
         elif value is not None and value.__class__ is not str:
             self.postalcode = as_text(value)
         value = self.citycode
         if value.__class__ is _INT:
-            text = _int_text_of(value)
-            if text is None:
-                text = f"{value}"
-                if len(_INT_TEXTS) < _INT_TEXTS_MAX:
-                    _INT_TEXTS[value] = text
-            self.citycode = text
+            self.citycode = f"{value}"
         elif value is not None and value.__class__ is not str:
             self.citycode = as_text(value)
         value = self.floor
         if value.__class__ is _INT:
-            text = _int_text_of(value)
-            if text is None:
-                text = f"{value}"
-                if len(_INT_TEXTS) < _INT_TEXTS_MAX:
-                    _INT_TEXTS[value] = text
-            self.floor = text
+            self.floor = f"{value}"
         elif value is not None and value.__class__ is not str:
             self.floor = as_text(value)
         value = self.door

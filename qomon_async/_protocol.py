@@ -123,10 +123,6 @@ _DECODE_FAILURES = (
     IndexError,
 )
 
-#: What the fast path of decode_contact may raise: a decode failure, or AttributeError when the
-#: answer has no "data" (reading ``.contact`` of None).
-_FAST_FAILURES = (AttributeError, *_DECODE_FAILURES)
-
 
 def _text(body: bytes | msgspec.Raw) -> str:
     return bytes(body[:2000]).decode("utf-8", "replace")
@@ -282,9 +278,11 @@ def decode_contact(status: int, body: bytes) -> ConfirmedContact:
     synchronous-create promise is a confirmed id), or when its id does not fit 64 bits.
     """
     try:  # the documented shape, straight into a ConfirmedContact: the common case, one pass
-        return _decode_confirmed(body).data.contact  # type: ignore[union-attr]
-    except _FAST_FAILURES:  # not that shape (AttributeError: "data" missing or null)
-        pass
+        data = _decode_confirmed(body).data
+    except _DECODE_FAILURES:
+        data = None
+    if data is not None:
+        return data.contact
     answer = _decode(_contact_answer_decoder, body, status, "contact answer")
     contact = answer.data.contact if answer.data is not None else None
     if contact is None or contact.id is None:
