@@ -417,6 +417,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 if picked is None:
                     break
                 index, item = picked
+                # Not kept while the item is in flight: one tracked tuple less per item for every
+                # garbage collection meanwhile to traverse.
+                del picked
                 started = monotonic()
                 result: CreateResult[ItemT] | None = None
                 data: dict[str, Any] | None = None
