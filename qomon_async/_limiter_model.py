@@ -113,11 +113,9 @@ class _Bucket(AsyncLimiter):
     time_period`` per second; it has no public way to read or set that level, and following the
     server needs both. Re-creating an ``AsyncLimiter`` at each response would lose its state, so
     this subclass reads and writes the three private attributes ``_level``, ``_last_check`` and
-    ``_rate_per_sec`` in its own methods, and in the one path of ``RateLimiter`` that writes
-    this class's ``take_if`` out inline, its grant at once (``tests/test_limiter_steady.py``
-    holds it to this method) (and calls
-    ``_wake_next``, aiolimiter >= 1.2, so that a task waiting in :meth:`acquire` re-times
-    itself). ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
+    ``_rate_per_sec`` in its own methods only (and calls ``_wake_next``, aiolimiter >= 1.2,
+    so that a task waiting in :meth:`acquire` re-times itself).
+    ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
     internals change meaning.
     """
 

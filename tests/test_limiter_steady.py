@@ -1,10 +1,9 @@
 """The limiter's inline paths agree with the model they shortcut.
 
-``RateLimiter.try_acquire`` (which ``acquire`` calls first) grants at once with the bucket's
-``take_if`` and the ledger's ``add`` written inline, and ``RateLimiter.observe`` handles the
-steady answer (the very state of the answer before, no 429 about) with the model's ``_sync``
-written inline. Here a limiter without those shortcuts (every grant through ``take_if`` and
-``add``, every answer through ``_sync``) runs the same operations on the same virtual clock, and
+``RateLimiter.observe`` handles the steady answer (the very state of the answer before, no 429
+about) with the model's ``_sync`` written inline; ``RateLimiter.try_acquire`` (which ``acquire``
+calls first) grants at once in between. Here a limiter without that shortcut (every answer
+through ``_sync``) runs the same operations on the same virtual clock, and
 the two hold the same state after each one: the bucket, the ledger, the reading, others' window
 and reserve, the counters; ``try_acquire`` returns the same permit, or None, in both.
 Hypothesis draws the operations (grants of 1 and 5 tokens, awaited or tried at once, answers
@@ -32,38 +31,6 @@ from qomon_async._ratelimit import BucketState, Permit
 
 class FullModel(RateLimiter):
     """The limiter as it was before its inline paths: the reference."""
-
-    def try_acquire(self, cost: float) -> Permit | None:
-        self._bind()
-        now = self._time()
-        bucket = self._bucket
-        amount = min(cost, bucket.max_rate)
-        if (
-            not self._live
-            and self._paused_until <= now
-            and self._refill_held_since is None
-            and (self._informed or not self._slow_start or not self._ledger)
-        ):
-            reserve = self._reserve
-            if reserve:
-                reserve = min(reserve, bucket.max_rate - amount)
-            if bucket.take_if(now, amount, amount + reserve):
-                self._seq += 1
-                self._granted_total += cost
-                self._ledger.add(self._seq, cost, self._granted_total)
-                self.stats.permits += 1
-                self.stats.tokens += cost
-                return Permit(self._seq, cost, 0.0, now)
-            return None
-        if (
-            not self._live
-            and self._paused_until <= now
-            and not self._slow_start_blocks()
-            and self._covers(now, amount)
-        ):
-            bucket.take(now, amount)
-            return self._grant(cost, 0.0, now, 0)
-        return None
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
         self._observe(permit, state, rejected)
