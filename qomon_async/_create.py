@@ -295,8 +295,8 @@ class CreateProtocol:
             if store is not None and (attempts or recorded):
                 key = key or identity_key(data)
                 if key is not None:
-                    since = in_doubt_since or _now()
-                    self._record(key, _utc(first_round) if first_round is not None else since)
+                    started_at = None if first_round is None else _utc(first_round)
+                    self._record(key, started_at or in_doubt_since or _now())
             raise
         if recorded and key is not None:
             assert self.in_doubt is not None
