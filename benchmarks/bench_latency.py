@@ -213,12 +213,14 @@ CAVEATS = [
     "connections, which would cap c = 128 and 256 at 64 requests in flight). Each point is a "
     "fresh client: a warm-up of c creates opens its connections (and ends the default "
     "client's slow start), then the timed creates run on it.",
-    "Where the client's CPU sets the pace (c = 256 at 50 ms) a point is short: 5,120 creates, "
-    "about 1.5 s, in which a burst of the machine's other load or of garbage collection moves "
-    "the ratio a lot. Two full runs of one commit gave 0.65x and 0.92x for the default client "
-    "there, and 1.01x and 0.85x for rate_limit=False: one run does not decide a 5% target at "
-    "that point (the client-cost benchmark, contenders taking turns over 100,000 creates, is "
-    "the steadier measure of the same CPU).",
+    "Where the client's CPU sets the pace (c = 128 and 256 at 50 ms) a point of 20 creates "
+    "per worker lasts about 1.5 s, in which a burst of the machine's other load or of garbage "
+    "collection moves the ratio a lot (two full runs of one commit once gave 0.65x and 0.92x "
+    "for the default client at c = 256). So those points run 4 times the creates, the 50 ms "
+    "sweep has 5 rounds, and the ratio is the median of each round's ratio. Even so the "
+    "client-cost benchmark (contenders taking turns over 100,000 creates) is the steadier "
+    "measure of the same CPU: at c = 256 the creates/s ratio is about the inverse of the CPU "
+    "ratio there.",
 ]
 
 
