@@ -7,12 +7,12 @@ event loop for a client.
 
 Granting (``try_acquire``, then ``acquire``): callers are served first come, first served. When
 nobody waits, no 429 pause holds and the bucket covers the cost, the permit is granted at once
-(the fast path: a few attribute reads, one level update, one ledger entry): ``try_acquire``
-returns it without a coroutine (the client calls it first), ``acquire`` without suspending the
-caller. Otherwise ``try_acquire`` returns None, charging nothing, and the caller of ``acquire``
-joins a FIFO queue; the queue is served by one function (``_dispatch``)
-that runs whenever something changes (an answer, a release, a pause, the head's timer) and
-grants, in order, every waiter the bucket covers, then sets one timer for the next.
+(the fast path: a few attribute reads, one call to the bucket, the ledger entry and the permit
+written in line): ``try_acquire`` returns it without a coroutine (the client calls it first),
+``acquire`` without suspending the caller. Otherwise ``try_acquire`` returns None, charging
+nothing, and the caller of ``acquire`` joins a FIFO queue; the queue is served by one function
+(``_dispatch``) that runs whenever something changes (an answer, a release, a pause, the head's
+timer) and grants, in order, every waiter the bucket covers, then sets one timer for the next.
 aiolimiter's own queue orders its waiters by amount (1-token calls would starve a 5-token
 create), so only its level arithmetic is used.
 
@@ -40,7 +40,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from ._limiter_model import BucketModel
+from ._limiter_model import DEBUG, LEVELS, BucketModel, log_resync
 from ._limiter_waiter import (
     EMPTY,
     PAUSED,
@@ -70,6 +70,7 @@ logger = logging.getLogger("qomon_async")
 _get_running_loop = asyncio.get_running_loop
 _running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
 _INF = math.inf
+_new = object.__new__
 
 # A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
 _LONG_WAIT = 5.0
@@ -205,9 +206,6 @@ class RateLimiter(BucketModel):
                 return owner.get().try_acquire(cost)
             self._bind()
         now = self._time()
-        bucket = self._bucket
-        capacity = bucket.max_rate
-        amount = cost if cost < capacity else capacity
         if (
             not self._live
             and self._paused_until <= now
@@ -216,12 +214,11 @@ class RateLimiter(BucketModel):
         ):
             # The fast path: nobody waits, no pause, no slow start: granted at once when the
             # bucket covers it (and the reserve, if any).
-            reserve = self._reserve
-            if reserve:
-                reserve = min(reserve, capacity - amount)
-            if bucket.take_if(now, amount, amount + reserve):
+            if self._bucket.take_covered(now, cost, self._reserve):
                 return self._grant(cost, 0.0, now, 0)
             return None
+        bucket = self._bucket
+        amount = min(cost, bucket.max_rate)
         if (
             not self._live
             and self._paused_until <= now
@@ -447,10 +444,20 @@ class RateLimiter(BucketModel):
 
     def _grant(self, cost: float, waited: float, now: float, reasons: int) -> Permit:
         """Record a permit; ``reasons`` is 0 for a grant that did not wait at all."""
-        self._seq += 1
-        seq = self._seq
-        self._granted_total += cost
-        self._ledger.add(seq, cost, self._granted_total)
+        seq = self._seq + 1
+        self._seq = seq
+        granted_total = self._granted_total + cost
+        self._granted_total = granted_total
+        # InFlightLedger.add, inline (one frame less on every request).
+        ledger = self._ledger
+        in_flight = ledger.total
+        ledger._entries[seq] = (cost, granted_total, in_flight)
+        ledger.total = in_flight + cost
+        seqs = ledger._classes.get(cost)
+        if seqs is None:
+            ledger.new_class(cost, seq)
+        else:
+            seqs.append(seq)
         stats = self.stats
         stats.permits += 1
         stats.tokens += cost
@@ -467,7 +474,16 @@ class RateLimiter(BucketModel):
                     waited,
                     describe(reasons),
                 )
-        return Permit(seq=seq, cost=cost, waited=waited, granted_at=now)
+        # Permit(seq, cost, waited, now), without the class call (which runs its __init__ from
+        # C, and costs half as much again): the same frozen dataclass, its fields written as
+        # its __init__ writes them.
+        permit = _new(Permit)
+        fields = permit.__dict__
+        fields["seq"] = seq
+        fields["cost"] = cost
+        fields["waited"] = waited
+        fields["granted_at"] = now
+        return permit
 
     def _revoke(self, permit: Permit) -> None:
         """Undo a grant whose caller was cancelled before it could use it."""
@@ -507,12 +523,11 @@ class RateLimiter(BucketModel):
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
             rejected: the answer was a 429: the server charged nothing for it.
         """
-        loop = _running_loop()
         if (
             state is not self._state_read  # (UNREAD, never a parsed state, until one is read)
-            or loop is not self._loop
             or rejected
             or self._rejected
+            or _running_loop() is not self._loop
         ):
             self._observe(permit, state, rejected)
             return
@@ -521,34 +536,71 @@ class RateLimiter(BucketModel):
         # 429 about. It is what a server far from empty sends on every answer. The model's
         # _sync for that case, inline and in the same order (tests/test_limiter_steady.py
         # holds the two against each other): the ledger's answer, others' measure (usually a
-        # zero: nothing recorded, inline) and the band's clamp (_resync).
+        # zero: nothing recorded) and the band's clamp (_resync).
         self._refill_held_since = None
         seq = permit.seq
-        answered = self._ledger.answer(seq)
-        if answered is None:  # observed or released already
+        # InFlightLedger.answer, inline.
+        ledger = self._ledger
+        entries = ledger._entries
+        entry = entries.pop(seq, None)
+        if entry is None:  # observed or released already
             if self._live:
                 self._dispatch()
             return
-        (_cost, granted_total, in_flight_before), later = answered
+        cost, granted_total, in_flight_before = entry
+        if entries:
+            ledger.total -= cost
+        else:
+            ledger.total = 0.0  # no float residue
+        classes = ledger._classes
+        seqs = classes[cost]
+        if seqs[0] == seq and len(classes) == 1:  # the oldest in flight, one cost in use
+            seqs.popleft()
+            later = cost * len(seqs)
+        else:
+            later = ledger.leave(cost, seq)
         now = self._time()
         server = self._server_read
         stats = self.stats
         stats.syncs += 1
         bucket = self._bucket
-        capacity = bucket.max_rate
         previous = self._reading
         assert previous is not None  # read by the answer that read the state
         if seq >= previous[2]:  # (an answer overtaken by a later one is not measured)
             # _measure_others: no 429 to deduct (self._rejected is empty)
             self._reading = (now, server, seq, granted_total)
             then, tokens, _since, granted = previous
+            capacity = bucket.max_rate
             rate = self._rate
             expected = tokens + rate * (now - then)
             expected = expected if expected < capacity else capacity
             spent = expected - (granted_total - granted) - server
             if spent or self._others._items or self._reserve:
                 self._weigh(now, spent, capacity, rate)
-        self._resync(now, server, seq, granted_total, later, in_flight_before)
+        # _resync: the band's top first (a bucket above it, lowered, is the usual re-sync), its
+        # floor only when the bucket was not above the top; logging's memo of the level asked
+        # before the logger (as _resync does, in the other order: the same calls).
+        high = server - later
+        local = bucket.lower(now, high)
+        if local > high + 1e-9:
+            stats.synced_down += 1
+            if (
+                LEVELS.get(DEBUG) is not False
+                and local - high >= 1.0
+                and logger.isEnabledFor(DEBUG)
+            ):
+                log_resync("down", local, high, server, seq)
+        else:
+            low = server - (self._granted_total - granted_total) - in_flight_before
+            if local < low - 1e-9 and seq > self._no_rise_upto:
+                bucket.set_state(now, low)
+                stats.synced_up += 1
+                if (
+                    LEVELS.get(DEBUG) is not False
+                    and low - local >= 1.0
+                    and logger.isEnabledFor(DEBUG)
+                ):
+                    log_resync("up", local, min(low, bucket.max_rate), server, seq)
         if self._live:
             self._dispatch()
 
