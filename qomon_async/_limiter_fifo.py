@@ -118,8 +118,31 @@ class RateLimiter(BucketModel):
         # The LocalLimiter that made this limiter for its loop, or None. It binds its acquire
         # and observe to this limiter's; a call reaching them from another loop goes back to it.
         self._owner: LocalLimiter | None = None
+        # The loop time from which try_acquire's fast path is open (see _regate): closed until
+        # the limiter is bound to a loop.
+        self._open_from = _INF
 
     # -- state -------------------------------------------------------------------------------
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        super()._attach(loop)
+        self._regate()
+
+    def _regate(self) -> None:
+        """Open try_acquire's fast path from the end of the 429 pause (at once when there is
+        none) if nothing else may hold a grant at once: the limiter bound to a loop, nobody
+        waiting, no refill held, slow start over (or off); else close it (infinity). Called
+        wherever one of those changes; while it is closed, try_acquire looks at each of them
+        (its general path), so that a closed gate only ever costs time."""
+        if (
+            self._loop is not None
+            and not self._live
+            and self._refill_held_since is None
+            and (self._informed or not self._slow_start)
+        ):
+            self._open_from = self._paused_until
+        else:
+            self._open_from = _INF
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = _get_running_loop()
@@ -199,6 +222,19 @@ class RateLimiter(BucketModel):
         """
         if not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        now = self._time()
+        if self._open_from <= now and _running_loop() is self._loop:
+            # The fast path, on the limiter's loop: nobody waits, no pause, no slow start, no
+            # refill held (the gate, see _regate): granted at once when the bucket covers it
+            # (and the reserve, if any).
+            if self._bucket.take_covered(now, cost, self._reserve):
+                return self._grant(cost, 0.0, now, 0)
+            return None
+        return self._try_in_general(cost)
+
+    def _try_in_general(self, cost: float) -> Permit | None:
+        """:meth:`try_acquire` when its fast path is closed: from another loop (or none), or
+        with something that may hold the grant, each looked at."""
         loop = _running_loop()
         if loop is None or loop is not self._loop:  # (no loop: _bind raises, as acquire does)
             owner = self._owner
@@ -206,17 +242,6 @@ class RateLimiter(BucketModel):
                 return owner.get().try_acquire(cost)
             self._bind()
         now = self._time()
-        if (
-            not self._live
-            and self._paused_until <= now
-            and self._refill_held_since is None
-            and (self._informed or not self._slow_start or not self._ledger)
-        ):
-            # The fast path: nobody waits, no pause, no slow start: granted at once when the
-            # bucket covers it (and the reserve, if any).
-            if self._bucket.take_covered(now, cost, self._reserve):
-                return self._grant(cost, 0.0, now, 0)
-            return None
         bucket = self._bucket
         amount = min(cost, bucket.max_rate)
         if (
@@ -224,7 +249,7 @@ class RateLimiter(BucketModel):
             and self._paused_until <= now
             and not self._slow_start_blocks()
             and self._covers(now, amount)
-        ):  # granted at once all the same (slow start over, its refill held)
+        ):  # (with a refill held since slow start ended, _covers leaves it out)
             bucket.take(now, amount)
             return self._grant(cost, 0.0, now, 0)
         return None
@@ -328,6 +353,7 @@ class RateLimiter(BucketModel):
             waiter.reasons |= QUEUED
         self._queue.append(waiter)
         self._live += 1
+        self._open_from = _INF  # a caller waits: no grant at once (see _regate)
         self._queued_amount += amount
         expiry = None if deadline is None else loop.call_at(deadline, self._expire, waiter)
         if self._live == 1:
@@ -357,6 +383,7 @@ class RateLimiter(BucketModel):
             self._queued_amount = 0.0  # no float residue
             self._queue.clear()
             self._disarm()
+            self._regate()
 
     def _fail(self, waiter: Waiter, error: BaseException) -> None:
         self._leave(waiter)
@@ -503,6 +530,7 @@ class RateLimiter(BucketModel):
                 (the connection was never made). By default the tokens stay spent.
         """
         self._refill_held_since = None
+        self._regate()
         entry = self._ledger.pop(permit.seq)
         if entry is not None and refund and self._loop is not None:
             now = self._loop.time()
@@ -537,7 +565,9 @@ class RateLimiter(BucketModel):
         # _sync for that case, inline and in the same order (tests/test_limiter_steady.py
         # holds the two against each other): the ledger's answer, others' measure (usually a
         # zero: nothing recorded) and the band's clamp (_resync).
-        self._refill_held_since = None
+        if self._refill_held_since is not None:
+            self._refill_held_since = None
+            self._regate()
         seq = permit.seq
         # InFlightLedger.answer, inline.
         ledger = self._ledger
@@ -575,8 +605,18 @@ class RateLimiter(BucketModel):
             expected = tokens + rate * (now - then)
             expected = expected if expected < capacity else capacity
             spent = expected - (granted_total - granted) - server
-            if spent or self._others._items or self._reserve:
+            if spent:
                 self._weigh(now, spent, capacity, rate)
+            else:
+                # _weigh for a zero (the usual measure), inline: nothing recorded; the window
+                # moves on only when its oldest measure has left it, or when a reserve is left
+                # from a window now empty.
+                items = self._others._items
+                if items:
+                    if items[0][0] < now - capacity / rate:
+                        self._apply_others(now)
+                elif self._reserve:
+                    self._apply_others(now)
         # _resync: the band's top first (a bucket above it, lowered, is the usual re-sync), its
         # floor only when the bucket was not above the top; logging's memo of the level asked
         # before the logger (as _resync does, in the other order: the same calls).
@@ -613,6 +653,7 @@ class RateLimiter(BucketModel):
         informed = self._informed
         self._refill_held_since = None
         self._sync(permit, state, rejected)
+        self._regate()  # (slow start may be over; with waiters, it stays closed)
         if self._live:
             if self._slow_start and self._informed and not informed and self._loop is not None:
                 self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
@@ -644,6 +685,7 @@ class RateLimiter(BucketModel):
                 until,
             )
             self._paused_until = until
+            self._regate()
             if self._live:
                 self._enforce_limits(now)
         else:

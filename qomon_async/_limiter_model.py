@@ -164,11 +164,11 @@ class _Bucket(AsyncLimiter):
                 level = 0.0
         max_rate = self.max_rate
         amount = cost if cost < max_rate else max_rate
-        need = amount
         if reserve:
             spare = max_rate - amount
-            need += reserve if reserve < spare else spare
-        if max_rate - level + 1e-9 < need:
+            if max_rate - level + 1e-9 < amount + (reserve if reserve < spare else spare):
+                return False
+        elif max_rate - level + 1e-9 < amount:
             return False
         self._level = level + amount
         self._last_check = now
