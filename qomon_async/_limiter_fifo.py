@@ -618,8 +618,9 @@ class RateLimiter(BucketModel):
                 elif self._reserve:
                     self._apply_others(now)
         # _resync: the band's top first (a bucket above it, lowered, is the usual re-sync), its
-        # floor only when the bucket was not above the top; logging's memo of the level asked
-        # before the logger (as _resync does, in the other order: the same calls).
+        # floor only when the bucket was not above the top. Logging's memo of the level is read
+        # before the size of the move (a False there settles it); the logger is asked last, as
+        # in _resync.
         high = server - later
         local = bucket.lower(now, high)
         if local > high + 1e-9:
