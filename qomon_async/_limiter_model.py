@@ -140,7 +140,9 @@ class _Bucket(AsyncLimiter):
 
     def take_if(self, now: float, amount: float, need: float) -> bool:
         """Charge ``amount`` tokens at loop time ``now`` if the bucket holds ``need`` (at least
-        ``amount``; float noise of ``1e-9`` tolerated); False, and nothing charged, if not."""
+        ``amount``; float noise of ``1e-9`` tolerated); False, and nothing charged, if not.
+        (The limiter grants through :meth:`take_covered`, which works ``amount`` and ``need``
+        out itself; this plain form is what tests hold it against.)"""
         level = self._level
         if level:
             level = level - (now - self._last_check) * self._rate_per_sec
