@@ -54,7 +54,9 @@ from ._limiter_waiter import (
 )
 from ._ratelimit import (
     DEFAULT_CAPACITY,
+    DEFAULT_COST,
     DEFAULT_RATE,
+    EXPENSIVE_COST,
     BucketState,
     LimiterStats,
     Permit,
@@ -71,6 +73,8 @@ _get_running_loop = asyncio.get_running_loop
 _running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
 _INF = math.inf
 _new = object.__new__
+# The costs of Qomon's routes (route_cost): valid costs, known in one look-up.
+_ROUTE_COSTS = frozenset((DEFAULT_COST, EXPENSIVE_COST))
 
 # A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
 _LONG_WAIT = 5.0
@@ -220,7 +224,7 @@ class RateLimiter(BucketModel):
         Raises:
             ValueError: ``cost`` is negative or not a number.
         """
-        if not 0.0 <= cost < _INF:  # NaN fails too
+        if cost not in _ROUTE_COSTS and not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
         now = self._time()
         if self._open_from <= now and _running_loop() is self._loop:
@@ -480,11 +484,10 @@ class RateLimiter(BucketModel):
         in_flight = ledger.total
         ledger._entries[seq] = (cost, granted_total, in_flight)
         ledger.total = in_flight + cost
-        seqs = ledger._classes.get(cost)
-        if seqs is None:
+        try:
+            ledger._classes[cost].append(seq)
+        except KeyError:  # the first permit at this cost (a client uses two costs)
             ledger.new_class(cost, seq)
-        else:
-            seqs.append(seq)
         stats = self.stats
         stats.permits += 1
         stats.tokens += cost
@@ -572,8 +575,9 @@ class RateLimiter(BucketModel):
         # InFlightLedger.answer, inline.
         ledger = self._ledger
         entries = ledger._entries
-        entry = entries.pop(seq, None)
-        if entry is None:  # observed or released already
+        try:
+            entry = entries.pop(seq)
+        except KeyError:  # observed or released already
             if self._live:
                 self._dispatch()
             return
