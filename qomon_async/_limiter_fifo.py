@@ -7,12 +7,12 @@ event loop for a client.
 
 Granting (``try_acquire``, then ``acquire``): callers are served first come, first served. When
 nobody waits, no 429 pause holds and the bucket covers the cost, the permit is granted at once
-(the fast path: a few attribute reads, one level update, one ledger entry): ``try_acquire``
-returns it without a coroutine (the client calls it first), ``acquire`` without suspending the
-caller. Otherwise ``try_acquire`` returns None, charging nothing, and the caller of ``acquire``
-joins a FIFO queue; the queue is served by one function (``_dispatch``)
-that runs whenever something changes (an answer, a release, a pause, the head's timer) and
-grants, in order, every waiter the bucket covers, then sets one timer for the next.
+(the fast path: a few attribute reads, one call to the bucket, the ledger entry and the permit
+written in line): ``try_acquire`` returns it without a coroutine (the client calls it first),
+``acquire`` without suspending the caller. Otherwise ``try_acquire`` returns None, charging
+nothing, and the caller of ``acquire`` joins a FIFO queue; the queue is served by one function
+(``_dispatch``) that runs whenever something changes (an answer, a release, a pause, the head's
+timer) and grants, in order, every waiter the bucket covers, then sets one timer for the next.
 aiolimiter's own queue orders its waiters by amount (1-token calls would starve a 5-token
 create), so only its level arithmetic is used.
 
@@ -40,7 +40,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from ._limiter_model import BucketModel
+from ._limiter_model import DEBUG, LEVELS, BucketModel, log_resync
 from ._limiter_waiter import (
     EMPTY,
     PAUSED,
@@ -54,7 +54,9 @@ from ._limiter_waiter import (
 )
 from ._ratelimit import (
     DEFAULT_CAPACITY,
+    DEFAULT_COST,
     DEFAULT_RATE,
+    EXPENSIVE_COST,
     BucketState,
     LimiterStats,
     Permit,
@@ -70,6 +72,9 @@ logger = logging.getLogger("qomon_async")
 _get_running_loop = asyncio.get_running_loop
 _running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
 _INF = math.inf
+_new = object.__new__
+# The costs of Qomon's routes (route_cost): valid costs, known in one look-up.
+_ROUTE_COSTS = frozenset((DEFAULT_COST, EXPENSIVE_COST))
 
 # A wait shorter than this is logged at DEBUG only; a 429 pause is always logged at INFO.
 _LONG_WAIT = 5.0
@@ -117,8 +122,31 @@ class RateLimiter(BucketModel):
         # The LocalLimiter that made this limiter for its loop, or None. It binds its acquire
         # and observe to this limiter's; a call reaching them from another loop goes back to it.
         self._owner: LocalLimiter | None = None
+        # The loop time from which try_acquire's fast path is open (see _regate): closed until
+        # the limiter is bound to a loop.
+        self._open_from = _INF
 
     # -- state -------------------------------------------------------------------------------
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        super()._attach(loop)
+        self._regate()
+
+    def _regate(self) -> None:
+        """Open try_acquire's fast path from the end of the 429 pause (at once when there is
+        none) if nothing else may hold a grant at once: the limiter bound to a loop, nobody
+        waiting, no refill held, slow start over (or off); else close it (infinity). Called
+        wherever one of those changes; while it is closed, try_acquire looks at each of them
+        (its general path), so that a closed gate only ever costs time."""
+        if (
+            self._loop is not None
+            and not self._live
+            and self._refill_held_since is None
+            and (self._informed or not self._slow_start)
+        ):
+            self._open_from = self._paused_until
+        else:
+            self._open_from = _INF
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = _get_running_loop()
@@ -196,8 +224,21 @@ class RateLimiter(BucketModel):
         Raises:
             ValueError: ``cost`` is negative or not a number.
         """
-        if not 0.0 <= cost < _INF:  # NaN fails too
+        if cost not in _ROUTE_COSTS and not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        now = self._time()
+        if self._open_from <= now and _running_loop() is self._loop:
+            # The fast path, on the limiter's loop: nobody waits, no pause, no slow start, no
+            # refill held (the gate, see _regate): granted at once when the bucket covers it
+            # (and the reserve, if any).
+            if self._bucket.take_covered(now, cost, self._reserve):
+                return self._grant(cost, 0.0, now, 0)
+            return None
+        return self._try_in_general(cost)
+
+    def _try_in_general(self, cost: float) -> Permit | None:
+        """:meth:`try_acquire` when its fast path is closed: from another loop (or none), or
+        with something that may hold the grant, each looked at."""
         loop = _running_loop()
         if loop is None or loop is not self._loop:  # (no loop: _bind raises, as acquire does)
             owner = self._owner
@@ -206,28 +247,13 @@ class RateLimiter(BucketModel):
             self._bind()
         now = self._time()
         bucket = self._bucket
-        capacity = bucket.max_rate
-        amount = cost if cost < capacity else capacity
-        if (
-            not self._live
-            and self._paused_until <= now
-            and self._refill_held_since is None
-            and (self._informed or not self._slow_start or not self._ledger)
-        ):
-            # The fast path: nobody waits, no pause, no slow start: granted at once when the
-            # bucket covers it (and the reserve, if any).
-            reserve = self._reserve
-            if reserve:
-                reserve = min(reserve, capacity - amount)
-            if bucket.take_if(now, amount, amount + reserve):
-                return self._grant(cost, 0.0, now, 0)
-            return None
+        amount = min(cost, bucket.max_rate)
         if (
             not self._live
             and self._paused_until <= now
             and not self._slow_start_blocks()
             and self._covers(now, amount)
-        ):  # granted at once all the same (slow start over, its refill held)
+        ):  # (with a refill held since slow start ended, _covers leaves it out)
             bucket.take(now, amount)
             return self._grant(cost, 0.0, now, 0)
         return None
@@ -331,6 +357,7 @@ class RateLimiter(BucketModel):
             waiter.reasons |= QUEUED
         self._queue.append(waiter)
         self._live += 1
+        self._open_from = _INF  # a caller waits: no grant at once (see _regate)
         self._queued_amount += amount
         expiry = None if deadline is None else loop.call_at(deadline, self._expire, waiter)
         if self._live == 1:
@@ -360,6 +387,7 @@ class RateLimiter(BucketModel):
             self._queued_amount = 0.0  # no float residue
             self._queue.clear()
             self._disarm()
+            self._regate()
 
     def _fail(self, waiter: Waiter, error: BaseException) -> None:
         self._leave(waiter)
@@ -447,10 +475,19 @@ class RateLimiter(BucketModel):
 
     def _grant(self, cost: float, waited: float, now: float, reasons: int) -> Permit:
         """Record a permit; ``reasons`` is 0 for a grant that did not wait at all."""
-        self._seq += 1
-        seq = self._seq
-        self._granted_total += cost
-        self._ledger.add(seq, cost, self._granted_total)
+        seq = self._seq + 1
+        self._seq = seq
+        granted_total = self._granted_total + cost
+        self._granted_total = granted_total
+        # InFlightLedger.add, inline (one frame less on every request).
+        ledger = self._ledger
+        in_flight = ledger.total
+        ledger._entries[seq] = (cost, granted_total, in_flight)
+        ledger.total = in_flight + cost
+        try:
+            ledger._classes[cost].append(seq)
+        except KeyError:  # the first permit at this cost (a client uses two costs)
+            ledger.new_class(cost, seq)
         stats = self.stats
         stats.permits += 1
         stats.tokens += cost
@@ -467,7 +504,16 @@ class RateLimiter(BucketModel):
                     waited,
                     describe(reasons),
                 )
-        return Permit(seq=seq, cost=cost, waited=waited, granted_at=now)
+        # Permit(seq, cost, waited, now), without the class call (which runs its __init__ from
+        # C, and costs half as much again): the same frozen dataclass, its fields written as
+        # its __init__ writes them.
+        permit = _new(Permit)
+        fields = permit.__dict__
+        fields["seq"] = seq
+        fields["cost"] = cost
+        fields["waited"] = waited
+        fields["granted_at"] = now
+        return permit
 
     def _revoke(self, permit: Permit) -> None:
         """Undo a grant whose caller was cancelled before it could use it."""
@@ -487,6 +533,7 @@ class RateLimiter(BucketModel):
                 (the connection was never made). By default the tokens stay spent.
         """
         self._refill_held_since = None
+        self._regate()
         entry = self._ledger.pop(permit.seq)
         if entry is not None and refund and self._loop is not None:
             now = self._loop.time()
@@ -507,12 +554,11 @@ class RateLimiter(BucketModel):
             state: from :func:`parse_ratelimit_headers`, or None when the response had none.
             rejected: the answer was a 429: the server charged nothing for it.
         """
-        loop = _running_loop()
         if (
             state is not self._state_read  # (UNREAD, never a parsed state, until one is read)
-            or loop is not self._loop
             or rejected
             or self._rejected
+            or _running_loop() is not self._loop
         ):
             self._observe(permit, state, rejected)
             return
@@ -521,34 +567,85 @@ class RateLimiter(BucketModel):
         # 429 about. It is what a server far from empty sends on every answer. The model's
         # _sync for that case, inline and in the same order (tests/test_limiter_steady.py
         # holds the two against each other): the ledger's answer, others' measure (usually a
-        # zero: nothing recorded, inline) and the band's clamp (_resync).
-        self._refill_held_since = None
+        # zero: nothing recorded) and the band's clamp (_resync).
+        if self._refill_held_since is not None:
+            self._refill_held_since = None
+            self._regate()
         seq = permit.seq
-        answered = self._ledger.answer(seq)
-        if answered is None:  # observed or released already
+        # InFlightLedger.answer, inline.
+        ledger = self._ledger
+        entries = ledger._entries
+        try:
+            entry = entries.pop(seq)
+        except KeyError:  # observed or released already
             if self._live:
                 self._dispatch()
             return
-        (_cost, granted_total, in_flight_before), later = answered
+        cost, granted_total, in_flight_before = entry
+        if entries:
+            ledger.total -= cost
+        else:
+            ledger.total = 0.0  # no float residue
+        classes = ledger._classes
+        seqs = classes[cost]
+        if seqs[0] == seq and len(classes) == 1:  # the oldest in flight, one cost in use
+            seqs.popleft()
+            later = cost * len(seqs)
+        else:
+            later = ledger.leave(cost, seq)
         now = self._time()
         server = self._server_read
         stats = self.stats
         stats.syncs += 1
         bucket = self._bucket
-        capacity = bucket.max_rate
         previous = self._reading
         assert previous is not None  # read by the answer that read the state
         if seq >= previous[2]:  # (an answer overtaken by a later one is not measured)
             # _measure_others: no 429 to deduct (self._rejected is empty)
             self._reading = (now, server, seq, granted_total)
             then, tokens, _since, granted = previous
+            capacity = bucket.max_rate
             rate = self._rate
             expected = tokens + rate * (now - then)
             expected = expected if expected < capacity else capacity
             spent = expected - (granted_total - granted) - server
-            if spent or self._others._items or self._reserve:
+            if spent:
                 self._weigh(now, spent, capacity, rate)
-        self._resync(now, server, seq, granted_total, later, in_flight_before)
+            else:
+                # _weigh for a zero (the usual measure), inline: nothing recorded; the window
+                # moves on only when its oldest measure has left it, or when a reserve is left
+                # from a window now empty.
+                items = self._others._items
+                if items:
+                    if items[0][0] < now - capacity / rate:
+                        self._apply_others(now)
+                elif self._reserve:
+                    self._apply_others(now)
+        # _resync: the band's top first (a bucket above it, lowered, is the usual re-sync), its
+        # floor only when the bucket was not above the top. Logging's memo of the level is read
+        # before the size of the move (a False there settles it); the logger is asked last, as
+        # in _resync.
+        high = server - later
+        local = bucket.lower(now, high)
+        if local > high + 1e-9:
+            stats.synced_down += 1
+            if (
+                LEVELS.get(DEBUG) is not False
+                and local - high >= 1.0
+                and logger.isEnabledFor(DEBUG)
+            ):
+                log_resync("down", local, high, server, seq)
+        else:
+            low = server - (self._granted_total - granted_total) - in_flight_before
+            if local < low - 1e-9 and seq > self._no_rise_upto:
+                bucket.set_state(now, low)
+                stats.synced_up += 1
+                if (
+                    LEVELS.get(DEBUG) is not False
+                    and low - local >= 1.0
+                    and logger.isEnabledFor(DEBUG)
+                ):
+                    log_resync("up", local, min(low, bucket.max_rate), server, seq)
         if self._live:
             self._dispatch()
 
@@ -561,6 +658,7 @@ class RateLimiter(BucketModel):
         informed = self._informed
         self._refill_held_since = None
         self._sync(permit, state, rejected)
+        self._regate()  # (slow start may be over; with waiters, it stays closed)
         if self._live:
             if self._slow_start and self._informed and not informed and self._loop is not None:
                 self._refill_held_since = self._loop.time()  # slow start ends: see _tokens
@@ -592,6 +690,7 @@ class RateLimiter(BucketModel):
                 until,
             )
             self._paused_until = until
+            self._regate()
             if self._live:
                 self._enforce_limits(now)
         else:

@@ -36,8 +36,11 @@ _MAX_CLASSES = 8
 class InFlightLedger:
     """The permits in flight, by sequence number (granted in increasing order, answered in any).
 
-    The limiter (:class:`qomon_async._limiter_fifo.RateLimiter`) calls :meth:`add` on every
-    grant and :meth:`answer` on every answer: each is one call, with no helper frame below it.
+    The limiter (:class:`qomon_async._limiter_fifo.RateLimiter`) calls :meth:`answer` on an
+    answer in general. On its per-request paths it writes the same in line: a grant is
+    :meth:`add` (calling :meth:`new_class` for a cost not in flight), and an answer to the
+    oldest permit in flight, when a single cost is in use, the start of :meth:`answer` and the
+    first case of :meth:`leave` (any other answer calls :meth:`leave`).
 
     Attributes:
         total: tokens of the permits in flight.
@@ -105,6 +108,12 @@ class InFlightLedger:
             self.total -= cost
         else:
             self.total = 0.0  # no float residue
+        return entry, self.leave(cost, seq)
+
+    def leave(self, cost: float, seq: int) -> float:
+        """Take the permit ``seq``, costing ``cost``, out of the list of its cost (its entry
+        already forgotten, as :meth:`answer` does first) and count the tokens in flight granted
+        after it."""
         classes = self._classes
         seqs = classes[cost]
         if seqs[0] == seq:  # the oldest of its cost: answers in order
@@ -118,7 +127,7 @@ class InFlightLedger:
             for other_cost, others in classes.items():
                 if others is not seqs:
                     later += other_cost * (len(others) - bisect_right(others, seq))
-        return entry, later
+        return later
 
 
 class OthersWindow:

@@ -31,9 +31,11 @@ ledger, one for the bucket and one for the measure of others; a reading that is 
 the model predicts (a zero) records nothing, and an answer carrying the very state of the one
 before (the same header values) reuses its reading of the server's tokens. That last answer,
 the steady one (a server far from empty says the same on every answer), is handled by
-``RateLimiter.observe`` itself: the ledger's answer, the measure of others written in line (a
-zero, the usual case, records nothing), then the band's clamp (``_resync``), in the same order
-as here (``tests/test_limiter_steady.py`` holds the two against each other).
+``RateLimiter.observe`` itself, in one frame but the bucket's: the ledger's answer and the
+measure of others written in line (a zero, the usual case, records nothing), then the band of
+``_resync``, its top first (:meth:`_Bucket.lower`) and its floor only when the bucket was not
+above the top, in the same order as here (``tests/test_limiter_steady.py`` holds the two
+against each other).
 
 No refill is credited for the time between the server's answer and now, which leaves a margin
 of about one round trip of tokens.
@@ -138,13 +140,37 @@ class _Bucket(AsyncLimiter):
 
     def take_if(self, now: float, amount: float, need: float) -> bool:
         """Charge ``amount`` tokens at loop time ``now`` if the bucket holds ``need`` (at least
-        ``amount``; float noise of ``1e-9`` tolerated); False, and nothing charged, if not."""
+        ``amount``; float noise of ``1e-9`` tolerated); False, and nothing charged, if not.
+        (The limiter grants through :meth:`take_covered`, which works ``amount`` and ``need``
+        out itself; this plain form is what tests hold it against.)"""
         level = self._level
         if level:
             level = level - (now - self._last_check) * self._rate_per_sec
             if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
                 level = 0.0
         if self.max_rate - level + 1e-9 < need:
+            return False
+        self._level = level + amount
+        self._last_check = now
+        return True
+
+    def take_covered(self, now: float, cost: float, reserve: float) -> bool:
+        """Charge ``cost`` tokens (the whole bucket at most) at loop time ``now`` if the bucket
+        holds them and ``reserve`` more (at most what the rest of the bucket holds; float noise
+        of ``1e-9`` tolerated); False, and nothing charged, if not. The limiter's grant at
+        once: :meth:`take_if` with the request's share of the bucket worked out here."""
+        level = self._level
+        if level:
+            level = level - (now - self._last_check) * self._rate_per_sec
+            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
+                level = 0.0
+        max_rate = self.max_rate
+        amount = cost if cost < max_rate else max_rate
+        if reserve:
+            spare = max_rate - amount
+            if max_rate - level + 1e-9 < amount + (reserve if reserve < spare else spare):
+                return False
+        elif max_rate - level + 1e-9 < amount:
             return False
         self._level = level + amount
         self._last_check = now
@@ -170,6 +196,25 @@ class _Bucket(AsyncLimiter):
         self._last_check = now
         if self._waiters:  # only when aiolimiter's own acquire is in use (never by the client)
             self._wake_next()
+        return local
+
+    def lower(self, now: float, high: float) -> float:
+        """Bring the tokens at loop time ``now`` down to ``high`` when they are above it (by
+        more than ``1e-9``) and return the tokens held before: :meth:`clamp` without its
+        floor, for the answer that most often lowers the model (the caller raises it, rarely,
+        with :meth:`set_state`, computing the floor only then)."""
+        level = self._level
+        if level:
+            level = level - (now - self._last_check) * self._rate_per_sec
+            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
+                level = 0.0
+        max_rate = self.max_rate
+        local = max_rate - level
+        if local > high + 1e-9:
+            self._level = max_rate - high if high < max_rate else 0.0
+            self._last_check = now
+            if self._waiters:  # only when aiolimiter's own acquire is in use (never by the client)
+                self._wake_next()
         return local
 
     def set_state(

@@ -35,6 +35,7 @@ import datetime as dt
 import email.utils
 import functools
 import math
+import operator
 import re
 import time
 from collections.abc import Mapping
@@ -244,15 +245,23 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
     """:func:`parse_ratelimit_headers` for headers whose names are already lower-case (the
     client's answers): four look-ups, no scan."""
     global _last_parsed  # noqa: PLW0603 (one tuple, replaced whole: safe across threads)
-    # Four calls of the bound get (22 bytecodes): tuple(map(get, names)) runs 9, yet takes
-    # twice the time over aiohttp's CIMultiDictProxy (375 ns against 165, measured).
-    get = headers.get
-    values = (
-        get("x-ratelimit-limit"),
-        get("x-ratelimit-remaining"),
-        get("x-ratelimit-cost"),
-        get("x-ratelimit-reset"),
-    )
+    try:
+        # The four values in one call (C), when all four are there: a server that sends them
+        # sends them on every answer. Over aiohttp's CIMultiDictProxy, 120 ns against 180 for
+        # four calls of the bound get (and 5 bytecodes against 25); tuple(map(get, names))
+        # takes 375.
+        values: tuple[str | None, ...] = _RATELIMIT_VALUES(headers)
+    except KeyError:
+        # One is missing: each read on its own, None where missing. (The raise costs about
+        # 0.3 µs; a server that never sends them keeps the limiter in slow start, one request
+        # at a time, whatever this costs.)
+        get = headers.get
+        values = (
+            get("x-ratelimit-limit"),
+            get("x-ratelimit-remaining"),
+            get("x-ratelimit-cost"),
+            get("x-ratelimit-reset"),
+        )
     last = _last_parsed
     if values == last[0]:
         # The same four values as the answer before (sequential calls on a bucket that keeps
@@ -285,6 +294,10 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
 
 
 _INF = math.inf
+# The four headers' values, read in one call (KeyError when one is missing).
+_RATELIMIT_VALUES = operator.itemgetter(
+    "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-cost", "x-ratelimit-reset"
+)
 # The values of the four headers last parsed, and their state.
 _last_parsed: tuple[tuple[str | None, ...], BucketState | None] = ((), None)
 

@@ -19,6 +19,7 @@ import random
 import threading
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 from test_limiter_ledger import SummingLimiter
 from test_ratelimit import run
 
@@ -154,6 +155,9 @@ def test_repeated_and_changing_header_values_parse_as_field_by_field() -> None:
         assert parse_lowercase_ratelimit_headers(headers) == expected, headers
         mixed_case = {name.title(): value for name, value in headers.items()}
         assert parse_ratelimit_headers(mixed_case) == expected, headers
+        # The client's answers: aiohttp's case-insensitive headers, all four there or not.
+        answer = CIMultiDictProxy(CIMultiDict(mixed_case))
+        assert parse_lowercase_ratelimit_headers(answer) == expected, headers
         previous = headers
 
 

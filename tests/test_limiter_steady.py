@@ -1,20 +1,25 @@
 """The limiter's inline paths agree with the model they shortcut.
 
 ``RateLimiter.observe`` handles the steady answer (the very state of the answer before, no 429
-about) with the model's ``_sync`` written inline; ``RateLimiter.try_acquire`` (which ``acquire``
-calls first) grants at once in between. Here a limiter without that shortcut (every answer
-through ``_sync``) runs the same operations on the same virtual clock, and
-the two hold the same state after each one: the bucket, the ledger, the reading, others' window
-and reserve, the counters; ``try_acquire`` returns the same permit, or None, in both.
-Hypothesis draws the operations (grants of 1 and 5 tokens, awaited or tried at once, answers
-in and out of order with states drawn from a small pool so that they repeat, 429s, releases,
-pauses, time passing)."""
+about) with the model's ``_sync`` written inline (the ledger's answer, others' measure, the
+band's clamp); ``RateLimiter.try_acquire`` (which ``acquire`` calls first) grants at once
+through the bucket's ``take_covered``, and every grant writes its ledger entry and builds its
+permit inline. Here a limiter without those shortcuts (every answer through ``_sync``, a grant
+at once through the general conditions and ``take_if``, the entry through
+``InFlightLedger.add``, the permit through its class) runs the same operations on the same
+virtual clock, and the two hold the same state after each one: the bucket, the ledger, the
+reading, others' window and reserve, the counters; both grant the same permits (equal, with
+the same repr and hash), at once or after waiting, or refuse the same. Hypothesis draws the
+operations (grants of 1 and 5 tokens, awaited or tried at once, answers in and out of order
+with states drawn from a small pool so that they repeat, 429s, releases, pauses, time
+passing)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from typing import Any
 
@@ -24,16 +29,47 @@ from hypothesis import strategies as st
 from test_ratelimit import run
 
 from qomon_async._limiter_fifo import RateLimiter
-from qomon_async._limiter_model import DEBUG, LEVELS
+from qomon_async._limiter_model import DEBUG, LEVELS, _Bucket
 from qomon_async._local_limiter import LocalLimiter
 from qomon_async._ratelimit import BucketState, Permit
 
 
 class FullModel(RateLimiter):
-    """The limiter as it was before its inline paths: the reference."""
+    """The limiter as it was before its inline paths: the reference. Every answer through the
+    model's ``_sync``; a grant at once through the general conditions and the bucket's
+    ``take_if``, its ledger entry through ``InFlightLedger.add`` and its permit through the
+    class."""
 
     def observe(self, permit: Permit, state: BucketState | None, *, rejected: bool = False) -> None:
         self._observe(permit, state, rejected)
+
+    def try_acquire(self, cost: float) -> Permit | None:
+        if not 0.0 <= cost < math.inf:
+            raise ValueError(f"cost must be a non-negative number, got {cost!r}")
+        self._bind()
+        now = self._loop.time()  # type: ignore[union-attr]
+        amount = min(cost, self._bucket.max_rate)
+        if (
+            not self._live
+            and self._paused_until <= now
+            and not self._slow_start_blocks()
+            and self._covers(now, amount)
+        ):
+            reserve = min(self._reserve, self._bucket.max_rate - amount) if self._reserve else 0.0
+            assert self._bucket.take_if(now, amount, amount + reserve)
+            return self._grant(cost, 0.0, now, 0)
+        return None
+
+    def _grant(self, cost: float, waited: float, now: float, reasons: int) -> Permit:
+        self._seq += 1
+        self._granted_total += cost
+        self._ledger.add(self._seq, cost, self._granted_total)
+        self.stats.permits += 1
+        self.stats.tokens += cost
+        if reasons:
+            self.stats.waits += 1
+            self.stats.wait_seconds += waited
+        return Permit(seq=self._seq, cost=cost, waited=waited, granted_at=now)
 
 
 def snapshot(limiter: RateLimiter) -> dict[str, Any]:
@@ -132,7 +168,9 @@ async def replay(
         for tasks in list(pending):
             if all(task.done() for task in tasks):
                 pending.remove(tasks)
-                in_flight.append((tasks[0].result(), tasks[1].result()))
+                permits = (tasks[0].result(), tasks[1].result())
+                assert permits[0] == permits[1]  # the same permit, waited the same
+                in_flight.append(permits)
 
     # A first answer ends slow start; callers queued behind it (``queued``) leave with it, and
     # the refill is held until the next answer.
@@ -160,6 +198,9 @@ async def replay(
             elif kind == "try":
                 got = (limiter.try_acquire(op[1]), reference.try_acquire(op[1]))
                 assert got[0] == got[1], op  # both None, or the same permit
+                # (built without the class call: the same frozen dataclass all the same)
+                assert type(got[0]) is type(got[1]) and repr(got[0]) == repr(got[1])
+                assert hash(got[0]) == hash(got[1])
                 if got[0] is not None and got[1] is not None:
                     in_flight.append((got[0], got[1]))
             elif kind == "answer" and in_flight:
@@ -283,3 +324,32 @@ def test_the_steady_path_logs_its_re_syncs_when_debug_is_on(
         ]
 
     run(main)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from([1.0, 100.0, 1e6]),
+    st.floats(-0.5, 1.2),  # the level, as a share of the capacity
+    st.floats(0.0, 2.0),  # seconds since the bucket was last charged
+    st.sampled_from([0.0, 1.0, 5.0, 7.5, 150.0, 2e6]),
+    st.sampled_from([0.0, 0.5, 3.0, 60.0, 99.0, 2e6]),
+)
+def test_take_covered_is_take_if_with_the_share_worked_out(
+    capacity: float, share: float, elapsed: float, cost: float, reserve: float
+) -> None:
+    """The grant at once charges through ``take_covered``; the reference works the request's
+    share out itself (its cost up to the capacity, the reserve up to what the rest of the
+    bucket holds) and charges through ``take_if``: the same answer, the same bucket after."""
+    buckets = [_Bucket(max_rate=capacity, time_period=capacity / 10.0) for _ in range(2)]
+    for bucket in buckets:
+        bucket._level = share * capacity
+        bucket._last_check = 100.0
+    now = 100.0 + elapsed
+    amount = min(cost, capacity)
+    spare = min(reserve, capacity - amount) if reserve else 0.0
+    covered = buckets[0].take_covered(now, cost, reserve)
+    assert covered == buckets[1].take_if(now, amount, amount + spare)
+    assert (buckets[0]._level, buckets[0]._last_check) == (
+        buckets[1]._level,
+        buckets[1]._last_check,
+    )
