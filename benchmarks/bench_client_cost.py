@@ -741,6 +741,12 @@ CAVEATS = [
     "item keeps alive, takes 12% to 15% of each contender's CPU there (gc.callbacks, one "
     "process). What the client keeps alive per item in flight decides its share: lists alive "
     "per in-flight item, 11.3 for the client against 9.35 for raw aiohttp.",
+    "One full run does not decide a cell within about 0.04x of its target: the ratios' "
+    "spreads within a run are a few per cent, yet two full runs of one commit (964f16a, "
+    "back to back on a quiet machine) gave at 100,000 creates 1.09/1.07/1.05/1.05x and then "
+    "1.13/1.11/1.07/1.06x for the default client at c = 1/8/64/256, and 1.03/1.04/1.01/1.01x "
+    "then 1.08/1.04/1.02/1.02x for rate_limit=False. The state of the machine differs from "
+    "one run to the next, and taking turns evens it out within a round only.",
 ]
 
 
