@@ -138,27 +138,11 @@ class _Bucket(AsyncLimiter):
         self._level = level + amount
         self._last_check = now
 
-    def take_if(self, now: float, amount: float, need: float) -> bool:
-        """Charge ``amount`` tokens at loop time ``now`` if the bucket holds ``need`` (at least
-        ``amount``; float noise of ``1e-9`` tolerated); False, and nothing charged, if not.
-        (The limiter grants through :meth:`take_covered`, which works ``amount`` and ``need``
-        out itself; this plain form is what tests hold it against.)"""
-        level = self._level
-        if level:
-            level = level - (now - self._last_check) * self._rate_per_sec
-            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
-                level = 0.0
-        if self.max_rate - level + 1e-9 < need:
-            return False
-        self._level = level + amount
-        self._last_check = now
-        return True
-
     def take_covered(self, now: float, cost: float, reserve: float) -> bool:
         """Charge ``cost`` tokens (the whole bucket at most) at loop time ``now`` if the bucket
         holds them and ``reserve`` more (at most what the rest of the bucket holds; float noise
         of ``1e-9`` tolerated); False, and nothing charged, if not. The limiter's grant at
-        once: :meth:`take_if` with the request's share of the bucket worked out here."""
+        once."""
         level = self._level
         if level:
             level = level - (now - self._last_check) * self._rate_per_sec
@@ -180,29 +164,16 @@ class _Bucket(AsyncLimiter):
         """Bring the tokens at loop time ``now`` into ``[low, high]`` (lowered to ``high``
         first; raised to ``low``, never above the capacity, only when under ``low - 1e-9``)
         and return the tokens held before. One answer's re-sync, in one call."""
-        level = self._level
-        if level:
-            level = level - (now - self._last_check) * self._rate_per_sec
-            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
-                level = 0.0
-        max_rate = self.max_rate
-        local = max_rate - level
-        if local > high + 1e-9:
-            self._level = max_rate - high if high < max_rate else 0.0
-        elif local < low - 1e-9:
-            self._level = max_rate - low if low < max_rate else 0.0
-        else:
-            return local
-        self._last_check = now
-        if self._waiters:  # only when aiolimiter's own acquire is in use (never by the client)
-            self._wake_next()
+        local = self.lower(now, high)
+        if local <= high + 1e-9 and local < low - 1e-9:
+            self.set_state(now, low)
         return local
 
     def lower(self, now: float, high: float) -> float:
         """Bring the tokens at loop time ``now`` down to ``high`` when they are above it (by
         more than ``1e-9``) and return the tokens held before: :meth:`clamp` without its
         floor, for the answer that most often lowers the model (the caller raises it, rarely,
-        with :meth:`set_state`, computing the floor only then)."""
+        with :meth:`set_state`, computing the floor only then; :meth:`clamp` does both)."""
         level = self._level
         if level:
             level = level - (now - self._last_check) * self._rate_per_sec

@@ -247,11 +247,13 @@ def test_bucket_internals_match_aiolimiter() -> None:
         assert bucket.tokens(now()) == pytest.approx(8)
         assert bucket.has_capacity(8)
         assert not bucket.has_capacity(8.5)
-        # take_if charges only what it covers; clamp brings the level into a band.
+        # take_covered charges only what it covers (with a reserve beside it); clamp brings
+        # the level into a band.
         t = now()
-        assert not bucket.take_if(t, 9, 9)
+        assert not bucket.take_covered(t, 9, 0.0)
         assert bucket.tokens(t) == pytest.approx(8)
-        assert bucket.take_if(t, 5, 7)
+        assert not bucket.take_covered(t, 5, 4.0)  # 5 and a reserve of 4: 9 needed
+        assert bucket.take_covered(t, 5, 2.0)
         assert bucket.has_capacity(3) and not bucket.has_capacity(3.5)
         assert bucket.clamp(t, 0, 2) == pytest.approx(3)  # lowered to 2
         assert bucket.has_capacity(2) and not bucket.has_capacity(2.5)
