@@ -227,16 +227,10 @@ def parse_ratelimit_headers(headers: Mapping[str, str]) -> BucketState | None:
         A :class:`BucketState` whose fields are ``None`` where a header is missing or garbled,
         or ``None`` when the response carries none of the four headers.
     """
-    wanted = {
-        "x-ratelimit-limit": "",
-        "x-ratelimit-remaining": "",
-        "x-ratelimit-cost": "",
-        "x-ratelimit-reset": "",
-    }
     found: dict[str, str] = {}
     for name, value in headers.items():
         key = name.lower()
-        if key in wanted and key not in found:  # a repeated header: the first one counts
+        if key in _RATELIMIT_WANTED and key not in found:  # a repeated header: the first one counts
             found[key] = value
     return parse_lowercase_ratelimit_headers(found)
 
@@ -255,13 +249,7 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
         # One is missing: each read on its own, None where missing. (The raise costs about
         # 0.3 µs; a server that never sends them keeps the limiter in slow start, one request
         # at a time, whatever this costs.)
-        get = headers.get
-        values = (
-            get("x-ratelimit-limit"),
-            get("x-ratelimit-remaining"),
-            get("x-ratelimit-cost"),
-            get("x-ratelimit-reset"),
-        )
+        values = tuple(map(headers.get, _RATELIMIT_NAMES))
     last = _last_parsed
     if values == last[0]:
         # The same four values as the answer before (sequential calls on a bucket that keeps
@@ -294,10 +282,16 @@ def parse_lowercase_ratelimit_headers(headers: Mapping[str, str]) -> BucketState
 
 
 _INF = math.inf
-# The four headers' values, read in one call (KeyError when one is missing).
-_RATELIMIT_VALUES = operator.itemgetter(
-    "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-cost", "x-ratelimit-reset"
+# The four headers, lower-case, in the order the parser reads their values.
+_RATELIMIT_NAMES = (
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-cost",
+    "x-ratelimit-reset",
 )
+_RATELIMIT_WANTED = frozenset(_RATELIMIT_NAMES)
+# The four values, read in one call (KeyError when one is missing).
+_RATELIMIT_VALUES = operator.itemgetter(*_RATELIMIT_NAMES)
 # The values of the four headers last parsed, and their state.
 _last_parsed: tuple[tuple[str | None, ...], BucketState | None] = ((), None)
 
