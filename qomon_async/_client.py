@@ -396,11 +396,9 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
             stats.responses += 1
             status = response.status
             if limiter is not None and permit is not None:
-                # The headers as they came, unredacted (no scan for the key on every answer):
-                # the parser returns numbers alone, never text, so the key cannot travel on.
                 limiter.observe(
                     permit,
-                    parse_lowercase_ratelimit_headers(response._headers),
+                    response.numbers_in_headers(parse_lowercase_ratelimit_headers),
                     rejected=status == 429,
                 )
             if status < 400:

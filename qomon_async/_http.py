@@ -18,6 +18,7 @@ import ipaddress
 import json
 import zlib
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,6 +37,8 @@ from ._exceptions import (
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 _REDACTED = "<redacted>"
+
+T = TypeVar("T")
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -189,9 +192,7 @@ class RawResponse:
 
     ``secret``: the key to cut out of the reason and the headers each time they are read (an
     answer whose reason and headers nobody reads, a success, costs nothing; they are read
-    at most once or twice, on error paths); the body comes already redacted. The client reads
-    ``_headers`` themselves, unredacted, for one purpose only: the rate-limit parser, whose
-    result holds numbers alone (never text), so that the key cannot travel through it.
+    at most once or twice, on error paths); the body comes already redacted.
     """
 
     __slots__ = ("_headers", "_reason", "_secret", "body", "status")
@@ -216,6 +217,12 @@ class RawResponse:
         """The status line's reason phrase, the key cut out."""
         secret = self._secret
         return self._reason if secret is None else secret.redact(self._reason)
+
+    def numbers_in_headers(self, parse: Callable[[Mapping[str, str]], T]) -> T:
+        """``parse`` applied to the headers as they came, unredacted: only for a parser whose
+        result holds numbers alone, never text (the rate-limit headers), so that the key cannot
+        travel through it; it saves the redaction's scan on every answer."""
+        return parse(self._headers)
 
     @property
     def headers(self) -> Mapping[str, str]:
