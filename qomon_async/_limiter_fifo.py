@@ -7,7 +7,7 @@ event loop for a client.
 
 Granting (``try_acquire``, then ``acquire``): callers are served first come, first served. When
 nobody waits, no 429 pause holds and the bucket covers the cost, the permit is granted at once
-(the fast path: a few attribute reads, one call to the bucket, the ledger entry and the permit
+(the fast path: a few attribute reads, one call to the bucket, one to the ledger, the permit
 written in line): ``try_acquire`` returns it without a coroutine (the client calls it first),
 ``acquire`` without suspending the caller. Otherwise ``try_acquire`` returns None, charging
 nothing, and the caller of ``acquire`` joins a FIFO queue; the queue is served by one function
@@ -479,15 +479,7 @@ class RateLimiter(BucketModel):
         self._seq = seq
         granted_total = self._granted_total + cost
         self._granted_total = granted_total
-        # InFlightLedger.add, inline (one frame less on every request).
-        ledger = self._ledger
-        in_flight = ledger.total
-        ledger._entries[seq] = (cost, granted_total, in_flight)
-        ledger.total = in_flight + cost
-        try:
-            ledger._classes[cost].append(seq)
-        except KeyError:  # the first permit at this cost (a client uses two costs)
-            ledger.new_class(cost, seq)
+        self._ledger.add(seq, cost, granted_total)
         stats = self.stats
         stats.permits += 1
         stats.tokens += cost

@@ -36,11 +36,11 @@ _MAX_CLASSES = 8
 class InFlightLedger:
     """The permits in flight, by sequence number (granted in increasing order, answered in any).
 
-    The limiter (:class:`qomon_async._limiter_fifo.RateLimiter`) calls :meth:`answer` on an
-    answer in general. On its per-request paths it writes the same in line: a grant is
-    :meth:`add` (calling :meth:`new_class` for a cost not in flight), and an answer to the
-    oldest permit in flight, when a single cost is in use, the start of :meth:`answer` and the
-    first case of :meth:`leave` (any other answer calls :meth:`leave`).
+    The limiter (:class:`qomon_async._limiter_fifo.RateLimiter`) calls :meth:`add` on every
+    grant and :meth:`answer` on an answer in general. Its steady answer writes the common case
+    in line: an answer to the oldest permit in flight, when a single cost is in use, is the
+    start of :meth:`answer` and the first case of :meth:`leave` (any other answer calls
+    :meth:`leave`).
 
     Attributes:
         total: tokens of the permits in flight.
@@ -67,11 +67,10 @@ class InFlightLedger:
         total = self.total
         self._entries[seq] = (cost, granted_total, total)
         self.total = total + cost
-        seqs = self._classes.get(cost)
-        if seqs is not None:
-            seqs.append(seq)
-            return
-        self.new_class(cost, seq)
+        try:
+            self._classes[cost].append(seq)
+        except KeyError:  # the first permit at this cost (a client uses two costs)
+            self.new_class(cost, seq)
 
     def new_class(self, cost: float, seq: int) -> None:
         """The first permit in flight at ``cost`` (its entry already recorded)."""
