@@ -41,27 +41,29 @@ from ._models import (
     Action,
     ActionSummary,
     Address,
-    AddressWrite,
     ConfirmedContact,
     Contact,
-    ContactWrite,
     Form,
     FormData,
-    FormDataWrite,
     FormType,
-    FormValue,
     Note,
-    NoteWrite,
     Problem,
     ProblemError,
     RefValue,
     Tag,
-    TagWrite,
-    UpsertContact,
 )
 from ._query import Condition, CustomOperator, Group, Operator, Query
 from ._types import AddressDict, ContactDict, UpsertDict
 from ._watch import ContactWatch, WatchCursor
+from ._writes import (
+    AddressWrite,
+    ContactWrite,
+    FormDataWrite,
+    FormValue,
+    NoteWrite,
+    TagWrite,
+    UpsertContact,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -15,10 +15,11 @@ from typing import Any
 import msgspec
 
 from ._config import MAX_PER_PAGE
-from ._models import Contact, ContactWrite, UpsertContact
+from ._models import Contact
 from ._query import Query
 from ._types import ContactDict, UpsertDict
 from ._validation import validate_contact
+from ._writes import ContactWrite, UpsertContact
 
 #: What a contact write takes: a :class:`ContactDict` (a dict in Qomon's field names), a
 #: :class:`ContactWrite`, or a read :class:`Contact` (its read-only keys are dropped).

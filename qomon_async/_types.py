@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Literal, TypedDict
 
-from ._models import TagWrite
+from ._writes import TagWrite
 
 __all__ = [
     "AddressDict",

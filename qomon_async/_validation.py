@@ -41,7 +41,8 @@ from typing import Any, Literal
 import msgspec
 
 from ._exceptions import ContactValidationError
-from ._models import Address, AddressWrite, Contact, ContactWrite, UpsertContact
+from ._models import Address, Contact
+from ._writes import AddressWrite, ContactWrite, UpsertContact
 
 __all__ = [
     "ADDRESS_KEYS",
