@@ -238,7 +238,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
     # Workers append results to a deque and wake the consumer through one future; the consumer
     # takes them without awaiting while any are ready. A worker waits only when ``2 * concurrency``
     # results are unconsumed (backpressure), and in ordered mode when its next item would leave
-    # the look-ahead window.
+    # the look-ahead window. With one worker over a plain iterable there is no worker task: the
+    # run's generator drives the same item loop (``_items(inline=True)``) in the consumer's own
+    # task, one item per ``anext()``, and yields what it yields.
 
     async def _run(self) -> AsyncGenerator[CreateResult[ItemT], None]:
         loop = asyncio.get_running_loop()
@@ -261,8 +263,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         buffer: dict[int, CreateResult[ItemT]] = {}
         results = self._results
         finished = False
+        items: AsyncGenerator[CreateResult[ItemT], None] | None = None
         if self._inline:
             self._workers: list[asyncio.Future[None]] = []
+            items = self._items(inline=True)
         else:
             # The workers' requests each wait ``max_wait`` at most before they are sent: the
             # workers inherit this context (the caller's own context is left as it was).
@@ -277,24 +281,25 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             if not self._ordered:
                 self._ready_results = results
         try:
-            if self._inline:
+            if items is not None:
                 # The consumer's own task sends each item (one at a time: results come in order).
                 budget = self._max_wait
-                work = self._work
+                step = items.__anext__
                 while True:
                     # Its requests wait ``max_wait`` at most; the caller's context is given back
                     # as it was before each result is yielded.
                     token = CALL_BUDGET.set(budget) if budget is not None else None
                     try:
-                        await work(True)
+                        result = await step()
+                    except StopAsyncIteration:
+                        break
                     finally:
                         if token is not None:
                             CALL_BUDGET.reset(token)
-                    if not results:
-                        if self._closing:  # by another task: the result went to unclaimed
-                            return
-                        break  # the input is over
-                    yield results.popleft()
+                    if self._closing:  # closed by another task while this item was in flight
+                        self.unclaimed.append(result)
+                        return
+                    yield result
             else:
                 while True:
                     if self._ordered and self._yielded in buffer:
@@ -331,6 +336,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             self._ready_results = None
             if not finished:
                 await self._shutdown(cancel=False, buffer=buffer)
+            if items is not None:
+                await items.aclose()
             if self._seen is not None:
                 self._seen.close()
             self._wake(self._ended)
@@ -414,143 +421,148 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         self._input_error = exc
         logger.error("bulk input raised %s: no more items are read", exc)
 
-    async def _work(self, once: bool = False) -> None:
-        """A worker's loop; with ``once``, one item only, sent by the task that iterates the run.
-
-        One frame per worker, and every item's whole life in it: picked, checked, sent, counted
-        and handed over without a coroutine of its own (a frame built, and resumed with each
-        answer, per item); the rare outcomes are built by the helpers below. With ``once`` (one
-        worker over a plain iterable) the run's own generator awaits it for each item and takes
-        the result it left in ``self._results`` (nothing there: the input is over, or the run
-        was closed meanwhile and the result went to ``unclaimed``).
-        """
+    async def _work(self) -> None:
+        """A worker task: the item loop, which hands each result over to the consumer itself."""
         try:
-            task = asyncio.current_task()
-            assert task is not None
-            pulling = self._pulling
-            # A plain iterable read in order of arrival (or one item at a time) is read without
-            # awaiting.
-            direct = self._input_lock is None and (once or not self._ordered)
-            results = self._results
-            progress = self.progress
-            on_progress = self._on_progress
-            creating = self._mode == "create"
-            to_dict = _bodies.contact_to_dict if creating else _bodies.upsert_to_dict
-            strict = self._strict
-            seen = self._seen
-            dedupe_key = self._dedupe_key
-            creates = self._backend.creates
-            claims = self._claims
-            in_flight = self._in_flight
-            in_doubt = self._in_doubt
-            reconcile = self._reconcile
-            abort = self._abort
-            monotonic = time.monotonic
-            on_attempt = self._attempt_hook if self._on_attempt is not None else None
-            names = dedupe_key == "mail+names"
-            while True:
-                if direct:
-                    picked = self._next_item()
-                else:
-                    pulling.add(task)
-                    try:
-                        picked = await self._pull()
-                    finally:
-                        pulling.discard(task)
-                if picked is None:
-                    break
-                index, item = picked
-                # Not kept while the item is in flight: one tracked tuple less per item for every
-                # garbage collection meanwhile to traverse.
-                del picked
-                started = monotonic()
-                result: CreateResult[ItemT] | None = None
-                data: dict[str, Any] | None = None
-                if self.fatal is not None or self._closing:
-                    result = result_of(index, item, started, SKIPPED, error=self._abort())
-                else:
-                    try:
-                        data = to_dict(item, strict=strict)
-                    except (ContactValidationError, TypeError, ValueError) as exc:
-                        result = invalid_result(index, item, started, exc)
-                    if seen is not None and data is not None:
-                        digest = identity_digest(data, names)
-                        if digest is not None:
-                            first = seen.first(digest, index)
-                            if first is not None:
-                                result = duplicate_result(index, item, started, first, dedupe_key)
-                if result is None:
-                    assert data is not None
-                    attempts: list[int] = []
-                    progress.in_flight += 1
-                    try:
-                        if creating:
-                            in_doubt_since = in_doubt(index, item) if in_doubt else None
-                            # Qomon's clock when the item was picked (None: claims are kept
-                            # meanwhile).
-                            in_flight[index] = (
-                                None
-                                if in_doubt_since is not None
-                                else creates.qomon_seconds(time.time())
-                            )
-                            outcome = await creates.create(
-                                data,
-                                reconcile=reconcile,
-                                retry=self._retry,
-                                timeout=self._timeout,
-                                in_doubt_since=in_doubt_since,
-                                abort=abort,
-                                on_attempt=None if on_attempt is None else on_attempt(index),
-                                attempts_out=attempts,
-                                exclude=claims,
-                            )
-                            if claims.add(
-                                outcome.contact,
-                                keep=outcome.reconciled and outcome.attempts == 0,
-                                when=outcome.created_us,
-                            ):
-                                self._forget_old_claims()  # a group of claims began, or doubled
-                            result = result_of(
-                                index,
-                                item,
-                                started,
-                                CREATED,
-                                contact=outcome.contact,
-                                attempts=outcome.attempts,
-                                reconciled=outcome.reconciled,
-                            )
-                            # Not kept while this worker's next item is in flight: its contact
-                            # would stay alive until the next answer, one more per worker for
-                            # every garbage collection to traverse.
-                            del outcome
-                        else:
-                            result = await self._upsert(index, item, data, started, attempts)
-                    except asyncio.CancelledError:
-                        self.unclaimed.append(cancelled_result(index, item, started, attempts))
-                        raise
-                    except Exception as exc:
-                        result = self._failed(index, item, started, exc, attempts)
-                    finally:
-                        progress.in_flight -= 1
-                        in_flight.pop(index, None)
-                progress.count(result)
-                if on_progress is not None:
-                    try:
-                        on_progress(progress)
-                    except Exception:  # a display must not cost an item its outcome
-                        logger.exception("the on_progress callback raised; ignored")
-                if len(results) < self._room_size and not self._closing:
-                    results.append(result)  # room for it: handed over without awaiting
-                    self._wake(self._ready)
-                else:
-                    await self._emit(result)
-                if once:
-                    return
+            # Never yields (inline=False): driven to its end in one step, no hop per item.
+            async for _ in self._items(inline=False):
+                pass
         finally:
-            if not once:
-                self._live -= 1
-                if self._live == 0:
-                    self._wake(self._ready)
+            self._live -= 1
+            if self._live == 0:
+                self._wake(self._ready)
+
+    async def _items(self, *, inline: bool) -> AsyncGenerator[CreateResult[ItemT], None]:
+        """Send items one at a time: a worker's loop, or (``inline``) the run's own.
+
+        Every item's whole life is here: picked, checked, sent, counted and handed over, without
+        a coroutine of its own (a frame built, and resumed with each answer, per item); the rare
+        outcomes are built by the helpers below. A worker task drives it to its end in one step
+        (each result handed over to the consumer through ``self._results``: nothing is
+        yielded); with one worker over a plain iterable (``inline``), the run's generator drives
+        it in the consumer's task and it yields each result.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        pulling = self._pulling
+        # A plain iterable read in order of arrival is read without awaiting (and in order
+        # when one item at a time is sent).
+        direct = self._input_lock is None and (inline or not self._ordered)
+        results = self._results
+        progress = self.progress
+        on_progress = self._on_progress
+        creating = self._mode == "create"
+        to_dict = _bodies.contact_to_dict if creating else _bodies.upsert_to_dict
+        strict = self._strict
+        seen = self._seen
+        dedupe_key = self._dedupe_key
+        creates = self._backend.creates
+        claims = self._claims
+        in_flight = self._in_flight
+        in_doubt = self._in_doubt
+        reconcile = self._reconcile
+        abort = self._abort
+        monotonic = time.monotonic
+        on_attempt = self._attempt_hook if self._on_attempt is not None else None
+        names = dedupe_key == "mail+names"
+        while True:
+            if direct:
+                picked = self._next_item()
+            else:
+                pulling.add(task)
+                try:
+                    picked = await self._pull()
+                finally:
+                    pulling.discard(task)
+            if picked is None:
+                break
+            index, item = picked
+            # Not kept while the item is in flight: one tracked tuple less per item for every
+            # garbage collection meanwhile to traverse.
+            del picked
+            started = monotonic()
+            result: CreateResult[ItemT] | None = None
+            data: dict[str, Any] | None = None
+            if self.fatal is not None or self._closing:
+                result = result_of(index, item, started, SKIPPED, error=self._abort())
+            else:
+                try:
+                    data = to_dict(item, strict=strict)
+                except (ContactValidationError, TypeError, ValueError) as exc:
+                    result = invalid_result(index, item, started, exc)
+                if seen is not None and data is not None:
+                    digest = identity_digest(data, names)
+                    if digest is not None:
+                        first = seen.first(digest, index)
+                        if first is not None:
+                            result = duplicate_result(index, item, started, first, dedupe_key)
+            if result is None:
+                assert data is not None
+                attempts: list[int] = []
+                progress.in_flight += 1
+                try:
+                    if creating:
+                        in_doubt_since = in_doubt(index, item) if in_doubt else None
+                        # Qomon's clock when the item was picked (None: claims are kept
+                        # meanwhile).
+                        in_flight[index] = (
+                            None
+                            if in_doubt_since is not None
+                            else creates.qomon_seconds(time.time())
+                        )
+                        outcome = await creates.create(
+                            data,
+                            reconcile=reconcile,
+                            retry=self._retry,
+                            timeout=self._timeout,
+                            in_doubt_since=in_doubt_since,
+                            abort=abort,
+                            on_attempt=None if on_attempt is None else on_attempt(index),
+                            attempts_out=attempts,
+                            exclude=claims,
+                        )
+                        if claims.add(
+                            outcome.contact,
+                            keep=outcome.reconciled and outcome.attempts == 0,
+                            when=outcome.created_us,
+                        ):
+                            self._forget_old_claims()  # a group of claims began, or doubled
+                        result = result_of(
+                            index,
+                            item,
+                            started,
+                            CREATED,
+                            contact=outcome.contact,
+                            attempts=outcome.attempts,
+                            reconciled=outcome.reconciled,
+                        )
+                        # Not kept while this worker's next item is in flight: its contact
+                        # would stay alive until the next answer, one more per worker for
+                        # every garbage collection to traverse.
+                        del outcome
+                    else:
+                        result = await self._upsert(index, item, data, started, attempts)
+                except asyncio.CancelledError:
+                    self.unclaimed.append(cancelled_result(index, item, started, attempts))
+                    raise
+                except Exception as exc:
+                    result = self._failed(index, item, started, exc, attempts)
+                finally:
+                    progress.in_flight -= 1
+                    in_flight.pop(index, None)
+            progress.count(result)
+            if on_progress is not None:
+                try:
+                    on_progress(progress)
+                except Exception:  # a display must not cost an item its outcome
+                    logger.exception("the on_progress callback raised; ignored")
+            if inline:
+                yield result
+            elif len(results) < self._room_size and not self._closing:
+                results.append(result)  # room for it: handed over without awaiting
+                self._wake(self._ready)
+            else:
+                await self._emit(result)
 
     async def _emit(self, result: CreateResult[ItemT]) -> None:
         while len(self._results) >= self._room_size and not self._closing:
