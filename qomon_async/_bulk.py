@@ -4,7 +4,9 @@
 :class:`CreateResult` per input item. Inside: ``concurrency`` workers pull the input one item
 at a time (so the input is read only as fast as workers free up: backpressure), each sends one
 ``POST /contacts`` through the client's shared rate limiter and awaits it to a confirmed id, or to
-a reconciled one after an ambiguous failure (see ``QomonClient.create_contact``).
+a reconciled one after an ambiguous failure (see ``QomonClient.create_contact``). With
+``concurrency=1`` over a plain iterable there is no worker task: each ``anext()`` sends the next
+item in the caller's own task and returns its result (nothing is sent between two calls).
 
 Every input item gets exactly one result; after a 401/403 no new request is sent and the rest of
 the input ends ``"skipped"``; closing the run early (``break``, ``aclose()``, ``aclosing``) lets the
@@ -155,6 +157,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         else:
             self._sync_items = enumerate(items)  # numbered as read, in C
         self._max_wait = max_wait
+        # One worker over a plain iterable: the task that iterates the run sends each item itself
+        # (no worker task, no hand-over of each result from one task to another).
+        self._inline = concurrency == 1 and self._async_items is None
         # The results deque while an unordered run is open (None: every result goes through
         # the run's generator).
         self._ready_results: collections.deque[CreateResult[ItemT]] | None = None
@@ -192,6 +197,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 result = results.popleft()
                 self._wake(self._room)
                 return result
+        elif self._inline and _running(self._gen):
+            # The first consumer is sending an item itself (its generator would say "running").
+            raise RuntimeError("anext(): the bulk run is already awaited by another task")
         return await self._gen.__anext__()
 
     async def aclose(self) -> None:
@@ -201,6 +209,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         requests in flight have finished into ``unclaimed``) and so does this call."""
         if _running(self._gen):
             # Another task is inside the run, waiting for a result: ask the run to end there.
+            if self._inline:
+                # That task is sending an item itself: nothing new is sent (nor retried), its
+                # outcome goes to unclaimed and the iteration ends.
+                self._closing = True
             await self._until_ended(wake=self._ready)
             return
         await self._gen.aclose()
@@ -226,7 +238,9 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
     # Workers append results to a deque and wake the consumer through one future; the consumer
     # takes them without awaiting while any are ready. A worker waits only when ``2 * concurrency``
     # results are unconsumed (backpressure), and in ordered mode when its next item would leave
-    # the look-ahead window.
+    # the look-ahead window. With one worker over a plain iterable there is no worker task: the
+    # run's generator drives the same item loop (``_items(inline=True)``) in the consumer's own
+    # task, one item per ``anext()``, and yields what it yields.
 
     async def _run(self) -> AsyncGenerator[CreateResult[ItemT], None]:
         loop = asyncio.get_running_loop()
@@ -246,43 +260,70 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         # Qomon's clock (epoch seconds) when each item in flight was picked; None: unknown.
         self._in_flight: dict[int, float | None] = {}
         self._pulling: set[asyncio.Task[None]] = set()
-        # The workers' requests each wait ``max_wait`` at most before they are sent: the
-        # workers inherit this context (the caller's own context is left as it was).
-        token = CALL_BUDGET.set(self._max_wait) if self._max_wait is not None else None
-        try:
-            self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
-        finally:
-            if token is not None:
-                CALL_BUDGET.reset(token)
         buffer: dict[int, CreateResult[ItemT]] = {}
         results = self._results
         finished = False
-        if not self._ordered:
-            self._ready_results = results
+        items: AsyncGenerator[CreateResult[ItemT], None] | None = None
+        if self._inline:
+            self._workers: list[asyncio.Future[None]] = []
+            items = self._items(inline=True)
+        else:
+            # The workers' requests each wait ``max_wait`` at most before they are sent: the
+            # workers inherit this context (the caller's own context is left as it was).
+            token = CALL_BUDGET.set(self._max_wait) if self._max_wait is not None else None
+            try:
+                self._workers = [
+                    asyncio.ensure_future(self._work()) for _ in range(self._concurrency)
+                ]
+            finally:
+                if token is not None:
+                    CALL_BUDGET.reset(token)
+            if not self._ordered:
+                self._ready_results = results
         try:
-            while True:
-                if self._ordered and self._yielded in buffer:
-                    result = buffer.pop(self._yielded)
-                    self._advance()
+            if items is not None:
+                # The consumer's own task sends each item (one at a time: results come in order).
+                budget = self._max_wait
+                step = items.__anext__
+                while True:
+                    # Its requests wait ``max_wait`` at most; the caller's context is given back
+                    # as it was before each result is yielded.
+                    token = CALL_BUDGET.set(budget) if budget is not None else None
+                    try:
+                        result = await step()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        if token is not None:
+                            CALL_BUDGET.reset(token)
+                    if self._closing:  # closed by another task while this item was in flight
+                        self.unclaimed.append(result)
+                        return
                     yield result
-                    continue
-                if results:
-                    result = results.popleft()
-                    room = self._room
-                    if room is not None and not room.done():
-                        room.set_result(None)
-                    if self._ordered:
-                        buffer[result.index] = result
+            else:
+                while True:
+                    if self._ordered and self._yielded in buffer:
+                        result = buffer.pop(self._yielded)
+                        self._advance()
+                        yield result
                         continue
-                    self._yielded += 1
-                    yield result
-                    continue
-                if self._live == 0:
-                    break
-                self._ready = loop.create_future()
-                await self._ready
-                if self._ended is not None:  # closed by another task
-                    return
+                    if results:
+                        result = results.popleft()
+                        room = self._room
+                        if room is not None and not room.done():
+                            room.set_result(None)
+                        if self._ordered:
+                            buffer[result.index] = result
+                            continue
+                        self._yielded += 1
+                        yield result
+                        continue
+                    if self._live == 0:
+                        break
+                    self._ready = loop.create_future()
+                    await self._ready
+                    if self._ended is not None:  # closed by another task
+                        return
             finished = True
             # A worker that died of a bug must not pass for a run that ended well.
             await asyncio.gather(*self._workers)
@@ -295,6 +336,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             self._ready_results = None
             if not finished:
                 await self._shutdown(cancel=False, buffer=buffer)
+            if items is not None:
+                await items.aclose()
             if self._seen is not None:
                 self._seen.close()
             self._wake(self._ended)
@@ -379,132 +422,147 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         logger.error("bulk input raised %s: no more items are read", exc)
 
     async def _work(self) -> None:
-        # One frame per worker, and every item's whole life in it: picked, checked, sent, counted
-        # and handed over without a coroutine of its own (a frame built, and resumed with each
-        # answer, per item); the rare outcomes are built by the helpers below.
+        """A worker task: the item loop, which hands each result over to the consumer itself."""
         try:
-            task = asyncio.current_task()
-            assert task is not None
-            pulling = self._pulling
-            # A plain iterable read in order of arrival is read without awaiting.
-            direct = self._input_lock is None and not self._ordered
-            results = self._results
-            progress = self.progress
-            on_progress = self._on_progress
-            creating = self._mode == "create"
-            to_dict = _bodies.contact_to_dict if creating else _bodies.upsert_to_dict
-            strict = self._strict
-            seen = self._seen
-            dedupe_key = self._dedupe_key
-            creates = self._backend.creates
-            claims = self._claims
-            in_flight = self._in_flight
-            in_doubt = self._in_doubt
-            reconcile = self._reconcile
-            abort = self._abort
-            monotonic = time.monotonic
-            on_attempt = self._attempt_hook if self._on_attempt is not None else None
-            names = dedupe_key == "mail+names"
-            while True:
-                if direct:
-                    picked = self._next_item()
-                else:
-                    pulling.add(task)
-                    try:
-                        picked = await self._pull()
-                    finally:
-                        pulling.discard(task)
-                if picked is None:
-                    break
-                index, item = picked
-                # Not kept while the item is in flight: one tracked tuple less per item for every
-                # garbage collection meanwhile to traverse.
-                del picked
-                started = monotonic()
-                result: CreateResult[ItemT] | None = None
-                data: dict[str, Any] | None = None
-                if self.fatal is not None or self._closing:
-                    result = result_of(index, item, started, SKIPPED, error=self._abort())
-                else:
-                    try:
-                        data = to_dict(item, strict=strict)
-                    except (ContactValidationError, TypeError, ValueError) as exc:
-                        result = invalid_result(index, item, started, exc)
-                    if seen is not None and data is not None:
-                        digest = identity_digest(data, names)
-                        if digest is not None:
-                            first = seen.first(digest, index)
-                            if first is not None:
-                                result = duplicate_result(index, item, started, first, dedupe_key)
-                if result is None:
-                    assert data is not None
-                    attempts: list[int] = []
-                    progress.in_flight += 1
-                    try:
-                        if creating:
-                            in_doubt_since = in_doubt(index, item) if in_doubt else None
-                            # Qomon's clock when the item was picked (None: claims are kept
-                            # meanwhile).
-                            in_flight[index] = (
-                                None
-                                if in_doubt_since is not None
-                                else creates.qomon_seconds(time.time())
-                            )
-                            outcome = await creates.create(
-                                data,
-                                reconcile=reconcile,
-                                retry=self._retry,
-                                timeout=self._timeout,
-                                in_doubt_since=in_doubt_since,
-                                abort=abort,
-                                on_attempt=None if on_attempt is None else on_attempt(index),
-                                attempts_out=attempts,
-                                exclude=claims,
-                            )
-                            if claims.add(
-                                outcome.contact,
-                                keep=outcome.reconciled and outcome.attempts == 0,
-                                when=outcome.created_us,
-                            ):
-                                self._forget_old_claims()  # a group of claims began, or doubled
-                            result = result_of(
-                                index,
-                                item,
-                                started,
-                                CREATED,
-                                contact=outcome.contact,
-                                attempts=outcome.attempts,
-                                reconciled=outcome.reconciled,
-                            )
-                            # Not kept while this worker's next item is in flight: its contact
-                            # would stay alive until the next answer, one more per worker for
-                            # every garbage collection to traverse.
-                            del outcome
-                        else:
-                            result = await self._upsert(index, item, data, started, attempts)
-                    except asyncio.CancelledError:
-                        self.unclaimed.append(cancelled_result(index, item, started, attempts))
-                        raise
-                    except Exception as exc:
-                        result = self._failed(index, item, started, exc, attempts)
-                    finally:
-                        progress.in_flight -= 1
-                        in_flight.pop(index, None)
-                progress.count(result)
-                if on_progress is not None:
-                    try:
-                        on_progress(progress)
-                    except Exception:  # a display must not cost an item its outcome
-                        logger.exception("the on_progress callback raised; ignored")
-                if len(results) < self._room_size and not self._closing:
-                    results.append(result)  # room for it: handed over without awaiting
-                    self._wake(self._ready)
-                else:
-                    await self._emit(result)
+            # Never yields (inline=False): driven to its end in one step, no hop per item.
+            async for _ in self._items(inline=False):
+                pass
         finally:
             self._live -= 1
             if self._live == 0:
                 self._wake(self._ready)
+
+    async def _items(self, *, inline: bool) -> AsyncGenerator[CreateResult[ItemT], None]:
+        """Send items one at a time: a worker's loop, or (``inline``) the run's own.
+
+        Every item's whole life is here: picked, checked, sent, counted and handed over, without
+        a coroutine of its own (a frame built, and resumed with each answer, per item); the rare
+        outcomes are built by the helpers below. A worker task drives it to its end in one step
+        (each result handed over to the consumer through ``self._results``: nothing is
+        yielded); with one worker over a plain iterable (``inline``), the run's generator drives
+        it in the consumer's task and it yields each result.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        pulling = self._pulling
+        # A plain iterable read in order of arrival is read without awaiting (and in order
+        # when one item at a time is sent).
+        direct = self._input_lock is None and (inline or not self._ordered)
+        results = self._results
+        progress = self.progress
+        on_progress = self._on_progress
+        creating = self._mode == "create"
+        to_dict = _bodies.contact_to_dict if creating else _bodies.upsert_to_dict
+        strict = self._strict
+        seen = self._seen
+        dedupe_key = self._dedupe_key
+        creates = self._backend.creates
+        claims = self._claims
+        in_flight = self._in_flight
+        in_doubt = self._in_doubt
+        reconcile = self._reconcile
+        abort = self._abort
+        monotonic = time.monotonic
+        on_attempt = self._attempt_hook if self._on_attempt is not None else None
+        names = dedupe_key == "mail+names"
+        while True:
+            if direct:
+                picked = self._next_item()
+            else:
+                pulling.add(task)
+                try:
+                    picked = await self._pull()
+                finally:
+                    pulling.discard(task)
+            if picked is None:
+                break
+            index, item = picked
+            # Not kept while the item is in flight: one tracked tuple less per item for every
+            # garbage collection meanwhile to traverse.
+            del picked
+            started = monotonic()
+            result: CreateResult[ItemT] | None = None
+            data: dict[str, Any] | None = None
+            if self.fatal is not None or self._closing:
+                result = result_of(index, item, started, SKIPPED, error=self._abort())
+            else:
+                try:
+                    data = to_dict(item, strict=strict)
+                except (ContactValidationError, TypeError, ValueError) as exc:
+                    result = invalid_result(index, item, started, exc)
+                if seen is not None and data is not None:
+                    digest = identity_digest(data, names)
+                    if digest is not None:
+                        first = seen.first(digest, index)
+                        if first is not None:
+                            result = duplicate_result(index, item, started, first, dedupe_key)
+            if result is None:
+                assert data is not None
+                attempts: list[int] = []
+                progress.in_flight += 1
+                try:
+                    if creating:
+                        in_doubt_since = in_doubt(index, item) if in_doubt else None
+                        # Qomon's clock when the item was picked (None: claims are kept
+                        # meanwhile).
+                        in_flight[index] = (
+                            None
+                            if in_doubt_since is not None
+                            else creates.qomon_seconds(time.time())
+                        )
+                        outcome = await creates.create(
+                            data,
+                            reconcile=reconcile,
+                            retry=self._retry,
+                            timeout=self._timeout,
+                            in_doubt_since=in_doubt_since,
+                            abort=abort,
+                            on_attempt=None if on_attempt is None else on_attempt(index),
+                            attempts_out=attempts,
+                            exclude=claims,
+                        )
+                        if claims.add(
+                            outcome.contact,
+                            keep=outcome.reconciled and outcome.attempts == 0,
+                            when=outcome.created_us,
+                        ):
+                            self._forget_old_claims()  # a group of claims began, or doubled
+                        result = result_of(
+                            index,
+                            item,
+                            started,
+                            CREATED,
+                            contact=outcome.contact,
+                            attempts=outcome.attempts,
+                            reconciled=outcome.reconciled,
+                        )
+                        # Not kept while this worker's next item is in flight: its contact
+                        # would stay alive until the next answer, one more per worker for
+                        # every garbage collection to traverse.
+                        del outcome
+                    else:
+                        result = await self._upsert(index, item, data, started, attempts)
+                except asyncio.CancelledError:
+                    self.unclaimed.append(cancelled_result(index, item, started, attempts))
+                    raise
+                except Exception as exc:
+                    result = self._failed(index, item, started, exc, attempts)
+                finally:
+                    progress.in_flight -= 1
+                    in_flight.pop(index, None)
+            progress.count(result)
+            if on_progress is not None:
+                try:
+                    on_progress(progress)
+                except Exception:  # a display must not cost an item its outcome
+                    logger.exception("the on_progress callback raised; ignored")
+            if inline:
+                yield result
+            elif len(results) < self._room_size and not self._closing:
+                results.append(result)  # room for it: handed over without awaiting
+                self._wake(self._ready)
+            else:
+                await self._emit(result)
 
     async def _emit(self, result: CreateResult[ItemT]) -> None:
         while len(self._results) >= self._room_size and not self._closing:

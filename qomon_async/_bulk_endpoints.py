@@ -103,7 +103,9 @@ class BulkEndpoints:
         flat; all workers share the client's rate limiter.
 
         Args:
-            concurrency: requests in flight at most.
+            concurrency: requests in flight at most. With 1 and a plain iterable, each item is
+                sent by the task iterating the run, inside its ``anext()``: nothing is sent
+                while that task handles a result.
             ordered: yield results in input order (a bounded look-ahead window).
             reconcile: look up ambiguous creates by mail instead of reporting them unknown.
             dedupe: an item with the same identity as an earlier one is ``"skipped"`` with a
