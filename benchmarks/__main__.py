@@ -89,32 +89,39 @@ def _selected(only: list[str] | None) -> list[str]:
     return names
 
 
-def _machine_section(machine: dict[str, Any]) -> str:
+def _machine_section(machine: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """The machine, and each benchmark's commit, date and load (``--only`` reruns some of them:
+    the results of one README may come from several commits)."""
     libraries = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items())
     rows = [
         ["CPU", machine["cpu_model"]],
         ["cores", f"{machine['cores']} ({machine['usable_cores']} usable)"],
-        [
-            "load average (1, 5, 15 min) when written",
-            " / ".join(str(x) for x in machine["load_average"]),
-        ],
         ["Python", f"{machine['implementation']} {machine['python']}"],
         ["platform", machine["platform"]],
         ["libraries", libraries],
-        ["commit", machine["git_commit"]],
-        ["date", machine["date"]],
     ]
-    return "## Machine\n\n" + markdown_table(["", ""], rows)
+    table = markdown_table(["", ""], rows)
+    by_run = markdown_table(
+        ["benchmark", "commit", "date", "load average (1, 5, 15 min) when written"],
+        [
+            [title, m["git_commit"], m["date"], " / ".join(str(x) for x in m["load_average"])]
+            for title, m in runs
+        ]
+        or [["—", machine["git_commit"], machine["date"], "—"]],
+    )
+    return "## Machine\n\n" + table + "\n\n" + by_run
 
 
 def render(out: Path, runtimes: dict[str, float]) -> Path:
     """Render every benchmark whose JSON is in ``out``; write ``out/README.md``."""
     sections, headlines, machine, modes = [], [], None, set()
+    runs: list[tuple[str, dict[str, Any]]] = []
     for name, module in BENCHMARKS.items():
         document = read_json(out, name)
         if document is None:
             continue
         machine = machine or document["machine"]
+        runs.append((module.TITLE, document["machine"]))
         modes.add(document["mode"])
         section = module.render(document, out)
         sections.append(section)
@@ -136,7 +143,7 @@ def render(out: Path, runtimes: dict[str, float]) -> Path:
             "numbers. Runtimes: " + timing + ".",
             "## Headlines\n\n" + "\n".join(headlines),
             *sections,
-            _machine_section(machine or machine_info()),
+            _machine_section(machine or machine_info(), runs),
         ]
     )
     path = out / "README.md"
