@@ -231,7 +231,7 @@ CAVEATS = [
     "results. CPython 3.11 does not count frees below zero since its last collection, so "
     "those frees are mostly lost to its count; more young collections promote more of the "
     "items in flight to the older generations and, in some runs, set off a full collection "
-    "(30 to 70 ms over this benchmark's own 20,480 input dicts). With the collector off, the "
+    "(about 30 ms each, over this benchmark's own 20,480 input dicts). With the collector off, the "
     "CPU per create of one client still moved by about ±12% from run to run: the point stays "
     "noisy.",
 ]
