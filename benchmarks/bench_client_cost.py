@@ -31,6 +31,14 @@ its median over the rounds is reported (spread about ±2%, against ±20-35% for 
 server's CPU is read from ``/proc`` (psutil) over the whole round, to show it is not the
 bottleneck. The contender that starts rotates from round to round.
 
+Every worker runs with glibc's malloc thresholds fixed (:data:`MALLOC_ENV`). Left to glibc,
+they move with a process's history: asyncio reads each answer into a fresh 256 KiB buffer,
+which glibc serves either from fresh mapped pages (up to 2 page faults per create, each 5 to
+10 µs of this machine's CPU) or from its heap (none), depending on whether that process has
+yet freed a large mapped block. Two workers running the same code then differed by up to 15%
+of CPU per create, by luck; a long-running process settles with no faults, which the fixed
+thresholds give every worker from the start. Each job's page faults per create are recorded.
+
 ``python -m benchmarks.bench_client_cost --profile`` profiles one job instead (cProfile): see
 :func:`profile_main`.
 """
@@ -366,6 +374,15 @@ class Turns:
         self._signal(b"f")
 
 
+def _page_faults() -> float:
+    """Minor page faults of this process so far (NaN where ``resource`` is missing)."""
+    try:
+        import resource  # noqa: PLC0415 (Unix only)
+    except ImportError:  # pragma: no cover (Windows)
+        return float("nan")
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
 def measure_job(
     contender: str,
     url: str,
@@ -401,11 +418,13 @@ def measure_job(
             turns.ready()
         result["server_cpu0"] = server_clock.read()
         result["queued0"] = run_queue_wait()
+        result["faults0"] = _page_faults()
         result["wall0"], result["cpu0"] = time.perf_counter(), time.process_time()
 
     def stop(done: int) -> None:
         cpu1, wall1 = time.process_time(), time.perf_counter()
         result.update(
+            page_faults=_page_faults() - result.pop("faults0"),
             done=done,
             cpu=cpu1 - result.pop("cpu0"),
             wall=wall1 - result.pop("wall0"),
@@ -463,6 +482,11 @@ def worker(params: dict[str, Any]) -> dict[str, Any]:
 
 #: Confirmed creates per turn (see :class:`Turns`): tens of milliseconds of work.
 TURN = 500
+#: glibc's malloc thresholds for every worker (module docstring): a mapped block only above
+#: 512 KiB, twice asyncio's read buffer, and the heap given back to the system only beyond
+#: 1 MiB free at its top (glibc's own rule: twice the mapping threshold), as glibc sets them
+#: itself once a process has freed a large mapped block. Ignored by other allocators.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 #: Seconds a worker may take to warm up, and to end one turn, before it is declared hung.
 READY_TIMEOUT = 600.0
 TURN_TIMEOUT = 300.0
@@ -523,6 +547,7 @@ class _Member:
             self.process = subprocess.Popen(
                 [*command, json.dumps(params)],
                 cwd=ROOT,
+                env={**os.environ, **MALLOC_ENV},
                 stdout=self.stdout,
                 stderr=self.stderr,
                 pass_fds=(go_read, done_write),
@@ -641,6 +666,7 @@ def run(settings: Settings) -> dict[str, Any]:
             "warmup": "max(200, 2 x c) creates on a throwaway client",
             "turn": f"{TURN} confirmed creates per turn",
             "server_bucket": "burst:1000000;rate:1000000.0",
+            "malloc": MALLOC_ENV,
             "targets": TARGETS,
         },
         "summary": summary,
@@ -690,6 +716,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         [r.get("loop_iterations", float("nan")) / r["done"] for r in mine]
                     ),
                     "turns": median([r.get("turns", float("nan")) for r in mine]),
+                    "page_faults_per_create": median(
+                        [r.get("page_faults", float("nan")) / r["done"] for r in mine]
+                    ),
                     "runs": len(mine),
                 }
             )
@@ -730,6 +759,17 @@ CAVEATS = [
     "runs' CPU per create varies by 20% or more from one round to the next on this shared "
     "machine (see 'µs spread'); the ratios, taken within each round, far less ('ratio "
     "spread').",
+    "glibc's malloc thresholds are fixed in every worker (MALLOC_MMAP_THRESHOLD_=524288, "
+    "MALLOC_TRIM_THRESHOLD_=1048576: what glibc sets itself once a process has freed a large "
+    "mapped block). Left to glibc, asyncio's 256 KiB read buffer per answer cost a worker 0, "
+    "about 0.6, 1 or 2 minor page faults per create depending on that worker's allocation "
+    "history, not on its code: two workers of one contender in one round differed by up to "
+    "15% of CPU per create (c = 1, 40,000 creates; a page fault takes 5 to 10 µs of this "
+    "machine's CPU). The runs before this change (up to 8bba9ff) had that lottery in them: "
+    "its faults, paid by both sides of a ratio, pulled the ratios toward 1 (c = 1 at 20,000 "
+    "creates even came out below it, 0.83x to 0.95x). With the thresholds fixed, the same "
+    "code measured 1.12x (default) and 1.06x (rate_limit=False) at c = 8 and 64 where the "
+    "earlier runs said 1.07x to 1.11x and 1.02x to 1.05x.",
     "Taking turns costs each job a cold start per turn (its caches refilled after the others "
     f"ran): {TURN} creates per turn keeps that to a few per cent of a turn's work, the same "
     "for every contender. It may move the ratios slightly toward 1: turns of 2,500 creates "
@@ -814,6 +854,7 @@ def render(document: dict[str, Any], out: Path) -> str:
                 f"{s['client_busy'] * 100:.0f}%",
                 f"{s['client_starved'] * 100:.0f}%",
                 fmt(s.get("loop_iterations_per_create")),
+                fmt(s.get("page_faults_per_create", float("nan"))),
                 fmt(s["server_cpu_us_per_req"]),
                 f"{s['server_busy'] * 100:.0f}%",
                 str(s["runs"]),
@@ -832,6 +873,7 @@ def render(document: dict[str, Any], out: Path) -> str:
             "client busy",
             "client starved",
             "loop iterations / create",
+            "page faults / create",
             "server CPU µs/req",
             "server busy",
             "runs",
@@ -853,7 +895,9 @@ def render(document: dict[str, Any], out: Path) -> str:
             "All figures (spreads: half the inter-quartile range over the median; busy: CPU "
             "seconds over wall seconds of the job's turns; starved: the share of that time the "
             "client's thread was ready to run but waited for a core, the machine's other load; "
-            "loop iterations: event-loop iterations of the job per create):",
+            "loop iterations: event-loop iterations of the job per create; page faults: the job's "
+            "minor page faults per create, with glibc's malloc thresholds fixed, see the "
+            "caveats):",
             detail,
             f"![{TITLE}]({NAME}.png)",
             "Caveats:\n\n" + "\n".join(f"- {c}" for c in [*CAVEATS, *failure_notes(document)]),
