@@ -763,13 +763,16 @@ CAVEATS = [
     "MALLOC_TRIM_THRESHOLD_=1048576: what glibc sets itself once a process has freed a large "
     "mapped block). Left to glibc, asyncio's 256 KiB read buffer per answer cost a worker 0, "
     "about 0.6, 1 or 2 minor page faults per create depending on that worker's allocation "
-    "history, not on its code: two workers of one contender in one round differed by up to "
+    "history, not on its code: two workers of one contender, a round apart, differed by up to "
     "15% of CPU per create (c = 1, 40,000 creates; a page fault takes 5 to 10 µs of this "
-    "machine's CPU). The runs before this change (up to 8bba9ff) had that lottery in them: "
-    "its faults, paid by both sides of a ratio, pulled the ratios toward 1 (c = 1 at 20,000 "
-    "creates even came out below it, 0.83x to 0.95x). With the thresholds fixed, the same "
-    "code measured 1.12x (default) and 1.06x (rate_limit=False) at c = 8 and 64 where the "
-    "earlier runs said 1.07x to 1.11x and 1.02x to 1.05x.",
+    "machine's CPU). The runs before e360f01 had that lottery in them. Faults paid by both "
+    "sides of a ratio pull it toward 1, and a floor worker that drew more of them than the "
+    "client's put the client below the floor (c = 1 at 20,000 creates: 0.83x to 0.95x). With "
+    "the thresholds fixed, the same package (8bba9ff's, unchanged since but for a docstring) "
+    "measured at 100,000 creates 1.13 / 1.14 / 1.09 / 1.09x (default, c = 1 / 8 / 64 / 256) "
+    "where two earlier runs said 1.11 / 1.10 / "
+    "1.07 / 1.07x and 1.12 / 1.11 / 1.07 / 1.05x, and the ratios' spreads within a run fell "
+    "from several per cent to 0% to 2% at 20,000 and 100,000 creates.",
     "Taking turns costs each job a cold start per turn (its caches refilled after the others "
     f"ran): {TURN} creates per turn keeps that to a few per cent of a turn's work, the same "
     "for every contender. It may move the ratios slightly toward 1: turns of 2,500 creates "
@@ -781,12 +784,9 @@ CAVEATS = [
     "item keeps alive, takes 12% to 15% of each contender's CPU there (gc.callbacks, one "
     "process). What the client keeps alive per item in flight decides its share: lists alive "
     "per in-flight item, 11.3 for the client against 9.35 for raw aiohttp.",
-    "One full run does not decide a cell within about 0.04x of its target: the ratios' "
-    "spreads within a run are a few per cent, yet two full runs of one commit (964f16a, "
-    "back to back on a quiet machine) gave at 100,000 creates 1.09/1.07/1.05/1.05x and then "
-    "1.13/1.11/1.07/1.06x for the default client at c = 1/8/64/256, and 1.03/1.04/1.01/1.01x "
-    "then 1.08/1.04/1.02/1.02x for rate_limit=False. The state of the machine differs from "
-    "one run to the next, and taking turns evens it out within a round only.",
+    "Before the malloc thresholds were fixed, two full runs of one commit (964f16a, back to "
+    "back) differed by up to 0.05x in a cell at 100,000 creates (default client, c = 1: 1.09x "
+    "then 1.13x): the page-fault lottery above, drawn afresh by each worker.",
 ]
 
 
