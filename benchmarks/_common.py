@@ -79,11 +79,34 @@ class WorkerError(RuntimeError):
     """A worker process failed; carries its stderr."""
 
 
-def run_worker(module: str, params: Mapping[str, Any], *, timeout: float = 600.0) -> dict[str, Any]:
-    """Run ``python -m benchmarks.<module> --worker JSON`` and return its JSON answer."""
+#: glibc's malloc thresholds for the workers that measure CPU or throughput: a mapped block
+#: only above 512 KiB, twice asyncio's 256 KiB read buffer, and the heap given back to the
+#: system only beyond 1 MiB free at its top (glibc's own rule: twice the mapping threshold), as
+#: glibc sets them itself once a process has freed a large mapped block. Left to glibc, that
+#: buffer cost a worker 0 to 2 minor page faults per answer depending on its allocation history
+#: (see the client-cost benchmark). Not for the memory benchmark, which measures the default.
+#: Ignored by other allocators.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
+
+
+def run_worker(
+    module: str,
+    params: Mapping[str, Any],
+    *,
+    timeout: float = 600.0,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module> --worker JSON`` and return its JSON answer; ``env``:
+    variables added to this process's environment for the worker."""
     command = [sys.executable, "-m", f"benchmarks.{module}", "--worker", json.dumps(params)]
     completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     if completed.returncode != 0:
         raise WorkerError(
@@ -102,18 +125,19 @@ def run_worker_retrying(
     failures: list[dict[str, Any]],
     *,
     timeout: float = 600.0,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """:func:`run_worker`, once more in a fresh process if it fails; each failure is appended
     to ``failures`` (the parameters and the end of the error) so that the report can say so.
     A second failure is raised: a benchmark that cannot run is not silently skipped."""
     try:
-        return run_worker(module, params, timeout=timeout)
+        return run_worker(module, params, timeout=timeout, env=env)
     except (WorkerError, subprocess.TimeoutExpired) as exc:
         shown = {k: v for k, v in params.items() if k not in ("url", "server_pid", "tag")}
         last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
         failures.append({"params": shown, "error": last[0][:300]})
         log(f"{module}: a worker failed ({last[0][:200]}); running it again")
-        return run_worker(module, params, timeout=timeout)
+        return run_worker(module, params, timeout=timeout, env=env)
 
 
 def worker_main(worker: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

@@ -64,6 +64,7 @@ from typing import Any, Protocol
 from benchmarks._common import (
     API_KEY,
     COLOURS,
+    MALLOC_ENV,
     ROOT,
     ServerProcess,
     Settings,
@@ -482,11 +483,6 @@ def worker(params: dict[str, Any]) -> dict[str, Any]:
 
 #: Confirmed creates per turn (see :class:`Turns`): tens of milliseconds of work.
 TURN = 500
-#: glibc's malloc thresholds for every worker (module docstring): a mapped block only above
-#: 512 KiB, twice asyncio's read buffer, and the heap given back to the system only beyond
-#: 1 MiB free at its top (glibc's own rule: twice the mapping threshold), as glibc sets them
-#: itself once a process has freed a large mapped block. Ignored by other allocators.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 #: Seconds a worker may take to warm up, and to end one turn, before it is declared hung.
 READY_TIMEOUT = 600.0
 TURN_TIMEOUT = 300.0

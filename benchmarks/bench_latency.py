@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks._common import (
     COLOURS,
+    MALLOC_ENV,
     Settings,
     fmt,
     log,
@@ -123,6 +124,7 @@ def run(settings: Settings) -> dict[str, Any]:
                             "tag": f"l{latency}r{repeat}{client}",
                         },
                         failures,
+                        env=MALLOC_ENV,
                     )
                     for point in answer["points"]:
                         runs.append(
@@ -191,6 +193,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 else ""
             ),
             "target": {"default_vs_aiohttp": TARGET, "at_concurrencies": TARGET_CONCURRENCIES},
+            "malloc": MALLOC_ENV,
         },
         "summary": summary,
         "runs": runs,
@@ -213,6 +216,11 @@ CAVEATS = [
     "connections, which would cap c = 128 and 256 at 64 requests in flight). Each point is a "
     "fresh client: a warm-up of c creates opens its connections (and ends the default "
     "client's slow start), then the timed creates run on it.",
+    "Every worker runs with glibc's malloc thresholds fixed (MALLOC_MMAP_THRESHOLD_=524288, "
+    "MALLOC_TRIM_THRESHOLD_=1048576), as in the client-cost benchmark: left to glibc, "
+    "asyncio's 256 KiB read buffer cost a process 0 to 2 minor page faults per answer "
+    "depending on its allocation history, not on its code. The runs before e360f01 had "
+    "that lottery in them.",
     "Where the client's CPU sets the pace (c = 128 and 256 at 50 ms) a point of 20 creates "
     "per worker lasts about 1.5 s, in which a burst of the machine's other load or of garbage "
     "collection moves the ratio a lot (two full runs of one commit once gave 0.65x and 0.92x "
