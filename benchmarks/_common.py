@@ -81,11 +81,12 @@ class WorkerError(RuntimeError):
 
 #: glibc's malloc thresholds for the workers that measure CPU or throughput: a mapped block
 #: only above 512 KiB, twice asyncio's 256 KiB read buffer, and the heap given back to the
-#: system only beyond 1 MiB free at its top (glibc's own rule: twice the mapping threshold), as
-#: glibc sets them itself once a process has freed a large mapped block. Left to glibc, that
-#: buffer cost a worker 0 to 2 minor page faults per answer depending on its allocation history
-#: (see the client-cost benchmark). Not for the memory benchmark, which measures the default.
-#: Ignored by other allocators.
+#: system only beyond 1 MiB free at its top. glibc raises its own thresholds (to the size of
+#: the block, and twice that) the first time a process frees a large mapped block; these
+#: values put every worker in that state from the start, with room to spare. Left to glibc,
+#: that buffer cost a worker 0 to 2 minor page faults per answer depending on its allocation
+#: history (see the client-cost benchmark). Not for the memory benchmark, which measures the
+#: default. Ignored by other allocators.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 
 

@@ -756,8 +756,9 @@ CAVEATS = [
     "machine (see 'µs spread'); the ratios, taken within each round, far less ('ratio "
     "spread').",
     "glibc's malloc thresholds are fixed in every worker (MALLOC_MMAP_THRESHOLD_=524288, "
-    "MALLOC_TRIM_THRESHOLD_=1048576: what glibc sets itself once a process has freed a large "
-    "mapped block). Left to glibc, asyncio's 256 KiB read buffer per answer cost a worker 0, "
+    "MALLOC_TRIM_THRESHOLD_=1048576: above what glibc sets itself the first time a process "
+    "frees a large mapped block). Left to glibc, asyncio's 256 KiB read buffer per answer "
+    "cost a worker 0, "
     "about 0.6, 1 or 2 minor page faults per create depending on that worker's allocation "
     "history, not on its code: two workers of one contender, a round apart, differed by up to "
     "15% of CPU per create (c = 1, 40,000 creates; a page fault takes 5 to 10 µs of this "

@@ -219,7 +219,7 @@ CAVEATS = [
     "Every worker runs with glibc's malloc thresholds fixed (MALLOC_MMAP_THRESHOLD_=524288, "
     "MALLOC_TRIM_THRESHOLD_=1048576), as in the client-cost benchmark: left to glibc, "
     "asyncio's 256 KiB read buffer cost a process 0 to 2 minor page faults per answer "
-    "depending on its allocation history, not on its code. The runs before e360f01 had "
+    "depending on its allocation history, not on its code. The runs before 53c94b9 had "
     "that lottery in them.",
     "Where the client's CPU sets the pace (c = 128 and 256 at 50 ms) a point of 20 creates "
     "per worker lasts about 1.5 s, in which a burst of the machine's other load or of garbage "
