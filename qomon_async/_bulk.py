@@ -129,9 +129,13 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
             raise ValueError(f"dedupe_key must be 'mail+names' or 'mail', not {dedupe_key!r}")
         self._dedupe_key: DedupeKey = dedupe_key
         self._seen = SeenTable(spill=dedupe_spill) if dedupe else None
-        # The contacts items obtained, kept while another item's reconciliation could meet
-        # them: a contact is never given to two items (twins are wanted with dedupe=False).
-        self._claims = Claims()
+        # With dedupe=False (twins wanted): the contacts items obtained, kept while another
+        # item's reconciliation could meet them, so that a contact is never given to two items.
+        # With dedupe, none is kept: no two items of the run are one person (one mail, or one
+        # mail and names, folded), and a reconciliation takes only a contact with the mail and
+        # names of its own item (same_person); a contact without a mail is never taken. So no
+        # reconciliation can meet another item's contact (Qomon stores what was sent).
+        self._claims = None if dedupe else Claims()
         self._retry = retry
         self._timeout = timeout
         self._on_progress = on_progress
@@ -503,13 +507,14 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                 try:
                     if creating:
                         in_doubt_since = in_doubt(index, item) if in_doubt else None
-                        # Qomon's clock when the item was picked (None: claims are kept
-                        # meanwhile).
-                        in_flight[index] = (
-                            None
-                            if in_doubt_since is not None
-                            else creates.qomon_seconds(time.time())
-                        )
+                        if claims is not None:
+                            # Qomon's clock when the item was picked (None: claims are kept
+                            # meanwhile).
+                            in_flight[index] = (
+                                None
+                                if in_doubt_since is not None
+                                else creates.qomon_seconds(time.time())
+                            )
                         outcome = await creates.create(
                             data,
                             reconcile=reconcile,
@@ -519,12 +524,10 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                             abort=abort,
                             on_attempt=None if on_attempt is None else on_attempt(index),
                             attempts_out=attempts,
-                            exclude=claims,
+                            exclude=() if claims is None else claims,
                         )
-                        if claims.add(
-                            outcome.contact,
-                            keep=outcome.reconciled and outcome.attempts == 0,
-                            when=outcome.created_us,
+                        if claims is not None and claims.add(
+                            outcome.contact, keep=outcome.reconciled and outcome.attempts == 0
                         ):
                             self._forget_old_claims()  # a group of claims began, or doubled
                         result = result_of(
@@ -549,7 +552,8 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                     result = self._failed(index, item, started, exc, attempts)
                 finally:
                     progress.in_flight -= 1
-                    in_flight.pop(index, None)
+                    if claims is not None:
+                        in_flight.pop(index, None)
             progress.count(result)
             if on_progress is not None:
                 try:
@@ -639,6 +643,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
 
     def _forget_old_claims(self) -> None:
         """Drop the claims no item in flight (or picked later) can meet in a reconciliation."""
+        assert self._claims is not None
         floor = self._backend.creates.qomon_seconds(time.time())
         for start in self._in_flight.values():
             if start is None or floor is None:

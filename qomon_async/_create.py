@@ -26,7 +26,7 @@ import msgspec
 
 from . import _bodies, _http, _protocol
 from ._budget import Budget
-from ._claims import Claims, micros
+from ._claims import Claims
 from ._claims import aware as _aware
 from ._config import RetryPolicy
 from ._exceptions import (
@@ -104,9 +104,6 @@ class CreateOutcome(msgspec.Struct, frozen=True, gc=False):
     contact: ConfirmedContact
     attempts: int
     reconciled: bool
-    #: The contact's ``created_at`` in microseconds since the epoch (``_claims.micros``), when the
-    #: create protocol read it already (a confirmed create); None otherwise.
-    created_us: int | None = None
 
 
 class CreateProtocol:
@@ -257,8 +254,9 @@ class CreateProtocol:
                     )
                     contact = _protocol.decode_contact(response.status, response.body)
                     created_at = contact.created_at
-                    created_us = None if created_at is None else self._learn_offset(created_at)
-                    outcome = CreateOutcome(contact, len(attempts), False, created_us)
+                    if created_at is not None:
+                        self._learn_offset(created_at)
+                    outcome = CreateOutcome(contact, len(attempts), False)
                 except (ServerError, APIConnectionError, ResponseDecodeError) as exc:
                     if not is_ambiguous(exc):
                         raise
@@ -303,18 +301,15 @@ class CreateProtocol:
             await self.in_doubt.clear(key)
         return outcome
 
-    def _learn_offset(self, created_at: dt.datetime) -> int:
+    def _learn_offset(self, created_at: dt.datetime) -> None:
         """Learn Qomon's clock from a confirmed create: it stored the contact before now, so
         its clock minus ours is at least ``created_at - now``. The largest such bound is the
         tightest; a slow answer gives a looser one, which lowers the estimate by at most
         :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
-        slack that :meth:`qomon_seconds` subtracts).
-
-        Returns ``created_at`` in microseconds since the epoch (``_claims.micros``): the bulk pool
-        claims the contact by it, without converting the date a second time."""
-        created_us = micros(created_at)
-        # created_at.timestamp(), to the last bit, from the integer already at hand.
-        sample = created_us / 1_000_000 - time.time()
+        slack that :meth:`qomon_seconds` subtracts). A naive ``created_at`` is taken as UTC."""
+        if created_at.tzinfo is None:  # (decoded dates are aware; a date built by hand may not be)
+            created_at = created_at.replace(tzinfo=dt.timezone.utc)
+        sample = created_at.timestamp() - time.time()
         if abs(sample) > self.max_offset:
             # A date no clock is that far off from (a hostile or broken answer): learning it
             # would make every later date on Qomon's clock overflow. The margin covers the skew.
@@ -322,14 +317,13 @@ class CreateProtocol:
                 "ignoring a CreatedAt %.0f s away from this machine's clock: not Qomon's clock",
                 sample,
             )
-            return created_us
+            return
         previous = self._offset
         if previous is None or sample >= previous:
             self._offset = sample
         elif sample + self.clock_slack < previous:
             # min(previous, sample + slack), written only when it moves (rarely: a slow answer).
             self._offset = sample + self.clock_slack
-        return created_us
 
     async def _lookup_record(self, key: str) -> dt.datetime | None:
         assert self.in_doubt is not None

@@ -96,6 +96,30 @@ async def test_twins_each_get_their_own_contact_under_faults(
     assert len(created) <= len(fake.contacts) <= len(created) + unknown
 
 
+async def test_with_dedupe_one_family_under_faults_gets_one_contact_each_and_no_claims(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    # One mail, forty first names: dedupe lets every row through, and each row's reconciliation
+    # (after a 502 that stored it, or a 500 that did not) meets its relatives' contacts. The
+    # names tell them apart: no claims are kept with dedupe, and none is needed.
+    family = [{**MARTIN, "firstname": f"Enfant {i}"} for i in range(40)]
+    fake.inject(ErrorBeforeProcessing(status=500), route="POST /contacts", probability=0.3)
+    fake.inject(ErrorAfterProcessing(status=502), route="POST /contacts", probability=0.2)
+    run = client.create_contacts(family, concurrency=4)
+    results = [r async for r in run]
+    assert run._claims is None
+    created = [r for r in results if r.status is CreateStatus.CREATED]
+    assert sum(r.reconciled for r in created) >= 1  # the faults did send rows to reconciliation
+    for result in created:
+        assert result.contact is not None
+        assert fake.contacts[result.contact.id]["firstname"] == family[result.index]["firstname"]
+    ids = [r.contact.id for r in created if r.contact is not None]
+    assert len(ids) == len(set(ids)), "two items were given the same contact"
+    unknown = sum(r.status is CreateStatus.UNKNOWN for r in results)
+    assert len(created) + unknown == 40
+    assert len(created) <= len(fake.contacts) <= len(created) + unknown
+
+
 async def test_claims_are_kept_only_for_the_in_flight_window(
     client: QomonClient, fake: FakeQomon
 ) -> None:

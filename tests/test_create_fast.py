@@ -1,8 +1,10 @@
-"""A confirmed create's date, as the create path hands it to the pool's claims."""
+"""What a confirmed create's date teaches the create protocol: Qomon's clock against ours."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qomon_async import RetryPolicy
-from qomon_async._claims import micros
 from qomon_async._create import CreateProtocol
 from qomon_async._models import Contact
 from qomon_async._query import Query
@@ -37,12 +38,43 @@ def _protocol() -> CreateProtocol:
 
 
 @given(
-    st.datetimes(
-        min_value=dt.datetime(1971, 1, 1),
-        max_value=dt.datetime(2200, 1, 1),
-        timezones=st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=-7))]),
-    )
+    ahead=st.floats(min_value=-3600.0, max_value=3600.0),
+    zone=st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=-7))]),
 )
-def test_a_confirmed_creates_date_is_claimed_by_its_exact_micros(when: dt.datetime) -> None:
-    """_learn_offset returns micros() of the date, to the microsecond."""
-    assert _protocol()._learn_offset(when) == micros(when)
+def test_the_offset_learned_is_the_dates_distance_from_this_clock(
+    ahead: float, zone: dt.tzinfo | None
+) -> None:
+    """A date ``ahead`` seconds from now (naive: UTC) gives an offset of ``ahead`` seconds,
+    within the time the call took."""
+    now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ahead)
+    when = now.replace(tzinfo=None) if zone is None else now.astimezone(zone)
+    protocol = _protocol()
+    before = time.time()
+    protocol._learn_offset(when)
+    after = time.time()
+    assert protocol._offset is not None
+    assert now.timestamp() - after <= protocol._offset <= now.timestamp() - before
+
+
+def test_a_naive_date_is_utc_whatever_the_local_zone() -> None:
+    """Not the machine's local time (``datetime.timestamp`` of a naive date would be)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/Los_Angeles"
+    time.tzset()
+    try:
+        protocol = _protocol()
+        protocol._learn_offset(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        assert protocol._offset is not None and abs(protocol._offset) < 60
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+def test_a_date_a_day_away_is_not_learned() -> None:
+    """A hostile or broken CreatedAt: the margin covers the skew, nothing is learned."""
+    protocol = _protocol()
+    protocol._learn_offset(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2))
+    assert protocol._offset is None
