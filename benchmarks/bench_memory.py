@@ -12,9 +12,10 @@ in-flight window: 100,000 items grow RSS by at most 1.1x what 10,000 do).
 With ``dedupe=True`` the pool keeps no claims (no two items are one person, so no
 reconciliation can meet another item's contact). With ``dedupe=False`` it keeps the contacts
 the last seconds of creates obtained (its claims: the in-flight window plus 5 s of slack for
-Qomon's clock), so a job shorter than that window has not filled it yet. Besides the headline ratio, the report gives what the window
-explains: each job's rate, length and largest claims table (sampled with RSS), and the large
-job's growth after its first 30% of items, once the window is full (flat means about 0).
+Qomon's clock), so a job shorter than that window has not filled it yet. Besides the headline
+ratio, the report gives what the window explains: each job's rate, length and largest claims
+table (sampled with RSS), and the large job's growth after its first 30% of items, once the
+window is full (flat means about 0).
 """
 
 from __future__ import annotations
