@@ -530,14 +530,17 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                             outcome.contact, keep=outcome.reconciled and outcome.attempts == 0
                         ):
                             self._forget_old_claims()  # a group of claims began, or doubled
-                        result = result_of(
+                        # result_of's CreateResult, built here positionally: no frame, no
+                        # keyword dict to pack and unpack on every create.
+                        result = CreateResult(
                             index,
-                            item,
-                            started,
                             CREATED,
-                            contact=outcome.contact,
-                            attempts=outcome.attempts,
-                            reconciled=outcome.reconciled,
+                            item,
+                            outcome.contact,
+                            None,
+                            outcome.attempts,
+                            outcome.reconciled,
+                            monotonic() - started,
                         )
                         # Not kept while this worker's next item is in flight: its contact
                         # would stay alive until the next answer, one more per worker for
