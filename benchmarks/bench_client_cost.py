@@ -766,8 +766,8 @@ CAVEATS = [
     "sides of a ratio pull it toward 1, and a floor worker that drew more of them than the "
     "client's put the client below the floor (c = 1 at 20,000 creates: 0.83x to 0.95x). With "
     "the thresholds fixed, the same package (8bba9ff's, unchanged since but for a docstring) "
-    "measured at 100,000 creates 1.13 / 1.14 / 1.09 / 1.09x (default, c = 1 / 8 / 64 / 256) "
-    "where two earlier runs said 1.11 / 1.10 / "
+    "measured at 100,000 creates 1.13 / 1.14 / 1.09 / 1.09x (default, c = 1 / 8 / 64 / 256; "
+    "the run of e360f01, not this one) where two earlier runs said 1.11 / 1.10 / "
     "1.07 / 1.07x and 1.12 / 1.11 / 1.07 / 1.05x, and the ratios' spreads within a run fell "
     "from several per cent to 0% to 2% at 20,000 and 100,000 creates.",
     "Taking turns costs each job a cold start per turn (its caches refilled after the others "
