@@ -101,17 +101,16 @@ class Claims:
             return False
         return any(contact_id in group for group in self._groups)
 
-    def add(self, contact: Contact, *, keep: bool = False, when: int | None = None) -> bool:
+    def add(self, contact: Contact, *, keep: bool = False) -> bool:
         """Claim ``contact`` for an item; ``keep``: never drop it (found for an in-doubt item,
-        it may be older than the run). ``when``: :func:`micros` of the contact's ``created_at``
-        when the caller has it already (None: read from the contact). Returns :meth:`full`
-        (asked after every claim).
+        it may be older than the run). Returns :meth:`full` (asked after every claim).
 
         Written for the bulk pool's every create: the claim appended inline in the common case,
         its id's range checked only when the array refuses it.
         """
         contact_id = contact.id
-        if when is None and not keep:
+        when: int | None = None
+        if not keep:
             created = contact.created_at
             if created is not None:
                 when = micros(created)

@@ -197,27 +197,10 @@ def test_micros_is_the_exact_integer_and_gives_the_timestamp_to_the_bit(
     naive: dt.datetime, zone: dt.tzinfo | None
 ) -> None:
     """micros() by the timedelta's fields is the floor division by one microsecond it
-    replaced, and micros / 10**6 is what datetime.timestamp() gives (the create protocol learns
-    Qomon's clock from it, and the pool claims by the same integer)."""
+    replaced, and micros / 10**6 is what datetime.timestamp() gives (a claim's time and the
+    clock the create protocol learns from a date agree to the bit)."""
     when = naive.replace(tzinfo=zone)
     as_utc = when if zone is not None else when.replace(tzinfo=dt.timezone.utc)
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     assert micros(when) == (as_utc - epoch) // dt.timedelta(microseconds=1)
     assert micros(when) / 1_000_000 == as_utc.timestamp()
-
-
-def test_a_claim_given_its_time_is_the_claim_read_from_the_contact() -> None:
-    """add(when=micros(created_at)) files the claim exactly where add() alone does."""
-    read, given_ = Claims(), Claims()
-    for number in range(1, 3_001):
-        contact = claim(number, T0 + number * 7 * MS)
-        read.add(contact)
-        given_.add(contact, when=micros(contact.created_at or T0))
-    assert len(read) == len(given_) == 3_000
-    assert [(g.start, g.oldest, g.newest, list(g.ids)) for g in read._groups] == [
-        (g.start, g.oldest, g.newest, list(g.ids)) for g in given_._groups
-    ]
-    read.drop_before(T0 + 10_000 * MS)
-    given_.drop_before(T0 + 10_000 * MS)
-    assert len(read) == len(given_) < 3_000
-    assert (read.floor, read.dropped_from) == (given_.floor, given_.dropped_from)
