@@ -192,7 +192,8 @@ class CreateProtocol:
         ``on_attempt(started_at)`` is awaited before each round of sending (a journal records it
         durably first).
         ``attempts_out`` receives the count of requests sent, whatever the outcome. ``exclude``:
-        contact ids that reconciliation may not claim (a :class:`Claims`).
+        contact ids that reconciliation may not claim (the bulk pool's :class:`Claims` with
+        ``dedupe=False``; nothing with dedupe, where no two items are one person).
         """
         attempts = attempts_out if attempts_out is not None else []
         store = self.in_doubt

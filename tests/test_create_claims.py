@@ -103,6 +103,7 @@ async def test_with_dedupe_one_family_under_faults_gets_one_contact_each_and_no_
     # (after a 502 that stored it, or a 500 that did not) meets its relatives' contacts. The
     # names tell them apart: no claims are kept with dedupe, and none is needed.
     family = [{**MARTIN, "firstname": f"Enfant {i}"} for i in range(40)]
+    fake.inject(ErrorAfterProcessing(status=502), route="POST /contacts", nth=3)  # one at least
     fake.inject(ErrorBeforeProcessing(status=500), route="POST /contacts", probability=0.3)
     fake.inject(ErrorAfterProcessing(status=502), route="POST /contacts", probability=0.2)
     run = client.create_contacts(family, concurrency=4)
