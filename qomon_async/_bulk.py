@@ -28,6 +28,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Container,
     Iterable,
     Iterator,
     Sized,
@@ -462,6 +463,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         dedupe_key = self._dedupe_key
         creates = self._backend.creates
         claims = self._claims
+        exclude: Container[int] = () if claims is None else claims
         in_flight = self._in_flight
         in_doubt = self._in_doubt
         reconcile = self._reconcile
@@ -524,7 +526,7 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
                             abort=abort,
                             on_attempt=None if on_attempt is None else on_attempt(index),
                             attempts_out=attempts,
-                            exclude=() if claims is None else claims,
+                            exclude=exclude,
                         )
                         if claims is not None and claims.add(
                             outcome.contact, keep=outcome.reconciled and outcome.attempts == 0

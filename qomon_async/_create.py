@@ -308,9 +308,7 @@ class CreateProtocol:
         tightest; a slow answer gives a looser one, which lowers the estimate by at most
         :attr:`clock_slack` (so an estimate never exceeds the latest bound by more than the
         slack that :meth:`qomon_seconds` subtracts). A naive ``created_at`` is taken as UTC."""
-        if created_at.tzinfo is None:  # (decoded dates are aware; a date built by hand may not be)
-            created_at = created_at.replace(tzinfo=dt.timezone.utc)
-        sample = created_at.timestamp() - time.time()
+        sample = _aware(created_at).timestamp() - time.time()
         if abs(sample) > self.max_offset:
             # A date no clock is that far off from (a hostile or broken answer): learning it
             # would make every later date on Qomon's clock overflow. The margin covers the skew.
