@@ -179,7 +179,15 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
     def __aiter__(self) -> BulkRun[ItemT]:
         return self
 
-    async def __anext__(self) -> CreateResult[ItemT]:
+    def __anext__(self) -> Awaitable[CreateResult[ItemT]]:
+        # The run's generator's own awaitable when it is the one to resume (the inline path,
+        # and an ordered run): no coroutine of this method in between, resumed with every
+        # answer of every item. Else the waiting below.
+        if self._ready_results is None and not (self._inline and _running(self._gen)):
+            return self._gen.__anext__()
+        return self._anext()
+
+    async def _anext(self) -> CreateResult[ItemT]:
         results = self._ready_results
         if results is not None:
             # Unordered and running (the run's generator is paused at a yield): results are

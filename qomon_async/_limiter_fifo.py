@@ -38,6 +38,7 @@ import asyncio
 import collections
 import logging
 import math
+import threading
 from typing import TYPE_CHECKING
 
 from ._limiter_model import DEBUG, LEVELS, BucketModel, log_resync
@@ -71,6 +72,7 @@ logger = logging.getLogger("qomon_async")
 
 _get_running_loop = asyncio.get_running_loop
 _running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
+_thread_ident = threading.get_ident
 _INF = math.inf
 _new = object.__new__
 # The costs of Qomon's routes (route_cost): valid costs, known in one look-up.
@@ -227,7 +229,9 @@ class RateLimiter(BucketModel):
         if cost not in _ROUTE_COSTS and not 0.0 <= cost < _INF:  # NaN fails too
             raise ValueError(f"cost must be a non-negative number, got {cost!r}")
         now = self._time()
-        if self._open_from <= now and _running_loop() is self._loop:
+        if self._open_from <= now and (
+            self._runner._thread_id == _thread_ident() or _running_loop() is self._loop
+        ):  # (_on_loop, inline)
             # The fast path, on the limiter's loop: nobody waits, no pause, no slow start, no
             # refill held (the gate, see _regate): granted at once when the bucket covers it
             # (and the reserve, if any).
@@ -550,8 +554,8 @@ class RateLimiter(BucketModel):
             state is not self._state_read  # (UNREAD, never a parsed state, until one is read)
             or rejected
             or self._rejected
-            or _running_loop() is not self._loop
-        ):
+            or (self._runner._thread_id != _thread_ident() and _running_loop() is not self._loop)
+        ):  # (not _on_loop, inline)
             self._observe(permit, state, rejected)
             return
         # The steady answer: one that carries the very state of the answer before (a parser
@@ -644,7 +648,7 @@ class RateLimiter(BucketModel):
     def _observe(self, permit: Permit, state: BucketState | None, rejected: bool) -> None:
         """:meth:`observe` in general (the model's ``_sync``), from any loop."""
         owner = self._owner
-        if owner is not None and _get_running_loop() is not self._loop:
+        if owner is not None and not self._on_loop():
             owner.get().observe(permit, state, rejected=rejected)  # called from another loop
             return
         informed = self._informed

@@ -52,8 +52,10 @@ import asyncio
 import heapq
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 
@@ -238,6 +240,17 @@ class _Bucket(AsyncLimiter):
             self._wake_next()
 
 
+class _UnknownRunner:
+    """Stands for a loop that does not name its thread: the caller's is never it."""
+
+    _thread_id = None
+
+
+_UNKNOWN_RUNNER = _UnknownRunner()
+_thread_ident = threading.get_ident
+_running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
+
+
 class BucketModel:
     """The bucket as this process believes the server holds it, corrected by every answer.
 
@@ -257,6 +270,7 @@ class BucketModel:
         self.stats = stats if stats is not None else LimiterStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._time: Callable[[], float] = time.monotonic  # the loop's clock (see _attach)
+        self._runner: Any = _UNKNOWN_RUNNER  # names the loop's thread (see _attach)
         self._seq = 0
         self._granted_total = 0.0  # tokens granted so far: later-permit costs by difference
         self._ledger = InFlightLedger()  # the permits not yet answered
@@ -286,6 +300,16 @@ class BucketModel:
         # (a test's virtual clock) keeps it.
         own = getattr(loop.time, "__func__", None) is _ASYNCIO_TIME
         self._time = time.monotonic if own else loop.time
+        # Whether a call comes from this loop, asked on every grant and answer: asyncio's
+        # running-loop look-up makes a getpid system call each time (its guard against a
+        # fork). asyncio's own loops name the thread running them in ``_thread_id`` (None
+        # while stopped), and one thread runs one loop at a time: that thread being the
+        # caller's says the same, in user space. Another loop (uvloop) is looked up.
+        self._runner = loop if isinstance(loop, asyncio.BaseEventLoop) else _UNKNOWN_RUNNER
+
+    def _on_loop(self) -> bool:
+        """Whether the caller runs on this model's loop (bound to one)."""
+        return self._runner._thread_id == _thread_ident() or _running_loop() is self._loop
 
     def _now(self) -> float | None:
         return self._loop.time() if self._loop is not None else None

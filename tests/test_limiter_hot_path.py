@@ -111,6 +111,121 @@ def test_threads_running_loops_at_once_each_use_their_own_limiter() -> None:
     assert limiter.stats.syncs == rounds * threads
 
 
+def test_asyncio_names_the_thread_running_a_loop_and_only_while_it_runs() -> None:
+    # What the limiter's "on my loop?" test reads instead of asyncio's running-loop look-up
+    # (a getpid system call each): a private attribute of asyncio's loops, pinned here.
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop._thread_id is None  # type: ignore[attr-defined]
+
+        async def inside() -> object:
+            return loop._thread_id  # type: ignore[attr-defined]
+
+        assert loop.run_until_complete(inside()) == threading.get_ident()
+        assert loop._thread_id is None  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+
+
+def test_grants_and_answers_on_the_loop_do_not_look_the_loop_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qomon_async import _limiter_fifo, _limiter_model  # noqa: PLC0415
+
+    lookups = [0]
+    real = asyncio._get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop | None:
+        lookups[0] += 1
+        return real()
+
+    monkeypatch.setattr(_limiter_fifo, "_running_loop", counted)
+    monkeypatch.setattr(_limiter_model, "_running_loop", counted)
+    limiter = RateLimiter(1e6, 1e6, slow_start=False)
+    state = BucketState(1e6, 1e6, 1e6 - 5)  # one state, as the header parser hands back
+
+    async def main(rounds: int) -> None:
+        for _ in range(rounds):
+            permit = limiter.try_acquire(5)
+            assert permit is not None
+            limiter.observe(permit, state)
+
+    asyncio.run(main(1))  # binds the limiter to this loop: its thread known from here on
+    assert limiter._runner is not None
+    lookups[0] = 0
+    with pytest.raises(RuntimeError, match="another event loop"):
+        asyncio.run(main(1))  # a second loop, same thread: the first is stopped
+    assert lookups[0] > 0
+
+    limiter = RateLimiter(1e6, 1e6, slow_start=False)
+
+    async def bound() -> None:
+        limiter.try_acquire(5)
+        lookups[0] = 0
+        await main(50)
+
+    asyncio.run(bound())
+    assert lookups[0] == 0  # 50 grants and 50 answers: the thread was enough
+    assert limiter.stats.permits == 51
+    assert limiter.stats.syncs == 50
+    assert limiter._state_read is state  # the steady answer's path was the one taken
+
+
+def test_a_loop_that_does_not_name_its_thread_is_looked_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qomon_async import _limiter_fifo, _limiter_model  # noqa: PLC0415
+
+    lookups = [0]
+    real = asyncio._get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop | None:
+        lookups[0] += 1
+        return real()
+
+    monkeypatch.setattr(_limiter_fifo, "_running_loop", counted)
+    limiter = RateLimiter(1e6, 1e6, slow_start=False)
+    state = BucketState(1e6, 1e6, 1e6 - 5)
+
+    async def main() -> None:
+        limiter.observe(limiter.try_acquire(5), state)  # type: ignore[arg-type]
+        limiter._runner = _limiter_model._UNKNOWN_RUNNER  # as for a uvloop loop
+        lookups[0] = 0
+        for _ in range(10):
+            permit = limiter.try_acquire(5)
+            assert permit is not None  # still granted at once, after the look-up
+            limiter.observe(permit, state)
+
+    asyncio.run(main())
+    assert lookups[0] == 20
+
+
+def test_a_limiter_bound_to_a_loop_running_in_another_thread_refuses_this_one() -> None:
+    limiter = RateLimiter(1e6, 1e6, slow_start=False)
+    bound, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        limiter.try_acquire(5)  # bound to this thread's loop, which keeps running
+        bound.set()
+        while not release.is_set():
+            await asyncio.sleep(0.001)
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert bound.wait(10)
+
+        async def intrude() -> None:
+            limiter.try_acquire(5)
+
+        with pytest.raises(RuntimeError, match="another event loop"):
+            asyncio.run(intrude())
+    finally:
+        release.set()
+        holder.join()
+    assert limiter.stats.permits == 1
+
+
 # --------------------------------------------------------------------------------------------
 # Header values parsed once per distinct set
 # --------------------------------------------------------------------------------------------
