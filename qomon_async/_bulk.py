@@ -180,10 +180,11 @@ class BulkRun(AsyncIterator[CreateResult[ItemT]]):
         return self
 
     def __anext__(self) -> Awaitable[CreateResult[ItemT]]:
-        # The run's generator's own awaitable when it is the one to resume (the inline path,
-        # and an ordered run): no coroutine of this method in between, resumed with every
-        # answer of every item. Else the waiting below.
-        if self._ready_results is None and not (self._inline and _running(self._gen)):
+        # The inline path (one item at a time, sent in the caller's task): the run's
+        # generator's own awaitable, without a coroutine of this method in between, resumed
+        # with every answer of every item. Everything else (worker runs, a second consumer)
+        # takes the checks and waiting below, when awaited.
+        if self._inline and not _running(self._gen):
             return self._gen.__anext__()
         return self._anext()
 

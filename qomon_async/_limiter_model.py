@@ -52,8 +52,10 @@ import asyncio
 import heapq
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -247,6 +249,21 @@ class _UnknownRunner:
 
 
 _UNKNOWN_RUNNER = _UnknownRunner()
+#: The models that know their loop's thread: a forked child forgets it (below).
+_RUNNERS_KNOWN: weakref.WeakSet[BucketModel] = weakref.WeakSet()
+
+
+def _forget_runners() -> None:
+    """In a forked child: a loop copied from the parent still names the forking thread,
+    whose ident the child's thread has, but does not run there. Every model looks its loop up
+    from now on (asyncio's look-up knows a fork)."""
+    for model in list(_RUNNERS_KNOWN):
+        model._runner = _UNKNOWN_RUNNER
+    _RUNNERS_KNOWN.clear()
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which does not fork)
+    os.register_at_fork(after_in_child=_forget_runners)
 _thread_ident = threading.get_ident
 _running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
 
@@ -305,7 +322,12 @@ class BucketModel:
         # fork). asyncio's own loops name the thread running them in ``_thread_id`` (None
         # while stopped), and one thread runs one loop at a time: that thread being the
         # caller's says the same, in user space. Another loop (uvloop) is looked up.
-        self._runner = loop if isinstance(loop, asyncio.BaseEventLoop) else _UNKNOWN_RUNNER
+        # (A forked child forgets the thread: _forget_runners.)
+        if isinstance(loop, asyncio.BaseEventLoop):
+            self._runner = loop
+            _RUNNERS_KNOWN.add(self)
+        else:
+            self._runner = _UNKNOWN_RUNNER
 
     def _on_loop(self) -> bool:
         """Whether the caller runs on this model's loop (bound to one)."""

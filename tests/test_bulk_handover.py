@@ -80,6 +80,31 @@ async def test_a_second_consumer_at_the_same_time_is_refused(
     assert sorted(r.index for r in [result, *rest]) == list(range(20))
 
 
+async def test_an_anext_made_before_the_run_started_is_refused_while_another_waits(
+    client: QomonClient, fake: FakeQomon
+) -> None:
+    # An anext() made early and awaited late, while another task waits for a result of a
+    # worker run: refused when awaited, and the waiting task still gets its result (the
+    # run's decision is made when awaited, not when anext() was called).
+    async def source() -> AsyncIterator[dict[str, Any]]:
+        for item in people(20):
+            yield item
+
+    fake.inject(Latency(seconds=300), route="POST /contacts", nth=2)
+    run = client.create_contacts(source(), concurrency=1)
+    early = anext(run)
+    first = await anext(run)
+    waiting = asyncio.ensure_future(anext(run))
+    while run._ready is None or run._ready.done():
+        await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="already awaited"):
+        await early
+    second = await asyncio.wait_for(waiting, 60)
+    assert (first.index, second.index) == (0, 1)
+    rest = [r.index async for r in run]
+    assert rest == list(range(2, 20))
+
+
 @pytest.mark.parametrize("first_result", [False, True])
 async def test_closing_from_another_task_ends_a_waiting_consumer(
     client: QomonClient, fake: FakeQomon, first_result: bool

@@ -15,8 +15,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
+import warnings
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -198,6 +200,40 @@ def test_a_loop_that_does_not_name_its_thread_is_looked_up(
 
     asyncio.run(main())
     assert lookups[0] == 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
+def test_a_forked_child_does_not_take_its_copy_of_the_parents_loop_for_its_own() -> None:
+    # Forked inside the running loop: the child's thread has the forking thread's ident, and
+    # its copy of the loop still names that thread. Its own loop must not pass for it.
+    limiter = RateLimiter(1e6, 1e6, slow_start=False)
+
+    def child() -> int:
+        async def own_loop() -> None:
+            limiter.try_acquire(5)
+
+        try:
+            asyncio.run(own_loop())
+        except RuntimeError as exc:
+            return 0 if "another event loop" in str(exc) else 2
+        return 1  # granted: the child took the parent's loop for its own
+
+    async def parent() -> int:
+        assert limiter.try_acquire(5) is not None  # bound to this loop
+        pid = os.fork()
+        if pid == 0:  # the child: report, and leave without running the parent's cleanup
+            code = 3
+            try:
+                code = child()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads about (3.12+)
+        assert asyncio.run(parent()) == 0
+    assert limiter.stats.permits == 1
 
 
 def test_a_limiter_bound_to_a_loop_running_in_another_thread_refuses_this_one() -> None:
