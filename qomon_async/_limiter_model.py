@@ -318,11 +318,13 @@ class BucketModel:
         own = getattr(loop.time, "__func__", None) is _ASYNCIO_TIME
         self._time = time.monotonic if own else loop.time
         # Whether a call comes from this loop, asked on every grant and answer: asyncio's
-        # running-loop look-up makes a getpid system call each time (its guard against a
-        # fork). asyncio's own loops name the thread running them in ``_thread_id`` (None
-        # while stopped), and one thread runs one loop at a time: that thread being the
-        # caller's says the same, in user space. Another loop (uvloop) is looked up.
-        # (A forked child forgets the thread: _forget_runners.)
+        # running-loop look-up makes a getpid system call each time on Python 3.10 and 3.11
+        # (its guard against a fork; 3.12 dropped it). asyncio's own loops name the thread
+        # running them in ``_thread_id`` (None while stopped), and one thread runs one loop at
+        # a time: that thread being the caller's says the same, in user space. Another loop
+        # (uvloop) is looked up. A forked child forgets the thread (_forget_runners). Not
+        # covered: a second loop run inside a task of the first (nest_asyncio with two loops),
+        # where both name the thread; asyncio itself refuses to run it.
         if isinstance(loop, asyncio.BaseEventLoop):
             self._runner = loop
             _RUNNERS_KNOWN.add(self)
