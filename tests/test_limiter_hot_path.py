@@ -129,20 +129,24 @@ def test_asyncio_names_the_thread_running_a_loop_and_only_while_it_runs() -> Non
         loop.close()
 
 
-def test_grants_and_answers_on_the_loop_do_not_look_the_loop_up(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The limiter's running-loop look-ups (asyncio's, counted), from now on."""
     from qomon_async import _limiter_fifo, _limiter_model  # noqa: PLC0415
 
-    lookups = [0]
+    counter = [0]
     real = asyncio._get_running_loop
 
     def counted() -> asyncio.AbstractEventLoop | None:
-        lookups[0] += 1
+        counter[0] += 1
         return real()
 
     monkeypatch.setattr(_limiter_fifo, "_running_loop", counted)
     monkeypatch.setattr(_limiter_model, "_running_loop", counted)
+    return counter
+
+
+def test_grants_and_answers_on_the_loop_do_not_look_the_loop_up(lookups: list[int]) -> None:
     limiter = RateLimiter(1e6, 1e6, slow_start=False)
     state = BucketState(1e6, 1e6, 1e6 - 5)  # one state, as the header parser hands back
 
@@ -173,19 +177,9 @@ def test_grants_and_answers_on_the_loop_do_not_look_the_loop_up(
     assert limiter._state_read is state  # the steady answer's path was the one taken
 
 
-def test_a_loop_that_does_not_name_its_thread_is_looked_up(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from qomon_async import _limiter_fifo, _limiter_model  # noqa: PLC0415
+def test_a_loop_that_does_not_name_its_thread_is_looked_up(lookups: list[int]) -> None:
+    from qomon_async import _limiter_model  # noqa: PLC0415
 
-    lookups = [0]
-    real = asyncio._get_running_loop
-
-    def counted() -> asyncio.AbstractEventLoop | None:
-        lookups[0] += 1
-        return real()
-
-    monkeypatch.setattr(_limiter_fifo, "_running_loop", counted)
     limiter = RateLimiter(1e6, 1e6, slow_start=False)
     state = BucketState(1e6, 1e6, 1e6 - 5)
 
