@@ -790,6 +790,14 @@ CAVEATS = [
     "1.12x, then 1.11 / 1.16 / 1.13x; at c = 8 1.04 / 1.11 / 1.09x, then 1.06 / 1.08 / 1.08x; "
     "at c = 64 and 256 both runs stayed within 1.02x to 1.07x. A cell within a few hundredths "
     "of its target may fall on either side of it from one run to the next.",
+    "Ratios depend on the host as well as the code. The run of b88fbdd (on a fresh "
+    "machine of the same kind) met every cell, but its floor was slower than the runs "
+    "before: raw aiohttp's CPU per create 260 to 400 µs, against 170 to 280 µs in the runs of "
+    "81287e2. The client's surplus over the floor, in µs per create, stayed about where it "
+    "was (default client at c = 1: 24 to 30 µs, against 17 to 34 µs; at c = 8: 15 to 20 µs, "
+    "against 8 to 24 µs), so the same surplus made a smaller ratio. b88fbdd itself changed "
+    "little on the path of a create (two getpid system calls per create fewer, one coroutine "
+    "less at c = 1), not enough to show in a run.",
 ]
 
 
