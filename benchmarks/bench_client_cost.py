@@ -523,7 +523,9 @@ def plan(settings: Settings) -> list[dict[str, Any]]:
 class _Member:
     """One worker of a round: its process, its ends of the two pipes, its captured output."""
 
-    def __init__(self, job: dict[str, Any], url: str) -> None:
+    def __init__(self, job: dict[str, Any], url: str, tree: Path = ROOT) -> None:
+        """``tree``: the checkout whose package (and benchmarks) the worker imports (see
+        ``benchmarks.ab``); this one by default."""
         self.job = job
         go_read, self.go = os.pipe()
         self.done, done_write = os.pipe()
@@ -539,11 +541,12 @@ class _Member:
         self.stdout = tempfile.TemporaryFile()  # noqa: SIM115
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
         command = [sys.executable, "-m", "benchmarks.bench_client_cost", "--worker"]
+        imports = {} if tree == ROOT else {"PYTHONPATH": str(tree)}
         try:
             self.process = subprocess.Popen(
                 [*command, json.dumps(params)],
-                cwd=ROOT,
-                env={**os.environ, **MALLOC_ENV},
+                cwd=tree,
+                env={**os.environ, **MALLOC_ENV, **imports},
                 stdout=self.stdout,
                 stderr=self.stderr,
                 pass_fds=(go_read, done_write),
