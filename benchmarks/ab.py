@@ -4,7 +4,7 @@ A development tool, not one of the benchmarks: it answers "did this change make 
 cheaper?" before a full ``client_cost`` run. Each contender is a **tree** (a checkout of this
 repository: the working tree, or a ``git worktree`` of another commit) and one of
 ``client_cost``'s senders (``default``, ``no_limit``, ``aiohttp``). The jobs of a round run in
-their own processes and take turns exactly as in ``client_cost`` (:class:`Turns`), so the
+their own processes and take turns exactly as in ``client_cost`` (its ``run_round``), so the
 host's drift falls on all of them alike; each job imports the package from its own tree.
 
 Example, the working tree against ``main``, at c=1, 10,000 creates, 8 rounds::
@@ -22,11 +22,10 @@ repeat a run before believing a difference of 1 or 2%.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from benchmarks import bench_client_cost as cost
-from benchmarks._common import ROOT, median, server
+from benchmarks._common import ServerProcess, median, server
 
 
 def _contender(text: str) -> tuple[str, Path, str]:
@@ -41,37 +40,30 @@ def _contender(text: str) -> tuple[str, Path, str]:
 
 
 def _round(
-    contenders: list[tuple[str, Path, str]], concurrency: int, n: int, repeat: int, url: str
+    contenders: list[tuple[str, Path, str]],
+    concurrency: int,
+    n: int,
+    repeat: int,
+    srv: ServerProcess,
 ) -> dict[str, float]:
-    """One round, the contenders taking turns; CPU µs per create of each."""
+    """One round of ``client_cost``'s (:func:`run_round`), each job from its own tree; CPU µs
+    per create of each contender."""
     shift = repeat % len(contenders)
-    members: list[cost._Member] = []
-    try:
-        for name, tree, sender in contenders[shift:] + contenders[:shift]:
-            job = {
-                "contender": sender,
-                "concurrency": concurrency,
-                "size": n,
-                "n": n,
-                "repeat": repeat,
-                "warmup": max(200, 2 * concurrency),
-                "name": name,
-            }
-            members.append(cost._Member(job, url, tree))
-        for member in members:
-            if member.expect(cost.READY_TIMEOUT) != b"r":
-                raise member.error("a turn ended before the first was given")
-        active = list(members)
-        while active:
-            for member in list(active):
-                os.write(member.go, b"g")
-                if member.expect(cost.TURN_TIMEOUT) == b"f":
-                    active.remove(member)
-        answers = {member.job["name"]: member.answer() for member in members}
-    finally:
-        for member in members:
-            member.close()
-    return {name: a["cpu"] / a["done"] * 1e6 for name, a in answers.items()}
+    jobs = [
+        {
+            "contender": sender,
+            "concurrency": concurrency,
+            "size": n,
+            "n": n,
+            "repeat": repeat,
+            "warmup": max(200, 2 * concurrency),
+            "name": name,
+            "tree": str(tree),
+        }
+        for name, tree, sender in contenders[shift:] + contenders[:shift]
+    ]
+    answers = cost.run_round({"jobs": jobs}, srv)
+    return {a["name"]: a["cpu"] / a["done"] * 1e6 for a in answers}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     cpu: dict[str, list[float]] = {name: [] for name in names}
     with server("tiny") as srv:
         for repeat in range(args.rounds):
-            measured = _round(contenders, args.concurrency, args.creates, repeat, srv.url)
+            measured = _round(contenders, args.concurrency, args.creates, repeat, srv)
             for name in names:
                 cpu[name].append(measured[name])
             shown = "  ".join(
@@ -108,5 +100,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    os.chdir(ROOT)
     main()

@@ -523,10 +523,11 @@ def plan(settings: Settings) -> list[dict[str, Any]]:
 class _Member:
     """One worker of a round: its process, its ends of the two pipes, its captured output."""
 
-    def __init__(self, job: dict[str, Any], url: str, tree: Path = ROOT) -> None:
-        """``tree``: the checkout whose package (and benchmarks) the worker imports (see
-        ``benchmarks.ab``); this one by default."""
+    def __init__(self, job: dict[str, Any], url: str) -> None:
+        """``job["tree"]``, if given: the checkout whose package (and benchmarks) the worker
+        imports (see ``benchmarks.ab``); this one by default."""
         self.job = job
+        tree = Path(job.get("tree", ROOT))
         go_read, self.go = os.pipe()
         self.done, done_write = os.pipe()
         params = {

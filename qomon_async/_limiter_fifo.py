@@ -38,10 +38,9 @@ import asyncio
 import collections
 import logging
 import math
-import threading
 from typing import TYPE_CHECKING
 
-from ._limiter_model import DEBUG, LEVELS, BucketModel, log_resync
+from ._limiter_model import DEBUG, LEVELS, BucketModel, _thread_ident, log_resync
 from ._limiter_waiter import (
     EMPTY,
     PAUSED,
@@ -72,7 +71,6 @@ logger = logging.getLogger("qomon_async")
 
 _get_running_loop = asyncio.get_running_loop
 _running_loop = asyncio._get_running_loop  # (None outside a loop: no raise)
-_thread_ident = threading.get_ident
 _INF = math.inf
 _new = object.__new__
 # The costs of Qomon's routes (route_cost): valid costs, known in one look-up.
