@@ -419,5 +419,6 @@ COLOURS = {
     "json": "#2ca02c",
     "pydantic": "#9467bd",
     "msgspec": "#1f77b4",
+    "floor": "#17becf",
     "ideal": "#555555",
 }

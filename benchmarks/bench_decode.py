@@ -4,6 +4,9 @@
   the client runs on every answer: one pass from the envelope down with a plain Struct decoder
   (no hooks), the tolerant path only when that fails; the models' ``__post_init__`` turn
   numbers in address parts into text and fold the second spellings as msgspec builds them;
+- ``floor``: the same Structs without their ``__post_init__`` (``benchmarks/_floor_models.py``):
+  msgspec's own cost for this shape, what the library's tolerance costs above it, and the most
+  that any msgspec model of this shape could gain over pydantic;
 - ``json`` into dicts: ``json.loads`` (the floor of untyped decoding in the standard library);
 - ``msgspec`` into dicts: ``msgspec.json.decode`` untyped (how much the typing costs);
 - ``pydantic`` v2: ``model_validate_json`` on models with the same tolerance
@@ -45,9 +48,10 @@ from benchmarks._common import (
 
 NAME = "decode"
 TITLE = "Decoding answers"
-CONTENDERS = ("qomon_async", "json", "msgspec", "pydantic")
+CONTENDERS = ("qomon_async", "floor", "json", "msgspec", "pydantic")
 LABELS = {
     "qomon_async": "qomon_async (msgspec models)",
+    "floor": "the same msgspec Structs, no __post_init__ (floor)",
     "json": "json.loads → dicts",
     "msgspec": "msgspec.json.decode → dicts",
     "pydantic": "pydantic v2 model_validate_json",
@@ -59,10 +63,17 @@ GOAL = 5.0
 
 def _check(page: bytes, seed: bytes) -> None:
     """The pydantic twins decode what the library decodes (not timed; a sanity check)."""
+    from benchmarks import _floor_models  # noqa: PLC0415
     from benchmarks._pydantic_models import PCreateAnswer, PSearchAnswer  # noqa: PLC0415
     from qomon_async import _protocol  # noqa: PLC0415
 
     ours = [*_protocol.decode_contacts_page(200, page), _protocol.decode_contact(200, seed)]
+    floor_page = _floor_models.decode_page(page).data
+    floor_seed = _floor_models.decode_create(seed).data
+    assert floor_page is not None and floor_page.contacts is not None and floor_seed is not None
+    floor = [*floor_page.contacts, floor_seed.contact]
+    assert [c.id for c in floor] == [c.id for c in ours]
+    assert [c.mail for c in floor] == [c.mail for c in ours]
     answer = PSearchAnswer.model_validate_json(page)
     created = PCreateAnswer.model_validate_json(seed)
     assert answer.data is not None and answer.data.contacts is not None
@@ -90,6 +101,7 @@ def _check(page: bytes, seed: bytes) -> None:
 def worker(params: dict[str, Any]) -> dict[str, Any]:
     import msgspec  # noqa: PLC0415
 
+    from benchmarks import _floor_models  # noqa: PLC0415
     from benchmarks._payloads import SEED, search_page  # noqa: PLC0415
     from benchmarks._pydantic_models import PCreateAnswer, PSearchAnswer  # noqa: PLC0415
     from qomon_async import _protocol  # noqa: PLC0415
@@ -99,12 +111,14 @@ def worker(params: dict[str, Any]) -> dict[str, Any]:
     decoders: dict[str, dict[str, Callable[[], object]]] = {
         "seed": {
             "qomon_async": lambda: _protocol.decode_contact(200, SEED),
+            "floor": lambda: _floor_models.decode_create(SEED),
             "json": lambda: json.loads(SEED),
             "msgspec": lambda: msgspec.json.decode(SEED),
             "pydantic": lambda: PCreateAnswer.model_validate_json(SEED),
         },
         "page": {
             "qomon_async": lambda: _protocol.decode_contacts_page(200, page),
+            "floor": lambda: _floor_models.decode_page(page),
             "json": lambda: json.loads(page),
             "msgspec": lambda: msgspec.json.decode(page),
             "pydantic": lambda: PSearchAnswer.model_validate_json(page),
@@ -155,6 +169,9 @@ def run(settings: Settings) -> dict[str, Any]:
                 "pydantic_vs_qomon_async": _paired(
                     a["times_us"][payload]["pydantic"], a["times_us"][payload]["qomon_async"]
                 ),
+                "pydantic_vs_floor": _paired(
+                    a["times_us"][payload]["pydantic"], a["times_us"][payload]["floor"]
+                ),
             }
             for a in answers
         ]
@@ -175,6 +192,7 @@ def run(settings: Settings) -> dict[str, Any]:
                     "us": median(values),
                     "spread": spread(values),
                     "vs_qomon_async": paired,
+                    "vs_floor": _paired(values, answer["times_us"][payload]["floor"]),
                 }
             )
     log(f"{NAME}: done")
@@ -249,6 +267,16 @@ def render(document: dict[str, Any], out: Path) -> str:
         f"json.loads into untyped dicts takes {by['seed', 'json']['vs_qomon_async']:.1f}x and "
         f"{by['page', 'json']['vs_qomon_async']:.1f}x."
     )
+    if "vs_floor" in by["seed", "pydantic"]:
+        headline += (
+            " Over msgspec's own floor (the same Structs without their __post_init__) pydantic "
+            f"takes {by['seed', 'pydantic']['vs_floor']:.2f}x and "
+            f"{by['page', 'pydantic']['vs_floor']:.2f}x: the most that models of this shape on "
+            "msgspec can reach on this machine. The library's tolerance (address parts turned "
+            "into text, second spellings folded) costs "
+            f"{by['seed', 'qomon_async']['vs_floor'] - 1:.0%} and "
+            f"{by['page', 'qomon_async']['vs_floor'] - 1:.0%} above that floor."
+        )
     return "\n\n".join(
         [
             f"## {TITLE}",
