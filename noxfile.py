@@ -43,17 +43,18 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package, then the typing tests of tests/typing/.
+    """mypy --strict on the package, the typing tests of tests/typing/, examples and benchmarks.
 
     tests/typing/ is never run: ``*_ok.py`` and ``api.py`` are code a typed caller writes, which
     must type-check; ``*_fail.py`` are lines mypy must refuse, each silenced by the exact
     ``# type: ignore[code]``: with ``--warn-unused-ignores`` a line that stopped failing fails
     the session.
     """
-    session.install("-e", ".[test]", "mypy>=1.10")
+    session.install("-e", ".[test,bench]", "mypy>=1.10", "types-psutil")
     session.run("mypy", "--strict", PACKAGE)
     session.run("mypy", "--strict", "--warn-unused-ignores", "tests/typing/")
     session.run("mypy", "--strict", "examples")
+    session.run("mypy", "--strict", "benchmarks")
 
 
 @nox.session

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
@@ -45,6 +45,9 @@ LIBRARIES = (
     "matplotlib",
     "psutil",
 )
+
+if TYPE_CHECKING:
+    from qomon_async import ContactDict
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ def server(kind: str, **options: Any) -> Iterator[ServerProcess]:
 # --------------------------------------------------------------------------------------------
 
 
-def make_contact(i: int, tag: str = "") -> dict[str, Any]:
+def make_contact(i: int, tag: str = "") -> ContactDict:
     """A realistic contact to create, distinct by ``i`` (and ``tag``), ~300 bytes of JSON."""
     return {
         "firstname": f"Jeanne{i}",

@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import (
     API_KEY,
@@ -35,6 +35,9 @@ from benchmarks._common import (
     write_json,
 )
 
+if TYPE_CHECKING:
+    from qomon_async import ContactDict
+
 NAME = "budget"
 TITLE = "Budget use against Qomon's bucket"
 CLIENTS = ("qomon_async", "naive")
@@ -50,7 +53,7 @@ CONSUMER_RATE = 3.0
 CONSUMER_TICK = 0.05
 
 
-async def _naive(url: str, items: list[dict[str, Any]], concurrency: int, scale: float) -> int:
+async def _naive(url: str, items: list[ContactDict], concurrency: int, scale: float) -> int:
     import aiohttp  # noqa: PLC0415
 
     headers = request_headers()
@@ -78,7 +81,7 @@ async def _naive(url: str, items: list[dict[str, Any]], concurrency: int, scale:
     return done
 
 
-async def _qomon(url: str, items: list[dict[str, Any]], concurrency: int) -> tuple[int, int]:
+async def _qomon(url: str, items: list[ContactDict], concurrency: int) -> tuple[int, int]:
     from qomon_async import QomonClient  # noqa: PLC0415
 
     done = failed = 0

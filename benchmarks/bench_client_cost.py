@@ -59,7 +59,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from benchmarks._common import (
     API_KEY,
@@ -83,6 +83,9 @@ from benchmarks._common import (
     worker_main,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from qomon_async import ContactDict
 
 NAME = "client_cost"
 TITLE = "Client cost per create"
@@ -113,8 +116,11 @@ COLOURS_HERE = {
 #: The matrix: run lengths, concurrencies, rounds per run length. The short runs spread most
 #: from round to round (a 2,000-creates job is under a second of CPU), so they have more rounds:
 #: their medians then move less with one round's luck.
-FULL = {"sizes": (2_000, 20_000, 100_000), "rounds": {2_000: 9, 20_000: 5, 100_000: 3}}
-QUICK = {"sizes": (2_000, 20_000), "rounds": {2_000: 3, 20_000: 2}}
+FULL: dict[str, Any] = {
+    "sizes": (2_000, 20_000, 100_000),
+    "rounds": {2_000: 9, 20_000: 5, 100_000: 3},
+}
+QUICK: dict[str, Any] = {"sizes": (2_000, 20_000), "rounds": {2_000: 3, 20_000: 2}}
 CONCURRENCIES = (1, 8, 64, 256)
 REFERENCE_CONCURRENCIES = (1, 8, 64)
 REFERENCE_ROUNDS = 3
@@ -125,7 +131,7 @@ REFERENCE_ROUNDS = 3
 # --------------------------------------------------------------------------------------------
 
 
-Items = list[dict[str, Any]]
+Items = list["ContactDict"]
 #: Called once per confirmed create (see :class:`Turns`); by default it does nothing.
 Tick = Callable[[], None]
 
@@ -141,7 +147,7 @@ def _no_tick() -> None:
     """The tick of a job that does not take turns."""
 
 
-def _body(item: dict[str, Any]) -> bytes:
+def _body(item: ContactDict) -> bytes:
     return json.dumps({"data": {"contact": item}}).encode()
 
 
@@ -186,7 +192,7 @@ async def open_aiohttp(url: str, concurrency: int) -> AsyncIterator[Sender]:
     async def send(items: Items, tick: Tick = _no_tick) -> int:
         done = 0
 
-        async def work(source: Iterator[dict[str, Any]]) -> None:
+        async def work(source: Iterator[ContactDict]) -> None:
             nonlocal done
             for item in source:
                 async with session.post(endpoint, data=_body(item), headers=headers) as r:
@@ -217,7 +223,7 @@ async def open_httpx(url: str, concurrency: int) -> AsyncIterator[Sender]:
     async def send(items: Items, tick: Tick = _no_tick) -> int:
         done = 0
 
-        async def work(source: Iterator[dict[str, Any]]) -> None:
+        async def work(source: Iterator[ContactDict]) -> None:
             nonlocal done
             for item in source:
                 r = await client.post(endpoint, content=_body(item), headers=headers)
@@ -258,7 +264,7 @@ def run_requests(url: str, items: Items, concurrency: int, tick: Tick = _no_tick
 
     headers = request_headers()
     lock = threading.Lock()
-    source: Iterator[dict[str, Any]] = iter(items)
+    source: Iterator[ContactDict] = iter(items)
     counts = [0] * concurrency
     sessions = [requests.Session() for _ in range(concurrency)]
 
@@ -492,8 +498,8 @@ def plan(settings: Settings) -> list[dict[str, Any]]:
     """Every round, in run order: per (n, c) block, rounds of one job per contender, taking
     turns; the contender that starts rotates from round to round."""
     matrix = QUICK if settings.quick else FULL
-    sizes: tuple[int, ...] = matrix["sizes"]  # type: ignore[assignment]
-    rounds: dict[int, int] = matrix["rounds"]  # type: ignore[assignment]
+    sizes: tuple[int, ...] = matrix["sizes"]
+    rounds: dict[int, int] = matrix["rounds"]
     plan_ = []
     for n in sizes:
         for concurrency in CONCURRENCIES:
@@ -653,12 +659,12 @@ def run(settings: Settings) -> dict[str, Any]:
     payload = {
         "title": TITLE,
         "parameters": {
-            "sizes": list(matrix["sizes"]),  # type: ignore[call-overload]
+            "sizes": list(matrix["sizes"]),
             "concurrencies": list(CONCURRENCIES),
-            "rounds": {str(k): v for k, v in matrix["rounds"].items()},  # type: ignore[attr-defined]
+            "rounds": {str(k): v for k, v in matrix["rounds"].items()},
             "references": {
                 "contenders": list(REFERENCES) if not settings.quick else [],
-                "size": matrix["sizes"][0],  # type: ignore[index]
+                "size": matrix["sizes"][0],
                 "concurrencies": list(REFERENCE_CONCURRENCIES),
                 "rounds": REFERENCE_ROUNDS,
                 "httpx_share": SHARE["httpx"],

@@ -135,14 +135,15 @@ def job_main(contender: str, n: int, concurrency: int, url: str, *, trace: bool 
     With ``trace``, the timed job runs under an opcode tracer instead, and the bytecodes it
     interpreted are printed as one JSON line, by package.
     """
-    from benchmarks.bench_client_cost import make_contact, opener  # noqa: PLC0415
+    from benchmarks._common import make_contact  # noqa: PLC0415
+    from benchmarks.bench_client_cost import Items, opener  # noqa: PLC0415
 
     warm = [make_contact(i, "iw") for i in range(max(200, 2 * concurrency))]
     items = [make_contact(i, f"i{n}-") for i in range(n)]
     gc.collect()
     gc.freeze()
 
-    async def run(batch: list[dict[str, Any]]) -> None:
+    async def run(batch: Items) -> None:
         async with opener(contender, url, concurrency) as send:
             done = await send(batch)
         if done != len(batch):
@@ -179,14 +180,15 @@ def job_main(contender: str, n: int, concurrency: int, url: str, *, trace: bool 
 
 def run(settings: Settings) -> dict[str, Any]:
     if settings.quick:
-        concurrencies, sizes, repeats = (64,), (400, 1200), 1
+        concurrencies: tuple[int, ...] = (64,)
+        sizes, repeats = (400, 1200), 1
     else:
         concurrencies, sizes, repeats = (1, 64, 256), (500, 1500), 1
     params = {"concurrencies": concurrencies, "n": sizes, "repeats": repeats}
     valgrind = shutil.which("valgrind") is not None
     if not valgrind:
         log(f"{NAME}: valgrind is not installed (apt-get install valgrind): bytecodes only")
-    runs = []
+    runs: list[dict[str, Any]] = []
     bytecodes = []
     with server("tiny") as srv:
         for concurrency in concurrencies:

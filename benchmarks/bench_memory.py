@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import (
     API_KEY,
@@ -44,6 +44,9 @@ from benchmarks._common import (
     write_json,
 )
 
+if TYPE_CHECKING:
+    from qomon_async import ContactDict
+
 NAME = "memory"
 TITLE = "Memory of a streamed bulk job"
 MB = 1024 * 1024
@@ -55,7 +58,7 @@ def _max_rss() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _contacts(n: int, tag: str) -> Iterator[dict[str, Any]]:
+def _contacts(n: int, tag: str) -> Iterator[ContactDict]:
     for i in range(n):
         yield make_contact(i, tag)
 

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import (
     API_KEY,
@@ -42,6 +42,9 @@ from benchmarks._common import (
     pyplot,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from qomon_async import ContactDict
 
 NAME = "processes"
 TITLE = "Several processes on one space"
@@ -71,7 +74,7 @@ async def _work(params: dict[str, Any]) -> dict[str, Any]:
         retry=RetryPolicy(max_attempts=30, max_time=3600),
     )
     tag = params["tag"]
-    rows = [
+    rows: list[ContactDict] = [
         {"firstname": f"F{i}", "surname": tag, "mail": f"{tag}-{i}@example.org"}
         for i in range(params["n"])
     ]
