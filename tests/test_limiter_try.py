@@ -201,7 +201,13 @@ async def test_the_client_awaits_acquire_only_when_not_granted_at_once(fake: Fak
         assert all([r.ok async for r in client.create_contacts(people, concurrency=30)])
         assert awaited >= 5
         stats = client.limiter_stats
-        assert stats is not None and stats.permits == 36
+        # One permit per request sent: 6 reads, 30 creates, and the retry of any create answered
+        # 429. At 20x the emulator's clock a loaded machine's event-loop stall of 50 ms is a
+        # second of refill the client counts and the full server bucket never got, so a retry
+        # or two can happen; each create is still sent until it is created, and only once.
+        assert stats is not None and stats.permits == len(fake.requests)
+        created = [r for r in fake.requests if r.route == "POST /contacts" and r.status == 200]
+        assert len({r.contact_id for r in created}) == len(created) == 30
         assert 0 < stats.waits <= awaited  # only the permits that waited count as waits
 
 
