@@ -97,6 +97,12 @@ class RateLimiter(BucketModel):
         slow_start: until a response has carried the rate-limit headers, let only one request
             out at a time (the bucket may already be drained by another process).
         stats: counters to add to (a :class:`LocalLimiter` shares one across its limiters).
+        answered: every permit will be observed or released (the client's use, through
+            :class:`LocalLimiter`). The bucket then credits no refill beyond what the requests
+            on their way leave room for (:class:`qomon_async._limiter_model._Bucket`): until
+            they reach the server, a full server bucket loses that refill. Without it (a
+            limiter used on its own, never told of answers), the refill counts from each
+            grant, as aiolimiter's does.
     """
 
     def __init__(
@@ -106,8 +112,11 @@ class RateLimiter(BucketModel):
         *,
         slow_start: bool = True,
         stats: LimiterStats | None = None,
+        answered: bool = False,
     ) -> None:
         super().__init__(capacity, rate, stats)
+        if answered:
+            self._bucket._flight = self._ledger  # the level stays above their tokens
         # The FIFO queue of waiters; cancelled, expired and failed ones are skipped lazily.
         self._queue: collections.deque[Waiter] = collections.deque()
         self._live = 0  # waiters in the queue still waiting
@@ -437,6 +446,12 @@ class RateLimiter(BucketModel):
                     # a full server bucket. The hold has no object: the refill counts again.
                     self._refill_held_since = None
                 reserve = min(self._reserve, bucket.max_rate - amount)
+                if amount + reserve > bucket.ceiling() + _EPSILON:
+                    # The refill cannot cover it before requests on their way are answered
+                    # (the bucket's level stays above their tokens): the next answer, or
+                    # release, calls back.
+                    self._disarm()
+                    return
                 missing = amount + reserve - bucket.tokens(now)
                 when = now + missing / bucket.leak
                 oldest = self._others.oldest()

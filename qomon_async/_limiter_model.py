@@ -112,6 +112,12 @@ _REFUSED_MEMORY = 64
 # --------------------------------------------------------------------------------------------
 
 
+class _Idle:
+    """The flight of a bucket outside a model: nothing in flight."""
+
+    total = 0.0
+
+
 class _Bucket(AsyncLimiter):
     """aiolimiter's leaky bucket, plus a reader and a writer of its level.
 
@@ -123,22 +129,49 @@ class _Bucket(AsyncLimiter):
     so that a task waiting in :meth:`acquire` re-times itself).
     ``tests/test_ratelimit.py::test_bucket_internals_match_aiolimiter`` fails if these
     internals change meaning.
+
+    One difference from aiolimiter, for a limiter told of every answer (``RateLimiter``'s
+    ``answered``): the level never drains below the tokens of the permits in flight
+    (``_flight.total``, the model's ledger). The server charges a request when it
+    arrives, not when it was granted here; until the requests on their way arrive, its bucket
+    holds at most ``capacity`` tokens less what they will take, and refill beyond that is lost
+    to it (its bucket is full). A burst granted from a full bucket, then delayed on its way (a
+    slow network, a stalled event loop), would otherwise let the refill of the delay be granted
+    again, and the last requests of the burst be answered 429. The floor never raises a level
+    already below it (a re-sync may have put it there), and answers lower it as they arrive.
     """
+
+    #: The permits in flight (the model's ledger, set by ``RateLimiter(answered=True)``).
+    _flight: InFlightLedger | _Idle = _Idle()
 
     def tokens(self, now: float) -> float:
         """Tokens available at loop time ``now`` (may be negative: a debt), without side effect."""
+        return self.max_rate - self._drained(now)
+
+    def _drained(self, now: float) -> float:
+        """The level at loop time ``now``, without side effect: it drains from ``_last_check``
+        (as ``AsyncLimiter._leak``), never below zero, and not below the tokens in flight (the
+        class docstring). ``take_covered`` and ``lower``, the grant at once and the steady
+        answer, have it inline."""
         level = self._level
         if level:
-            # Mirrors AsyncLimiter._leak: the level drains from _last_check, never below zero.
-            level = level - (now - self._last_check) * self._rate_per_sec
-            level = level if level > 0.0 else 0.0
-        return self.max_rate - level
+            drained = level - (now - self._last_check) * self._rate_per_sec
+            floor = self._flight.total
+            if drained < floor:  # a level at or under the floor stays; else down to it (>= 0)
+                drained = floor if floor < level else (level if level > 0.0 else 0.0)
+            return drained
+        return level
+
+    def ceiling(self) -> float:
+        """The most tokens the refill alone can bring the bucket to before the permits in
+        flight are answered (their tokens, or the level if it is already below them)."""
+        floor = self._flight.total
+        level = self._level
+        return self.max_rate - (floor if floor < level else level)
 
     def take(self, now: float, amount: float) -> None:
         """Charge ``amount`` tokens at loop time ``now`` (what ``acquire`` does once covered)."""
-        level = self._level
-        if level:
-            level = max(level - (now - self._last_check) * self._rate_per_sec, 0.0)
+        level = self._drained(now)
         self._level = level + amount
         self._last_check = now
 
@@ -148,10 +181,12 @@ class _Bucket(AsyncLimiter):
         of ``1e-9`` tolerated); False, and nothing charged, if not. The limiter's grant at
         once."""
         level = self._level
-        if level:
-            level = level - (now - self._last_check) * self._rate_per_sec
-            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
-                level = 0.0
+        if level:  # self._drained(now), inline
+            drained = level - (now - self._last_check) * self._rate_per_sec
+            floor = self._flight.total
+            if drained < floor:
+                drained = floor if floor < level else (level if level > 0.0 else 0.0)
+            level = drained
         max_rate = self.max_rate
         amount = cost if cost < max_rate else max_rate
         if reserve:
@@ -179,10 +214,12 @@ class _Bucket(AsyncLimiter):
         floor, for the answer that most often lowers the model (the caller raises it, rarely,
         with :meth:`set_state`, computing the floor only then; :meth:`clamp` does both)."""
         level = self._level
-        if level:
-            level = level - (now - self._last_check) * self._rate_per_sec
-            if level < 0.0:  # noqa: PLR1730 (a builtin call costs more on this path)
-                level = 0.0
+        if level:  # self._drained(now), inline
+            drained = level - (now - self._last_check) * self._rate_per_sec
+            floor = self._flight.total
+            if drained < floor:
+                drained = floor if floor < level else (level if level > 0.0 else 0.0)
+            level = drained
         max_rate = self.max_rate
         local = max_rate - level
         if local > high + 1e-9:
@@ -231,10 +268,7 @@ class _Bucket(AsyncLimiter):
         Used to leave to other consumers of the space the share of the refill they are seen
         to spend (``RateLimiter._measure_others``).
         """
-        level = self._level
-        if level:
-            level = level - (now - self._last_check) * self._rate_per_sec
-            level = level if level > 0.0 else 0.0
+        level = self._drained(now)
         self._level = level
         self._last_check = now
         self._rate_per_sec = rate

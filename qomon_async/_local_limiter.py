@@ -117,7 +117,11 @@ class LocalLimiter:
         limiter = self._limiters.get(loop)
         if limiter is None:
             limiter = RateLimiter(
-                self.capacity, self.rate, slow_start=self.slow_start, stats=self._stats
+                self.capacity,
+                self.rate,
+                slow_start=self.slow_start,
+                stats=self._stats,
+                answered=True,  # the client observes or releases every permit
             )
             limiter._on_reshape = self._remember_shape
             limiter._refused_shapes = self._refused_shapes

@@ -90,15 +90,27 @@ def now() -> float:
 
 
 async def grant_times(
-    limiter: RateLimiter, costs: list[float], *, t0: float | None = None
+    limiter: RateLimiter,
+    costs: list[float],
+    *,
+    t0: float | None = None,
+    answer_after: float | None = None,
 ) -> list[float]:
-    """Start one acquisition per cost, in order; return each grant time relative to ``t0``."""
+    """Start one acquisition per cost, in order; return each grant time relative to ``t0``.
+
+    ``answer_after``: observe each permit (an answer without rate-limit headers) that many
+    seconds after its grant, as the client does; a limiter built with ``answered=True`` (every
+    LocalLimiter's) credits no refill past the permits in flight until they are answered.
+    """
     start = now() if t0 is None else t0
     times: list[float] = [0.0] * len(costs)
 
     async def one(i: int, cost: float) -> None:
-        await limiter.acquire(cost)
+        permit = await limiter.acquire(cost)
         times[i] = round(now() - start, 6)
+        if answer_after is not None:
+            await asyncio.sleep(answer_after)
+            limiter.observe(permit, None)
 
     tasks = [asyncio.create_task(one(i, c)) for i, c in enumerate(costs)]
     await asyncio.gather(*tasks)
@@ -509,7 +521,7 @@ def test_shape_change_from_headers_and_across_loops() -> None:
         headers = {"X-Ratelimit-Limit": "burst:50;rate:5.0", "X-Ratelimit-Remaining": "45"}
         limiter.observe(permit, parse_ratelimit_headers(headers))
         assert (limiter.capacity, limiter.rate) == (50, 5)
-        return await grant_times(limiter, [5] * 11)
+        return await grant_times(limiter, [5] * 11, answer_after=0.5)
 
     times = run(first)
     assert times[:9] == [0.0] * 9  # 45 tokens

@@ -50,6 +50,26 @@ async def test_burst_of_creates_takes_the_ideal_time_without_429(fake: FakeQomon
     assert ideal <= elapsed <= ideal * 1.10, (elapsed, ideal)
 
 
+@pytest.mark.parametrize("latency", [0.5, 2.0])
+async def test_a_burst_on_its_way_to_a_full_bucket_gets_no_429(latency: float) -> None:
+    """Qomon charges a request when it arrives. A burst granted from a full bucket reaches
+    Qomon ``latency`` (Qomon) seconds later, and until then Qomon's bucket is full: its
+    refill is lost. The client credits no refill beyond the tokens of the requests on their
+    way, so the requests that follow the burst wait for its answers rather than being sent
+    on refill that never happened (one 429 per run at both latencies before it did)."""
+    async with (
+        FakeQomon(api_key=KEY, time_scale=SCALE, latency=latency) as fake,
+        asyncio.timeout(20),
+        QomonClient(KEY, base_url=fake.base_url) as client,
+    ):
+        await client.count_contacts()  # the first answer ends slow start
+        results = [r async for r in client.create_contacts(people(30), concurrency=30)]
+        assert all(r.ok for r in results)
+        assert [r.status for r in fake.requests].count(429) == 0
+        created = [r.contact_id for r in fake.requests if r.route == "POST /contacts"]
+        assert len(set(created)) == len(created) == 30
+
+
 async def test_another_consumer_draining_the_bucket(fake: FakeQomon) -> None:
     n = 60
     async with QomonClient(
