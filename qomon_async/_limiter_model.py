@@ -151,8 +151,7 @@ class _Bucket(AsyncLimiter):
     def _drained(self, now: float) -> float:
         """The level at loop time ``now``, without side effect: it drains from ``_last_check``
         (as ``AsyncLimiter._leak``), never below zero, and not below the tokens in flight (the
-        class docstring). ``take_covered`` and ``lower``, the grant at once and the steady
-        answer, have it inline."""
+        class docstring)."""
         level = self._level
         if level:
             drained = level - (now - self._last_check) * self._rate_per_sec
@@ -180,13 +179,7 @@ class _Bucket(AsyncLimiter):
         holds them and ``reserve`` more (at most what the rest of the bucket holds; float noise
         of ``1e-9`` tolerated); False, and nothing charged, if not. The limiter's grant at
         once."""
-        level = self._level
-        if level:  # self._drained(now), inline
-            drained = level - (now - self._last_check) * self._rate_per_sec
-            floor = self._flight.total
-            if drained < floor:
-                drained = floor if floor < level else (level if level > 0.0 else 0.0)
-            level = drained
+        level = self._drained(now)
         max_rate = self.max_rate
         amount = cost if cost < max_rate else max_rate
         if reserve:
@@ -213,13 +206,7 @@ class _Bucket(AsyncLimiter):
         more than ``1e-9``) and return the tokens held before: :meth:`clamp` without its
         floor, for the answer that most often lowers the model (the caller raises it, rarely,
         with :meth:`set_state`, computing the floor only then; :meth:`clamp` does both)."""
-        level = self._level
-        if level:  # self._drained(now), inline
-            drained = level - (now - self._last_check) * self._rate_per_sec
-            floor = self._flight.total
-            if drained < floor:
-                drained = floor if floor < level else (level if level > 0.0 else 0.0)
-            level = drained
+        level = self._drained(now)
         max_rate = self.max_rate
         local = max_rate - level
         if local > high + 1e-9:
