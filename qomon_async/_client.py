@@ -396,11 +396,17 @@ class QomonClient(ContactEndpoints, ReadEndpoints, BulkEndpoints, EnsureContact,
             stats.responses += 1
             status = response.status
             if limiter is not None and permit is not None:
-                limiter.observe(
-                    permit,
-                    response.numbers_in_headers(parse_lowercase_ratelimit_headers),
-                    rejected=status == 429,
-                )
+                try:
+                    limiter.observe(
+                        permit,
+                        response.numbers_in_headers(parse_lowercase_ratelimit_headers),
+                        rejected=status == 429,
+                    )
+                except BaseException:
+                    # Never a permit left in flight: the local limiter credits no refill
+                    # past the permits in flight, so a lost one would hold it for good.
+                    limiter.release(permit)
+                    raise
             if status < 400:
                 return response
             retry_after = parse_retry_after(response.headers.get("retry-after"))

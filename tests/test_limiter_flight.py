@@ -14,9 +14,11 @@ import asyncio
 import pytest
 from test_ratelimit import now, run, state
 
+from qomon_async import QomonClient
 from qomon_async._limiter_model import _Bucket
 from qomon_async._local_limiter import LocalLimiter, RateLimiter
 from qomon_async._ratelimit import Permit
+from qomon_async.testing import FakeQomon
 
 
 async def burst(limiter: RateLimiter, creates: int = 20) -> list[Permit]:
@@ -112,3 +114,41 @@ def test_the_clients_limiters_are_told_of_every_answer() -> None:
         waiter.cancel()
 
     run(main)
+
+
+# -- the client leaves no permit in flight -----------------------------------------------------
+
+KEY = "flight-key"
+
+
+async def test_cancelled_and_failed_calls_leave_no_permit_in_flight() -> None:
+    """A permit left in flight would hold the refill for good: every way out of a call
+    observes or releases it (web handlers cancel; a bug in an observe must not leak)."""
+    async with (
+        FakeQomon(api_key=KEY, time_scale=20.0, latency=1.0) as fake,  # 50 ms real per answer
+        QomonClient(KEY, base_url=fake.base_url) as client,
+    ):
+        await client.count_contacts()
+        assert isinstance(client._limiter, LocalLimiter)
+        limiter = client._limiter.get()
+        # Cancelled on their way (a handler's deadline): released.
+        calls = [asyncio.ensure_future(client.count_contacts()) for _ in range(10)]
+        await asyncio.sleep(0)
+        assert limiter.in_flight == 10
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert limiter.in_flight == 0
+        # An observe that fails: the permit is released, the error goes to the caller.
+        local = client._limiter
+        observe = local.observe  # (the running loop's limiter's, bound once)
+
+        def broken(permit: Permit, state: object, *, rejected: bool = False) -> None:
+            raise RuntimeError("observe failed")
+
+        local.observe = broken  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="observe failed"):
+            await client.count_contacts()
+        local.observe = observe  # type: ignore[method-assign]
+        assert limiter.in_flight == 0
+        assert await client.count_contacts() >= 0  # and the next call goes through
