@@ -100,9 +100,9 @@ class RateLimiter(BucketModel):
         answered: every permit will be observed or released (the client's use, through
             :class:`LocalLimiter`). The bucket then credits no refill beyond what the requests
             on their way leave room for (:class:`qomon_async._limiter_model._Bucket`): until
-            they reach the server, a full server bucket loses that refill. Without it (a
-            limiter used on its own, never told of answers), the refill counts from each
-            grant, as aiolimiter's does.
+            they reach the server, a full server bucket loses that refill. A permit lost would
+            hold back the refill it covers for good. Without it (a limiter used on its own,
+            never told of answers), the refill counts from each grant, as aiolimiter's does.
     """
 
     def __init__(
@@ -446,20 +446,25 @@ class RateLimiter(BucketModel):
                     # a full server bucket. The hold has no object: the refill counts again.
                     self._refill_held_since = None
                 reserve = min(self._reserve, bucket.max_rate - amount)
+                oldest = self._others.oldest()
+                # What others were seen to spend fades as its measures leave the window,
+                # answers or not: look again when the oldest one does (the reserve falls).
+                fade = (
+                    oldest + self.capacity / self.rate + _FADE_MARGIN
+                    if oldest is not None and (reserve or bucket.leak < self.rate)
+                    else _INF
+                )
                 if amount + reserve > bucket.ceiling() + _EPSILON:
                     # The refill cannot cover it before requests on their way are answered
                     # (the bucket's level stays above their tokens): the next answer, or
-                    # release, calls back.
-                    self._disarm()
+                    # release, calls back, or the fade.
+                    if fade < _INF:
+                        self._arm(fade)
+                    else:
+                        self._disarm()
                     return
-                missing = amount + reserve - bucket.tokens(now)
-                when = now + missing / bucket.leak
-                oldest = self._others.oldest()
-                if oldest is not None and (reserve or bucket.leak < self.rate):
-                    # What others were seen to spend fades as its measures leave the window,
-                    # answers or not: look again when the oldest one does.
-                    when = min(when, oldest + self.capacity / self.rate + _FADE_MARGIN)
-                self._arm(when)
+                when = now + (amount + reserve - bucket.tokens(now)) / bucket.leak
+                self._arm(when if when < fade else fade)
                 return
             queue.popleft()
             self._leave(waiter)
@@ -543,11 +548,18 @@ class RateLimiter(BucketModel):
         """
         self._refill_held_since = None
         self._regate()
-        entry = self._ledger.pop(permit.seq)
-        if entry is not None and refund and self._loop is not None:
-            now = self._loop.time()
-            self._bucket.set_state(now, self._bucket.tokens(now) + permit.cost)
-            self.stats.tokens -= permit.cost
+        loop = self._loop
+        if refund and loop is not None:
+            # The tokens held are read while the permit is still in flight: its tokens may be
+            # what keeps the level up (the floor of an answered limiter), and taking it out of
+            # the ledger first would give them back twice.
+            now = loop.time()
+            before = self._bucket.tokens(now)
+            if self._ledger.pop(permit.seq) is not None:
+                self._bucket.set_state(now, before + permit.cost)
+                self.stats.tokens -= permit.cost
+        else:
+            self._ledger.pop(permit.seq)
         if self._live:
             self._dispatch()
 

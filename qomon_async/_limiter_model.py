@@ -138,7 +138,9 @@ class _Bucket(AsyncLimiter):
     to it (its bucket is full). A burst granted from a full bucket, then delayed on its way (a
     slow network, a stalled event loop), would otherwise let the refill of the delay be granted
     again, and the last requests of the burst be answered 429. The floor never raises a level
-    already below it (a re-sync may have put it there), and answers lower it as they arrive.
+    already below it (a re-sync may have put it there): such a level does not drain at all
+    until answers lower the floor under it. Answers lower the floor as they arrive; a permit
+    neither observed nor released would hold it for good.
     """
 
     #: The permits in flight (the model's ledger, set by ``RateLimiter(answered=True)``).

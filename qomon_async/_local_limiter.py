@@ -3,7 +3,10 @@
 Qomon meters each space with one bucket (100 tokens, refilled at 10/s; ``POST /contacts`` and
 ``PATCH /contacts/{id}`` cost 5, everything else 1) shared by every process using the space.
 The local limiter models that bucket inside the process so that the client spends it exactly:
-no 429 it could have avoided, no token left idle while work waits, first come first served.
+no 429 it could have avoided, no token left idle while work waits (but the refill that the
+requests on their way will find already spent: see ``_limiter_model._Bucket``), first come
+first served. The client observes or releases every permit it gets; a limiter of this module
+counts on it.
 
 Five modules, one idea each:
 
@@ -103,6 +106,12 @@ class LocalLimiter:
     def stats(self) -> LimiterStats:
         """The counters of every limiter of this client, added up."""
         return self._stats
+
+    @property
+    def in_use(self) -> bool:
+        """Whether a limiter of this client has permits in flight or callers waiting: their
+        answers and releases must still reach it."""
+        return any(limiter.in_flight or limiter.waiters for limiter in self._limiters.values())
 
     def get(self) -> RateLimiter:
         """The limiter of the running event loop, created on first use.

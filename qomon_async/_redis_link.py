@@ -131,14 +131,18 @@ class RedisLink:
         self._stats.kind = "local"
         loop = asyncio.get_running_loop()
         self._retry_at = loop.time() + self.retry_interval
-        # One set of counters, whichever limiter grants; an empty bucket to start from.
-        self._local = LocalLimiter(
-            self.capacity,
-            self.rate,
-            slow_start=self.slow_start,
-            stats=self._stats,
-            start_empty=True,
-        )
+        # One set of counters, whichever limiter grants; an empty bucket to start from. A
+        # fallback again while the last one still has permits in flight or callers waiting
+        # keeps it: their answers go to self._local, and its waiters wait for those answers
+        # (the local limiter credits no refill past the permits in flight).
+        if self._local is None or not self._local.in_use:
+            self._local = LocalLimiter(
+                self.capacity,
+                self.rate,
+                slow_start=self.slow_start,
+                stats=self._stats,
+                start_empty=True,
+            )
         logger.warning(
             "Redis bucket unavailable (%s): falling back to a local rate limiter; "
             "retrying Redis every %g s",

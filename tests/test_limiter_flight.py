@@ -57,6 +57,40 @@ def test_no_refill_is_credited_past_the_burst_on_its_way() -> None:
     run(main)
 
 
+def test_a_refund_while_the_floor_holds_gives_its_tokens_back_once() -> None:
+    async def main() -> None:
+        limiter = RateLimiter(slow_start=False, answered=True)
+        permits = await burst(limiter)
+        await asyncio.sleep(3.0)
+        # Two creates never left (no connection): Qomon's full bucket keeps their 10 tokens;
+        # the 90 of the others are still on their way.
+        limiter.release(permits[0], refund=True)
+        assert limiter.available == pytest.approx(5.0)
+        limiter.release(permits[1], refund=True)
+        assert limiter.available == pytest.approx(10.0)
+        assert limiter.stats.tokens == 90
+
+    run(main)
+
+
+def test_a_waiter_held_by_the_floor_is_looked_at_again_when_others_measure_fades() -> None:
+    async def main() -> float:
+        limiter = RateLimiter(slow_start=False, answered=True)
+        permits = await burst(limiter, 15)
+        await asyncio.sleep(0.5)
+        limiter.observe(permits[0], state(95))
+        await asyncio.sleep(0.5)
+        limiter.observe(permits[1], state(60))  # others spent about 35 tokens meanwhile
+        # Kept in reserve against them: 35; on their way: 65. The refill alone cannot cover
+        # 5 + 35 before answers, but the reserve fades once the measure leaves the window.
+        assert limiter._bucket.ceiling() < 5 + limiter._reserve
+        t0 = now()
+        await asyncio.wait_for(limiter.acquire(5), 60.0)  # no answer comes
+        return now() - t0
+
+    assert run(main) == pytest.approx(10.0, abs=0.01)  # the window: capacity / rate
+
+
 def test_a_limiter_on_its_own_refills_from_each_grant() -> None:
     async def main() -> None:
         limiter = RateLimiter(slow_start=False)  # answered=False: aiolimiter's refill

@@ -361,6 +361,45 @@ async def test_back_to_redis_when_it_answers_again(redis_server: object) -> None
     await bucket.aclose()
 
 
+async def test_a_second_fallback_keeps_the_local_limiter_its_permits_answer_to(
+    redis_server: object,
+) -> None:
+    """Redis fails, comes back, fails again while requests granted by the first fallback are
+    still on their way and a caller waits for them: their answers must reach the limiter that
+    granted them (which credits no refill past them), and the caller gets its permit."""
+    server = redis_server
+    bucket = bound(
+        server.url,  # type: ignore[attr-defined]
+        timeout=0.2,
+        retry_interval=0.1,
+        slow_start=False,
+        capacity=10,
+        rate=1000,
+    )
+    await bucket.acquire(1)
+    server.kill()  # type: ignore[attr-defined]
+    local = [await bucket.acquire(1) for _ in range(10)]  # the fallback's whole bucket
+    assert bucket.kind == "local"
+    waiter = asyncio.ensure_future(bucket.acquire(1))  # waits for one of them to be answered
+    server.start()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.15)
+    shared = await bucket.acquire(1)
+    assert bucket.kind == "redis"
+    server.kill()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.15)
+    second = asyncio.ensure_future(bucket.acquire(1))  # the second fallback, queued behind
+    async with asyncio.timeout(5.0):
+        while bucket.stats.fallbacks < 2:
+            await asyncio.sleep(0.01)
+    assert not waiter.done()
+    for permit in local:
+        bucket.observe(permit, None)
+    await asyncio.wait_for(waiter, 5.0)  # before the fix: never (its limiter got no answer)
+    await asyncio.wait_for(second, 5.0)
+    bucket.release(shared)
+    await bucket.aclose()
+
+
 async def test_in_doubt_records_are_seen_by_every_process(redis_url: str) -> None:
     a, b = bound(redis_url), bound(redis_url)
     other_space = RedisBucket(redis_url)
