@@ -26,6 +26,13 @@ async def burst(limiter: RateLimiter, creates: int = 20) -> list[Permit]:
     return [await limiter.acquire(5) for _ in range(creates)]
 
 
+async def on_their_way(creates: int = 20) -> tuple[RateLimiter, list[Permit]]:
+    """An answered limiter (as the client's) that granted ``creates`` creates from its full
+    bucket, none of them answered yet."""
+    limiter = RateLimiter(slow_start=False, answered=True)
+    return limiter, await burst(limiter, creates)
+
+
 def test_no_refill_is_credited_past_the_burst_on_its_way() -> None:
     async def main() -> None:
         limiter = RateLimiter(slow_start=False, answered=True)
@@ -59,8 +66,7 @@ def test_no_refill_is_credited_past_the_burst_on_its_way() -> None:
 
 def test_a_refund_while_the_floor_holds_gives_its_tokens_back_once() -> None:
     async def main() -> None:
-        limiter = RateLimiter(slow_start=False, answered=True)
-        permits = await burst(limiter)
+        limiter, permits = await on_their_way()
         await asyncio.sleep(3.0)
         # Two creates never left (no connection): Qomon's full bucket keeps their 10 tokens;
         # the 90 of the others are still on their way.
@@ -75,8 +81,7 @@ def test_a_refund_while_the_floor_holds_gives_its_tokens_back_once() -> None:
 
 def test_a_waiter_held_by_the_floor_is_looked_at_again_when_others_measure_fades() -> None:
     async def main() -> float:
-        limiter = RateLimiter(slow_start=False, answered=True)
-        permits = await burst(limiter, 15)
+        limiter, permits = await on_their_way(15)
         await asyncio.sleep(0.5)
         limiter.observe(permits[0], state(95))
         await asyncio.sleep(0.5)
@@ -104,8 +109,7 @@ def test_a_limiter_on_its_own_refills_from_each_grant() -> None:
 
 def test_an_answer_with_headers_resyncs_and_the_refill_above_the_floor_counts() -> None:
     async def main() -> float:
-        limiter = RateLimiter(slow_start=False, answered=True)
-        permits = await burst(limiter)
+        limiter, permits = await on_their_way()
         await asyncio.sleep(2.0)
         # The first create says Qomon's bucket held 95 tokens after it: no longer full, so it
         # refills while the 19 others are on their way (95 tokens: the floor).
