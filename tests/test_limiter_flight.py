@@ -35,8 +35,7 @@ async def on_their_way(creates: int = 20) -> tuple[RateLimiter, list[Permit]]:
 
 def test_no_refill_is_credited_past_the_burst_on_its_way() -> None:
     async def main() -> None:
-        limiter = RateLimiter(slow_start=False, answered=True)
-        permits = await burst(limiter)  # the whole bucket, at once
+        limiter, permits = await on_their_way()  # the whole bucket, at once
         t0 = now()
         waiter = asyncio.ensure_future(limiter.acquire(5))
         await asyncio.sleep(3.0)  # 30 tokens of refill, lost to Qomon's full bucket
